@@ -1,0 +1,1 @@
+"""The workhive agent SDK: connect to coordinators, heartbeat, run tasks."""

@@ -1,0 +1,1 @@
+"""The workhive coordinator: scheduling core, etcd state, election, gRPC services, CLI."""

@@ -1,0 +1,147 @@
+"""Domain types shared by every coordinator layer.
+
+Frozen dataclasses only: no I/O, no protobuf, no etcd. The scheduling core,
+the etcd state layer and the gRPC edge all speak these types; protobuf stays at
+the gRPC edge (``to_proto``/``from_proto`` live there) and JSON encoding for
+etcd values lives in the etcd layer.
+
+Invariants kept here:
+- a ``ProjectSpec`` is valid once constructed by the loader: ids unique,
+  dependencies known, acyclic, priorities in 0..10 (see ``scheduling.loader``);
+- ``TaskState`` order follows the lifecycle; terminal states never change.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PRIORITY = 10
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_PRIORITY_THRESHOLD = 8
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class TaskState(enum.StrEnum):
+    """Lifecycle of a task (BRIEF, "Concepts")."""
+
+    PENDING = "pending"
+    READY = "ready"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task of a project file, validated.
+
+    ``estimate`` is the expected duration in seconds (``None``: learned per
+    ``kind``); ``duration`` is the real duration, for simulation only.
+    ``payload`` is opaque JSON-compatible data handed to the agent.
+    """
+
+    id: str
+    depends_on: tuple[str, ...] = ()
+    priority: int = DEFAULT_PRIORITY
+    estimate: float | None = None
+    kind: str = ""
+    branch: str = ""
+    requires: frozenset[str] = frozenset()
+    payload: Any = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentGroup:
+    """Simulation-only agent description from a project file's ``agents``."""
+
+    count: int = 1
+    capabilities: frozenset[str] = frozenset()
+    slots: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSpec:
+    """A validated DAG of tasks, in file order (``tasks`` is topologically valid
+    as a set; order is not significant)."""
+
+    id: str
+    tasks: tuple[TaskSpec, ...]
+    agents: tuple[AgentGroup, ...] = ()
+    source: str = ""  # file the spec came from, for error messages
+
+    def task_map(self) -> dict[str, TaskSpec]:
+        return {t.id: t for t in self.tasks}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """A registered agent: what it can run and how much at once."""
+
+    id: str
+    capabilities: frozenset[str] = frozenset()
+    slots: int = 1
+    prefetch: int = 1
+    lease_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    """Identifies a task across projects."""
+
+    project: str
+    task: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.task}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``claims/<pid>/<tid>``: the task belongs to ``agent`` (on its lease).
+
+    ``fence`` is the claim key's create revision in etcd (0 before it exists):
+    the token a completion must present. ``started`` is set only by the
+    leader confirming the start; stealing moves only claims not started.
+    """
+
+    key: TaskKey
+    agent: str
+    attempt: int
+    started: bool = False
+    fence: int = 0
+    mod_revision: int = 0
+    lease_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """``results/<pid>/<tid>``: the committed outcome of a task."""
+
+    key: TaskKey
+    state: TaskState  # SUCCEEDED, FAILED or CANCELLED
+    agent: str = ""
+    attempt: int = 0
+    reason: str = ""
+    duration: float = 0.0
+    output_tail: str = ""
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """Who leads: candidate id, advertised address, fencing term."""
+
+    id: str
+    address: str
+    term: int
