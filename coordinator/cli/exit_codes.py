@@ -1,0 +1,8 @@
+"""Exit codes of the ``workhive`` command (sysexits-style where one fits)."""
+
+OK = 0
+FAILED = 1  # the work failed (a task failed, invariants broken, bad input file)
+USAGE = 2  # bad flags or settings
+UNAVAILABLE = 69  # EX_UNAVAILABLE: no leader / etcd or coordinator unreachable
+TEMPFAIL = 75  # EX_TEMPFAIL: retry later
+INTERRUPTED = 130  # SIGINT

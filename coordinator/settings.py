@@ -1,0 +1,233 @@
+"""Typed settings for coordinators and the CLI.
+
+Precedence, highest first: command-line flags > environment (``WORKHIVE_*``,
+plus the seed's ``WORK_STEALING_ENABLED``, ``WORK_STEALING_THRESHOLD`` and
+``WORK_STEALING_INTERVAL`` in milliseconds) > a settings file (YAML or JSON,
+``--config`` or ``WORKHIVE_CONFIG``) > defaults.
+
+Every value is parsed and checked here; an invalid one raises
+``SettingsError`` naming the setting and where it came from. Nothing else in
+the codebase reads the environment for configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "WORKHIVE_"
+# The seed (claude-flow) names, kept for users migrating from it.
+SEED_ENV = {
+    "WORK_STEALING_ENABLED": "stealing_enabled",
+    "WORK_STEALING_THRESHOLD": "steal_threshold",
+    "WORK_STEALING_INTERVAL": "steal_interval_ms",
+}
+
+
+class SettingsError(ValueError):
+    """An invalid setting; the message names it and its source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a coordinator (and the CLI around it) can be told.
+
+    Durations are in seconds unless the name says ``_ms``.
+    """
+
+    etcd: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    prefix: str = "/workhive/"
+    listen: str = "127.0.0.1:50051"
+    advertise: str = ""
+    coordinator_id: str = ""
+    metrics_port: int = 0  # 0 = no metrics endpoint
+    election_ttl: int = 5
+    agent_lease_ttl: int = 6
+    heartbeat_interval_ms: int = 1000
+    fast_failover: bool = True
+    agent_grace: float = 1.5  # seconds a broken stream may stay away before its lease is revoked
+    stealing_enabled: bool = True
+    steal_threshold: int = 3
+    steal_interval_ms: int = 5000
+    max_steal_batch: int = 5
+    priority_threshold: int = 8
+    predictive_stealing: bool = False
+    max_predictive_load_ms: int = 10000
+    policy: str = "default"
+    plan_time_box: float = 2.0
+    etcd_timeout: float = 5.0
+    shutdown_grace: float = 5.0
+    log_format: str = "auto"  # auto | console | json
+    log_level: str = "info"
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    auth_tokens_file: str = ""
+
+    @property
+    def steal_interval(self) -> float:
+        return self.steal_interval_ms / 1000.0
+
+
+POLICIES = ("default", "greedy", "critical-path", "balanced", "affinity")
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _tuple(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _parser(name: str) -> Callable[[str], Any]:
+    default = getattr(Settings(), name)
+    if isinstance(default, bool):
+        return _bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, tuple):
+        return _tuple
+    return str
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    if name not in _FIELD_NAMES:
+        raise SettingsError(f"unknown setting {name!r} (from {source})")
+    default = getattr(Settings(), name)
+    try:
+        if isinstance(value, str):
+            return _parser(name)(value)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"expected a boolean, got {value!r}")
+            return value
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return value
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"expected a number, got {value!r}")
+            return float(value)
+        if isinstance(default, tuple):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        raise ValueError(f"expected a string, got {value!r}")
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {name!r} (from {source}): {exc}") from None
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def _validate(s: Settings) -> Settings:
+    def bad(name: str, why: str) -> SettingsError:
+        return SettingsError(f"invalid setting {name!r}: {why} (got {getattr(s, name)!r})")
+
+    if not s.etcd:
+        raise bad("etcd", "at least one endpoint is required")
+    if not s.prefix.startswith("/") or not s.prefix.endswith("/"):
+        raise bad("prefix", "must start and end with '/'")
+    for name in ("election_ttl", "agent_lease_ttl"):
+        if getattr(s, name) < 2:
+            raise bad(name, "etcd leases last at least 2 seconds")
+    if s.heartbeat_interval_ms * 3 > s.agent_lease_ttl * 1000:
+        raise bad("heartbeat_interval_ms", "must be at most a third of agent_lease_ttl")
+    for name in (
+        "steal_threshold",
+        "max_steal_batch",
+        "steal_interval_ms",
+        "heartbeat_interval_ms",
+    ):
+        if getattr(s, name) < 1:
+            raise bad(name, "must be at least 1")
+    if not 0 <= s.priority_threshold <= 10:
+        raise bad("priority_threshold", "must be within 0..10")
+    if not 0 <= s.metrics_port <= 65535:
+        raise bad("metrics_port", "must be a TCP port (0 disables)")
+    if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:
+        raise bad("agent_grace", "durations must be positive")
+    if s.policy not in POLICIES:
+        raise bad("policy", f"must be one of {', '.join(POLICIES)}")
+    if s.log_format not in LOG_FORMATS:
+        raise bad("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if s.log_level not in LOG_LEVELS:
+        raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    return s
+
+
+def from_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON settings file (a flat mapping of setting names)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"settings file {path} is not valid YAML/JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must hold a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Settings named in the environment (``WORKHIVE_<NAME>`` and seed names)."""
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if key in SEED_ENV:
+            out[SEED_ENV[key]] = value
+        elif key.startswith(ENV_PREFIX) and key != "WORKHIVE_CONFIG":
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in _FIELD_NAMES:
+                out[name] = value
+    return out
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults < file < env < flags and validate the result.
+
+    ``flags`` holds only the options the user actually gave (``None`` values are
+    ignored). ``env`` defaults to ``os.environ``; the file defaults to
+    ``WORKHIVE_CONFIG`` when set.
+    """
+    env = os.environ if env is None else env
+    if config_file is None and env.get("WORKHIVE_CONFIG"):
+        config_file = Path(env["WORKHIVE_CONFIG"])
+    settings = Settings()
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file is not None:
+        layers.append((f"file {config_file}", from_file(config_file)))
+    layers.append(("environment", from_env(env)))
+    layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None}))
+    for source, values in layers:
+        updates = {name: _coerce(name, value, source) for name, value in values.items()}
+        settings = replace(settings, **updates)
+    return _validate(settings)
+
+
+__all__ = ["Settings", "SettingsError", "from_env", "from_file", "load_settings"]

@@ -1,0 +1,33 @@
+"""Shared fixtures: real etcd (process or container), always cleaned up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.docker_env import require_docker
+from tests.harness.etcd_container import EtcdContainer, start_cluster, start_single
+
+
+@pytest.fixture
+def etcd_container() -> Iterator[EtcdContainer]:
+    """One etcd member in a Docker container (host network, local image)."""
+    require_docker()
+    member = start_single()
+    try:
+        yield member
+    finally:
+        member.stop()
+
+
+@pytest.fixture
+def etcd_container_cluster() -> Iterator[list[EtcdContainer]]:
+    """A 3-member etcd cluster, one member per container."""
+    require_docker()
+    members = start_cluster(3)
+    try:
+        yield members
+    finally:
+        for m in members:
+            m.stop()

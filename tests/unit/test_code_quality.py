@@ -1,0 +1,38 @@
+"""ruff, mypy --strict and the import-linter layering contracts run as tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_lint_is_clean() -> None:
+    r = _run(str(BIN / "ruff"), "check", ".")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    r = _run(str(BIN / "ruff"), "format", "--check", ".")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict_on_coordinator_and_agent() -> None:
+    r = _run(str(BIN / "mypy"), "-p", "workhive.coordinator", "-p", "workhive.agent")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_import_layering_contracts_hold() -> None:
+    r = _run(str(BIN / "lint-imports"))
+    assert r.returncode == 0, r.stdout + r.stderr
