@@ -1,0 +1,1 @@
+"""The gRPC edge: translate between protobuf and the domain, nothing more."""
