@@ -1,0 +1,95 @@
+"""Protobuf <-> domain translation. Nothing else in the coordinator sees pb2.
+
+``project_from_proto`` re-validates through the same loader as project files,
+so a spec arriving over the wire obeys the same rules (and errors) as a file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workhive.coordinator.model import LeaderInfo, ProjectSpec, TaskSpec, TaskState
+from workhive.coordinator.scheduling.loader import project_from_dict
+from workhive.v1 import client_pb2, common_pb2
+
+_STATE_TO_PB = {
+    TaskState.PENDING: common_pb2.TASK_STATE_PENDING,
+    TaskState.READY: common_pb2.TASK_STATE_READY,
+    TaskState.ASSIGNED: common_pb2.TASK_STATE_ASSIGNED,
+    TaskState.RUNNING: common_pb2.TASK_STATE_RUNNING,
+    TaskState.SUCCEEDED: common_pb2.TASK_STATE_SUCCEEDED,
+    TaskState.FAILED: common_pb2.TASK_STATE_FAILED,
+    TaskState.CANCELLED: common_pb2.TASK_STATE_CANCELLED,
+}
+_PB_TO_STATE = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+def state_to_proto(state: TaskState | None) -> common_pb2.TaskState.ValueType:
+    """``None`` (no such task) maps to TASK_STATE_UNKNOWN."""
+    return common_pb2.TASK_STATE_UNKNOWN if state is None else _STATE_TO_PB[state]
+
+
+def state_from_proto(value: common_pb2.TaskState.ValueType) -> TaskState | None:
+    return _PB_TO_STATE.get(value)
+
+
+def state_name(value: common_pb2.TaskState.ValueType) -> str:
+    """Lower-case short name of a wire state: 'running', 'unknown', ..."""
+    return common_pb2.TaskState.Name(value).removeprefix("TASK_STATE_").lower()
+
+
+def leader_to_proto(leader: LeaderInfo | None) -> common_pb2.LeaderInfo:
+    if leader is None:
+        return common_pb2.LeaderInfo()
+    return common_pb2.LeaderInfo(leader_id=leader.id, address=leader.address, term=leader.term)
+
+
+def leader_from_proto(msg: common_pb2.LeaderInfo) -> LeaderInfo | None:
+    if not msg.leader_id:
+        return None
+    return LeaderInfo(id=msg.leader_id, address=msg.address, term=msg.term)
+
+
+def task_to_proto(task: TaskSpec) -> client_pb2.TaskSpec:
+    return client_pb2.TaskSpec(
+        id=task.id,
+        depends_on=list(task.depends_on),
+        priority=task.priority,
+        estimate_seconds=task.estimate or 0.0,
+        kind=task.kind,
+        branch=task.branch,
+        requires=sorted(task.requires),
+        payload_json="" if task.payload is None else json.dumps(task.payload),
+        max_attempts=task.max_attempts,
+    )
+
+
+def project_to_proto(spec: ProjectSpec) -> client_pb2.ProjectSpec:
+    return client_pb2.ProjectSpec(project_id=spec.id, tasks=[task_to_proto(t) for t in spec.tasks])
+
+
+def project_from_proto(msg: client_pb2.ProjectSpec, source: str = "<request>") -> ProjectSpec:
+    """Validate a wire spec; raises ``ProjectError`` exactly like a bad file."""
+    tasks: list[dict[str, Any]] = []
+    for t in msg.tasks:
+        raw: dict[str, Any] = {"id": t.id, "priority": t.priority}
+        if t.depends_on:
+            raw["depends_on"] = list(t.depends_on)
+        if t.estimate_seconds:
+            raw["estimate"] = t.estimate_seconds
+        if t.kind:
+            raw["kind"] = t.kind
+        if t.branch:
+            raw["branch"] = t.branch
+        if t.requires:
+            raw["requires"] = list(t.requires)
+        if t.payload_json:
+            try:
+                raw["payload"] = json.loads(t.payload_json)
+            except ValueError:
+                raw["payload"] = t.payload_json  # let the loader judge its size/type
+        if t.max_attempts:
+            raw["max_attempts"] = t.max_attempts
+        tasks.append(raw)
+    return project_from_dict({"project": msg.project_id, "tasks": tasks}, source)
