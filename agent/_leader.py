@@ -1,0 +1,76 @@
+"""Recognising "talk to the leader instead" in a gRPC error (BRIEF rule 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+NOT_LEADER = "NOT_LEADER"
+LEADER_ADDRESS_MD = "workhive-leader-address"
+LEADER_ID_MD = "workhive-leader-id"
+REASON_MD = "workhive-error-reason"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderHint:
+    """Where the leader is, as a follower told us."""
+
+    address: str
+    leader_id: str = ""
+
+
+def leader_from_error(err: grpc.RpcError) -> LeaderHint | None:
+    """The leader a FAILED_PRECONDITION/NOT_LEADER error points to, if any.
+
+    Reads ``google.rpc.ErrorInfo`` (reason ``NOT_LEADER``, metadata
+    ``leader_address`` -- ``leader_addr`` is accepted too -- and ``leader_id``)
+    from the status details, falling back to the trailing metadata
+    ``workhive-leader-address`` / ``workhive-leader-id``.
+    """
+    if status_code(err) != grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    try:
+        status = rpc_status.from_call(cast(grpc.Call, err))
+    except ValueError:  # details inconsistent with code/message: ignore them
+        status = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.reason != NOT_LEADER:
+                    continue
+                address = info.metadata.get("leader_address") or info.metadata.get(
+                    "leader_addr", ""
+                )
+                if address:
+                    return LeaderHint(address, info.metadata.get("leader_id", ""))
+    trailing = getattr(err, "trailing_metadata", None)
+    pairs = trailing() if callable(trailing) else None
+    md = {k: v for k, v in (pairs or ()) if isinstance(v, str)}
+    address = md.get(LEADER_ADDRESS_MD, "")
+    if address and md.get(REASON_MD, NOT_LEADER) == NOT_LEADER:
+        return LeaderHint(address, md.get(LEADER_ID_MD, ""))
+    return None
+
+
+def status_code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    """The status code of a failed call (``None`` for a bare RpcError)."""
+    code = getattr(err, "code", None)
+    value = code() if callable(code) else None
+    return value if isinstance(value, grpc.StatusCode) else None
+
+
+def status_name(err: grpc.RpcError) -> str:
+    code = status_code(err)
+    return code.name if code is not None else "UNKNOWN"
+
+
+def status_details(err: grpc.RpcError) -> str:
+    details = getattr(err, "details", None)
+    value = details() if callable(details) else None
+    return value if isinstance(value, str) else str(err)
