@@ -1,0 +1,321 @@
+"""The agent SDK against a real gRPC server that follows a script."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness.scripted_coordinator import ScriptedCoordinator
+from workhive.agent import ConnectionState, CoordinatorUnavailable, Task, TaskFailure
+from workhive.v1 import common_pb2
+
+from .conftest import Running
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+Start = Callable[..., Running]
+
+
+class Recorder:
+    """A handler that records calls and can be held until released."""
+
+    def __init__(self, block: bool = False) -> None:
+        self.calls: list[Task] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not block:
+            self.release.set()
+
+    def __call__(self, task: Task) -> str:
+        self.calls.append(task)
+        self.started.set()
+        assert self.release.wait(10)
+        return f"out:{task.task_id}"
+
+
+def wait(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_hello_welcome_handshake(coord: ScriptedCoordinator, start_agent: Start) -> None:
+    r = start_agent(coord.address, Recorder(), capabilities=["gpu", "py"], slots=3, prefetch=2)
+    hello = coord.wait_kind("hello")[0].msg.hello
+    assert hello.agent_id == "agent-test"
+    assert list(hello.capabilities) == ["gpu", "py"]
+    assert (hello.slots, hello.prefetch, hello.resume_lease_id) == (3, 2, 0)
+    assert hello.sdk_version
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    assert r.agent.lease_id == 7000
+    assert r.agent.address == coord.address
+    coord.wait_kind("heartbeat", 2)
+
+
+def test_task_runs_only_after_start_granted(coord: ScriptedCoordinator, start_agent: Start) -> None:
+    coord.auto_grant = False
+    h = Recorder()
+    start_agent(coord.address, h)
+    coord.assign("t1", fence=41, payload_json='{"n": 1}')
+    start = coord.wait_kind("start")[0].msg.start.task
+    assert (start.task_id, start.fence) == ("t1", 41)
+    assert not h.started.wait(0.3), "ran before StartGranted"
+    coord.grant("t1", 41)
+    assert h.started.wait(5)
+    assert h.calls[0].payload == {"n": 1}
+    assert h.calls[0].fence == 41
+    done = coord.wait_kind("completed")[0].msg.completed
+    assert (done.task.task_id, done.task.fence, done.task.attempt) == ("t1", 41, 1)
+    assert done.output_tail == "out:t1"
+    assert done.duration_seconds >= 0
+
+
+def test_start_refused_never_runs(
+    coord: ScriptedCoordinator, start_agent: Start, tmp_path: Path
+) -> None:
+    coord.refuse = {"t1"}
+    h = Recorder()
+    log = tmp_path / "exec.jsonl"
+    r = start_agent(coord.address, h, exec_log=log)
+    coord.assign("t1", fence=5)
+    coord.wait_kind("start")
+    wait(lambda: r.agent.counters.dropped == 1)
+    assert not h.started.wait(0.3)
+    assert r.agent.held() == {}
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["event"], e["task"], e["fence"]) for e in events] == [("dropped", "t1", 5)]
+
+
+def test_started_assign_runs_without_start_request(
+    coord: ScriptedCoordinator, start_agent: Start, tmp_path: Path
+) -> None:
+    h = Recorder()
+    log = tmp_path / "exec.jsonl"
+    start_agent(coord.address, h, exec_log=log)
+    coord.assign("t1", fence=9, started=True, attempt=2)
+    coord.wait_kind("completed")
+    assert coord.messages("start") == []
+    assert h.calls[0].attempt == 2
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "finish"]
+    assert events[1] | {"t": 0} == {
+        "t": 0,
+        "agent": "agent-test",
+        "event": "finish",
+        "project": "p1",
+        "task": "t1",
+        "fence": 9,
+        "attempt": 2,
+        "outcome": "succeeded",
+    }
+
+
+def test_failures_carry_fence_reason_and_retryability(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    def handler(task: Task) -> None:
+        if task.task_id == "final":
+            raise TaskFailure("bad input", exit_code=3, output="oops")
+        raise ValueError("boom")
+
+    start_agent(coord.address, handler, slots=2)
+    coord.assign("final", fence=11, started=True)
+    coord.assign("retry", fence=12, started=True)
+    failed = {m.msg.failed.task.task_id: m.msg.failed for m in coord.wait_kind("failed", 2)}
+    assert failed["final"].task.fence == 11
+    assert failed["final"].reason == "bad input"
+    assert not failed["final"].retryable
+    assert failed["final"].exit_code == 3
+    assert failed["final"].output_tail == "oops"
+    assert failed["retry"].retryable
+    assert failed["retry"].reason == "ValueError: boom"
+    assert "Traceback" in failed["retry"].output_tail
+
+
+def test_rejected_completion_is_dropped(
+    coord: ScriptedCoordinator, start_agent: Start, tmp_path: Path
+) -> None:
+    coord.reject = {"t1"}
+    log = tmp_path / "exec.jsonl"
+    r = start_agent(coord.address, Recorder(), exec_log=log)
+    coord.assign("t1", fence=3, started=True)
+    coord.wait_kind("completed")
+    wait(lambda: r.agent.counters.completions_rejected == 1)
+    # not re-sent after a reconnect: it was dropped
+    coord.drop_sessions()
+    coord.wait_kind("hello", 2)
+    coord.wait_kind("heartbeat", len(coord.messages("heartbeat")) + 2)
+    assert len(coord.messages("completed")) == 1
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["start", "finish", "rejected"]
+
+
+def test_redirect_message_leads_to_leader(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.mode = "redirect"
+    coord.leader = common_pb2.LeaderInfo(leader_id="scripted-2", address=coord2.address, term=4)
+    h = Recorder()
+    r = start_agent(coord.address, h)
+    coord2.wait_kind("hello")
+    wait(lambda: r.agent.address == coord2.address)
+    coord2.assign("t1", fence=1, started=True)
+    coord2.wait_kind("completed")
+    assert len(coord.messages("hello")) == 1
+    assert r.agent.counters.redirects == 1
+
+
+@pytest.mark.parametrize("mode", ["not_leader", "not_leader_md"])
+def test_not_leader_status_leads_to_leader(
+    mode: str, coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.mode = mode
+    coord.leader = common_pb2.LeaderInfo(leader_id="scripted-2", address=coord2.address, term=4)
+    r = start_agent(coord.address, Recorder())
+    coord2.wait_kind("hello")
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    assert r.agent.address == coord2.address
+    assert r.agent.counters.redirects == 1
+
+
+def test_unavailable_tries_the_next_address(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.mode = "unavailable"
+    r = start_agent([coord.address, coord2.address], Recorder())
+    coord2.wait_kind("hello")
+    wait(lambda: r.agent.address == coord2.address)
+
+
+def test_reconnect_resumes_lease_and_resends_unacked(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.auto_ack = False
+    coord.auto_grant = False
+    r = start_agent(coord.address, Recorder(), slots=1, prefetch=2)
+    coord.assign("t1", fence=21, started=True)
+    coord.assign("q1", fence=22)
+    first = coord.wait_kind("completed")[0].msg.completed
+    coord.wait_kind("start")  # q1 asked to start once t1 freed the slot
+    coord.drop_sessions()
+    hello = coord.wait_kind("hello", 2)[1].msg.hello
+    assert hello.resume_lease_id == 7000
+    assert [(t.task_id, t.fence) for t in hello.held] == [("q1", 22)]
+    again = coord.wait_kind("completed", 2)[1]
+    assert again.session == 2
+    assert again.msg.completed.task == first.task
+    # the pending start request is repeated on the new session too
+    assert coord.wait_kind("start", 2)[1].msg.start.task.task_id == "q1"
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    assert r.agent.lease_id == 7000
+    coord.ack("t1", 21)
+    wait(lambda: r.agent.counters.completions_acked == 1)
+
+
+def test_lost_lease_drops_queued_tasks(coord: ScriptedCoordinator, start_agent: Start) -> None:
+    coord.auto_grant = False
+    r = start_agent(coord.address, Recorder(), prefetch=2)
+    coord.assign("q1", fence=1)
+    coord.assign("q2", fence=2)
+    coord.wait_kind("start")
+    coord.leases.clear()  # the lease expired meanwhile
+    coord.drop_sessions()
+    coord.wait_kind("hello", 2)
+    wait(lambda: r.agent.lease_id == 7001)
+    wait(lambda: r.agent.held() == {})
+    assert r.agent.counters.lease_losses == 1
+
+
+@pytest.mark.parametrize("work", ["cpu", "sleep"])
+def test_heartbeats_flow_while_handler_blocks(
+    work: str, coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    """BRIEF rule 7: task code cannot starve the heartbeat thread."""
+    done = threading.Event()
+    window: list[float] = []
+
+    def handler(task: Task) -> None:
+        window.append(time.monotonic())
+        end = time.monotonic() + 1.2
+        if work == "cpu":
+            x = 0
+            while time.monotonic() < end:
+                x += sum(i * i for i in range(2000))
+        else:
+            time.sleep(1.2)
+        window.append(time.monotonic())
+        done.set()
+
+    start_agent(coord.address, handler)
+    coord.assign("t1", fence=1, started=True)
+    assert done.wait(10)
+    beats = [m.t for m in coord.messages("heartbeat") if window[0] <= m.t <= window[1]]
+    assert len(beats) >= 6, beats  # interval 100 ms over 1.2 s
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert max(gaps) < 0.5, gaps
+    running = [m.msg.heartbeat for m in coord.messages("heartbeat") if window[0] <= m.t]
+    assert any(hb.running and hb.running[0].task_id == "t1" for hb in running)
+
+
+def test_fallback_unary_heartbeat_while_stream_down(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    r = start_agent(coord.address, Recorder())
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    coord.mode = "unavailable"  # sessions refused, unary heartbeats accepted
+    coord.drop_sessions()
+    beats = coord.wait_kind("unary_heartbeat", 2)
+    assert beats[0].msg.lease_id == 7000
+    assert beats[0].msg.agent_id == "agent-test"
+    assert r.agent.state is ConnectionState.SUSPENDED
+
+
+def test_drain_returns_queue_and_finishes_running_work(
+    coord: ScriptedCoordinator, start_agent: Start, tmp_path: Path
+) -> None:
+    h = Recorder(block=True)
+    log = tmp_path / "exec.jsonl"
+    r = start_agent(coord.address, h, slots=1, prefetch=2, exec_log=log)
+    coord.assign("run", fence=1, started=True)
+    coord.assign("queued", fence=2)
+    assert h.started.wait(5)
+    r.agent.drain()
+    drain = coord.wait_kind("drain")[0].msg.drain
+    assert drain.return_queue
+    assert r.thread.is_alive()
+    h.release.set()
+    done = coord.wait_kind("completed")[0].msg.completed
+    assert done.task.task_id == "run"
+    r.join(5)
+    assert r.errors == []
+    assert [t.task_id for t in h.calls] == ["run"]
+    events = [(e["event"], e["task"]) for e in map(json.loads, log.read_text().splitlines())]
+    assert ("dropped", "queued") in events
+    assert ("finish", "run") in events
+    assert r.agent.state is ConnectionState.CLOSED
+
+
+def test_unreachable_raises(start_agent: Start) -> None:
+    r = start_agent("127.0.0.1:1", Recorder(), unreachable_timeout=0.5)
+    r.join(5)
+    assert len(r.errors) == 1
+    assert isinstance(r.errors[0], CoordinatorUnavailable)
+
+
+def test_revoke_drops_queued_task(coord: ScriptedCoordinator, start_agent: Start) -> None:
+    coord.auto_grant = False
+    h = Recorder()
+    r = start_agent(coord.address, h, slots=1, prefetch=1)
+    coord.assign("q1", fence=8)
+    coord.wait_kind("start")
+    coord.revoke("q1", 8)
+    wait(lambda: r.agent.held() == {})
+    coord.grant("q1", 8)  # late grant for a task it no longer holds
+    assert not h.started.wait(0.3)
