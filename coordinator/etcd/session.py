@@ -148,7 +148,9 @@ class LeaseKeeper:
         """Keep ``lease_id`` alive once; remaining TTL (0 = gone)."""
         return self.refresh_many([lease_id], timeout=timeout)[lease_id]
 
-    def refresh_many(self, lease_ids: Iterable[int], *, timeout: float | None = None) -> dict[int, int]:
+    def refresh_many(
+        self, lease_ids: Iterable[int], *, timeout: float | None = None
+    ) -> dict[int, int]:
         """Refresh many leases in one go over the shared stream."""
         deadline = time.monotonic() + (self.client.timeout if timeout is None else timeout)
         stream = self._current()
@@ -216,7 +218,9 @@ class Session:
         self._stop = threading.Event()
         self.lease_id = self.keeper.grant(ttl)
         self._deadline = clock() + ttl
-        self._thread = threading.Thread(target=self._run, name=f"etcd-session-{self.lease_id:x}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"etcd-session-{self.lease_id:x}", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -251,13 +255,17 @@ class Session:
 
     def _run(self) -> None:
         interval = self.ttl / 3.0
-        while not self._stop.wait(interval if self._state is SessionState.CONNECTED else interval / 3):
+        while not self._stop.wait(
+            interval if self._state is SessionState.CONNECTED else interval / 3
+        ):
             sent = self._clock()
             try:
                 left = self.keeper.refresh(self.lease_id, timeout=max(0.5, interval))
             except EtcdUnavailable as e:
                 if self._clock() >= self._deadline:
-                    log.warning("session %x lost: no keepalive before deadline (%s)", self.lease_id, e)
+                    log.warning(
+                        "session %x lost: no keepalive before deadline (%s)", self.lease_id, e
+                    )
                     self._set(SessionState.LOST)
                     return
                 self._set(SessionState.SUSPENDED)

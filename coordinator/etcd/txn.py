@@ -66,15 +66,15 @@ def compare_holds(c: Any, kv: KeyValue | None) -> bool:
     """Evaluate an EQUAL compare locally against a read key (None = absent)."""
     t = c.target
     if t == _VERSION:
-        return (kv.version if kv else 0) == c.version
+        return bool((kv.version if kv else 0) == c.version)
     if t == _CREATE:
-        return (kv.create_revision if kv else 0) == c.create_revision
+        return bool((kv.create_revision if kv else 0) == c.create_revision)
     if t == _MOD:
-        return (kv.mod_revision if kv else 0) == c.mod_revision
+        return bool((kv.mod_revision if kv else 0) == c.mod_revision)
     if t == _LEASE:
-        return (kv.lease if kv else 0) == c.lease
+        return bool((kv.lease if kv else 0) == c.lease)
     if t == _VALUE:
-        return kv is not None and kv.value == c.value
+        return bool(kv is not None and kv.value == c.value)
     return False  # pragma: no cover
 
 
@@ -122,7 +122,9 @@ def fenced_txn(
     return client.txn_raw(cmps, success, failure, retry=False)
 
 
-def _read_keys(client: EtcdClient, keys: Sequence[bytes], max_ops: int) -> dict[bytes, KeyValue | None]:
+def _read_keys(
+    client: EtcdClient, keys: Sequence[bytes], max_ops: int
+) -> dict[bytes, KeyValue | None]:
     out: dict[bytes, KeyValue | None] = {}
     for i in range(0, len(keys), max_ops):
         chunk = keys[i : i + max_ops]
@@ -151,7 +153,9 @@ def _applied(client: EtcdClient, items: Sequence[TxnItem], max_ops: int) -> int:
     return revs.pop() if revs else client.revision()
 
 
-def _pack(items: Sequence[tuple[int, TxnItem]], max_ops: int, fenced: bool) -> list[list[tuple[int, TxnItem]]]:
+def _pack(
+    items: Sequence[tuple[int, TxnItem]], max_ops: int, fenced: bool
+) -> list[list[tuple[int, TxnItem]]]:
     chunks: list[list[tuple[int, TxnItem]]] = []
     cur: list[tuple[int, TxnItem]] = []
     n_cmp = n_succ = int(fenced)
@@ -246,5 +250,9 @@ def run_batch(
         todo = [(i, it) for i, it in retry if results[i] is None]
     final: list[ItemResult] = []
     for r in results:
-        final.append(r if r is not None else ItemResult(Outcome.NOT_LEADER if not_leader else Outcome.CONFLICT))
+        final.append(
+            r
+            if r is not None
+            else ItemResult(Outcome.NOT_LEADER if not_leader else Outcome.CONFLICT)
+        )
     return final

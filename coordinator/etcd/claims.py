@@ -1,0 +1,384 @@
+"""Claims: who owns which task, as batched compare-and-swap transactions.
+
+``claims/<pid>/<tid>`` holds ``{agent, attempt, started}`` on the owning
+agent's lease; the claim key's create revision is the **fence** a completion
+must present. The task record's stored state never says ASSIGNED/RUNNING:
+the claim's existence does (``types.effective_state``), so an agent lease
+expiring makes its tasks ready again the instant etcd deletes the claims.
+
+Which compare guards which write (``docs/etcd-layer.md`` has the table):
+
+============  =======  ==================================================
+operation     leader   per-item compares
+              fence
+============  =======  ==================================================
+create        yes      Version(claim)==0, ModRevision(task)==seen (rule 2)
+start         yes      ModRevision(claim)==seen (rule 3)
+steal         yes      ModRevision(claim)==seen, claim not started (rule 3)
+release       yes      ModRevision(claim)==seen
+requeue       yes      Version(claim)==0, ModRevision(task)==seen
+finish        yes      ModRevision(task)==seen, claim Mod==seen or absent
+set_state     yes      ModRevision(task)==seen
+complete      no*      CreateRevision(claim)==fence, Lease(claim)==lease,
+                       ModRevision(task)==seen (rule 4)
+============  =======  ==================================================
+
+*Completions arrive on whichever replica the agent talks to: the claim fence
+alone proves ownership (every leader write that could end or move the claim
+changes it), so a follower may commit them; pass ``fence=`` to also require
+the leader term.
+
+Every method returns one :class:`ItemResult` per input, in order: ``OK``,
+``CONFLICT`` (state moved on: re-read, decide again) or ``NOT_LEADER``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from workhive.coordinator.etcd import codec
+from workhive.coordinator.etcd.client import EtcdClient, kv_from_pb
+from workhive.coordinator.etcd.keys import Keyspace
+from workhive.coordinator.etcd.txn import (
+    DEFAULT_MAX_TXN_OPS,
+    Fence,
+    TxnItem,
+    cmp_create,
+    cmp_lease,
+    cmp_mod,
+    cmp_version,
+    op_delete,
+    op_put,
+    op_range,
+    run_batch,
+)
+from workhive.coordinator.etcd.types import ItemResult, KeyValue, Outcome, TaskRecord
+from workhive.coordinator.model import Claim, TaskKey, TaskResult, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim ``record`` (seen READY at ``record.mod_revision``) for ``agent``."""
+
+    record: TaskRecord
+    agent: str
+    lease_id: int
+    started: bool = False  # the agent has a free slot now: skip the start round trip
+
+
+@dataclass(frozen=True, slots=True)
+class Steal:
+    """Move unstarted ``claim`` to ``agent`` on ``lease_id``."""
+
+    claim: Claim
+    agent: str
+    lease_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """An agent's report: the claim fence and lease it was given, and the outcome."""
+
+    key: TaskKey
+    fence: int
+    lease_id: int
+    result: TaskResult
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Force ``record`` to a terminal ``state`` (failed/cancelled), dropping ``claim``."""
+
+    record: TaskRecord
+    state: TaskState
+    reason: str = ""
+    claim: Claim | None = None
+
+
+class Claims:
+    """Claim and task-state transitions. Thread-safe (stateless over the client)."""
+
+    def __init__(
+        self, client: EtcdClient, keyspace: Keyspace, *, max_ops: int = DEFAULT_MAX_TXN_OPS
+    ) -> None:
+        self.client = client
+        self.ks = keyspace
+        self.max_ops = max_ops
+        self.txns_sent = 0
+
+    def _count(self, n: int) -> None:
+        self.txns_sent += 1
+
+    def _run(self, items: Sequence[TxnItem], fence: Fence | None) -> list[ItemResult]:
+        return run_batch(self.client, items, fence=fence, max_ops=self.max_ops, on_txn=self._count)
+
+    # -- leader writes (fenced) -----------------------------------------------
+
+    def create(self, reqs: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
+        """Create claims (rule 2); OK results carry the new :class:`Claim`."""
+        items: list[TxnItem] = []
+        for r in reqs:
+            ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
+            v = codec.encode_claim(r.agent, r.record.attempt, r.started)
+            items.append(
+                TxnItem(
+                    [cmp_version(ck, 0), cmp_mod(tk, r.record.mod_revision)],
+                    [op_put(ck, v, r.lease_id)],
+                    puts=[(ck, v)],
+                )
+            )
+        out = self._run(items, fence)
+        res: list[ItemResult] = []
+        for r, o in zip(reqs, out, strict=True):
+            if r.record.state is not TaskState.READY and o.ok:  # pragma: no cover - caller bug
+                raise AssertionError("claimed a task not READY")
+            if o.ok:
+                c = Claim(
+                    r.record.key,
+                    r.agent,
+                    r.record.attempt,
+                    r.started,
+                    o.revision,
+                    o.revision,
+                    r.lease_id,
+                )
+                res.append(replace(o, claim=c))
+            else:
+                res.append(o)
+        return res
+
+    def start(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
+        """Confirm starts (rule 3): CAS on each claim's mod revision."""
+        items = []
+        for c in claims:
+            ck = self.ks.claim(c.key)
+            v = codec.encode_claim(c.agent, c.attempt, True)
+            items.append(
+                TxnItem([cmp_mod(ck, c.mod_revision)], [op_put(ck, v, c.lease_id)], puts=[(ck, v)])
+            )
+        out = self._run(items, fence)
+        return [
+            replace(o, claim=replace(c, started=True, mod_revision=o.revision)) if o.ok else o
+            for c, o in zip(claims, out, strict=True)
+        ]
+
+    def steal(self, moves: Sequence[Steal], fence: Fence) -> list[ItemResult]:
+        """Move unstarted claims to another agent's lease (CAS on mod revision).
+
+        A started claim is never moved (CONFLICT without a round trip). The
+        claim keeps its create revision; the victim's completion is rejected
+        anyway by the lease compare, and it can no longer start (mod moved).
+        """
+        items: list[TxnItem] = []
+        for m in moves:
+            ck = self.ks.claim(m.claim.key)
+            v = codec.encode_claim(m.agent, m.claim.attempt, False)
+            items.append(
+                TxnItem(
+                    [cmp_mod(ck, m.claim.mod_revision)], [op_put(ck, v, m.lease_id)], puts=[(ck, v)]
+                )
+            )
+        todo = [i for i, m in enumerate(moves) if not m.claim.started]
+        res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(moves)
+        for i, o in zip(todo, self._run([items[i] for i in todo], fence), strict=True):
+            m = moves[i]
+            res[i] = (
+                replace(
+                    o,
+                    claim=replace(
+                        m.claim, agent=m.agent, lease_id=m.lease_id, mod_revision=o.revision
+                    ),
+                )
+                if o.ok
+                else o
+            )
+        return res
+
+    def release(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
+        """Give claims back (task ready again, attempt unchanged)."""
+        items = []
+        for c in claims:
+            ck = self.ks.claim(c.key)
+            items.append(TxnItem([cmp_mod(ck, c.mod_revision)], [op_delete(ck)], deletes=[ck]))
+        return self._run(items, fence)
+
+    def requeue(
+        self, records: Sequence[TaskRecord], fence: Fence, *, now: float | None = None
+    ) -> list[ItemResult]:
+        """After the claim vanished (lease expiry): READY with attempt+1, or
+        FAILED (with a result) once ``attempt >= max_attempts``."""
+        items: list[TxnItem] = []
+        for rec in records:
+            ck, tk = self.ks.claim(rec.key), self.ks.task(rec.key)
+            cmps = [cmp_version(ck, 0), cmp_mod(tk, rec.mod_revision)]
+            if rec.attempt >= rec.spec.max_attempts:
+                new = replace(rec, state=TaskState.FAILED)
+                res = TaskResult(
+                    rec.key,
+                    TaskState.FAILED,
+                    attempt=rec.attempt,
+                    reason="agent lost; max attempts reached",
+                    finished_at=time.time() if now is None else now,
+                )
+                tv, rv = codec.encode_task(new), codec.encode_result(res)
+                rk = self.ks.result(rec.key)
+                items.append(
+                    TxnItem(cmps, [op_put(tk, tv), op_put(rk, rv)], puts=[(tk, tv), (rk, rv)])
+                )
+            else:
+                new = replace(rec, state=TaskState.READY, attempt=rec.attempt + 1)
+                tv = codec.encode_task(new)
+                items.append(TxnItem(cmps, [op_put(tk, tv)], puts=[(tk, tv)]))
+        return self._run(items, fence)
+
+    def set_state(self, records: Sequence[TaskRecord], fence: Fence) -> list[ItemResult]:
+        """Write records as given (e.g. PENDING -> READY), CAS on their mod revision.
+
+        ``mod_revision`` of each record must be the one the leader saw.
+        """
+        items = []
+        for rec in records:
+            tk = self.ks.task(rec.key)
+            tv = codec.encode_task(rec)
+            items.append(
+                TxnItem([cmp_mod(tk, rec.mod_revision)], [op_put(tk, tv)], puts=[(tk, tv)])
+            )
+        return self._run(items, fence)
+
+    def finish(
+        self, items_in: Sequence[Finish], fence: Fence, *, now: float | None = None
+    ) -> list[ItemResult]:
+        """Mark tasks failed/cancelled: record + result written, claim (if any) deleted."""
+        items = []
+        for f in items_in:
+            tk, ck, rk = (
+                self.ks.task(f.record.key),
+                self.ks.claim(f.record.key),
+                self.ks.result(f.record.key),
+            )
+            cmps = [cmp_mod(tk, f.record.mod_revision)]
+            succ = []
+            deletes = []
+            if f.claim is not None:
+                cmps.append(cmp_mod(ck, f.claim.mod_revision))
+                succ.append(op_delete(ck))
+                deletes.append(ck)
+            else:
+                cmps.append(cmp_version(ck, 0))
+            res = TaskResult(
+                f.record.key,
+                f.state,
+                agent=f.claim.agent if f.claim else "",
+                attempt=f.record.attempt,
+                reason=f.reason,
+                finished_at=time.time() if now is None else now,
+            )
+            tv, rv = codec.encode_task(replace(f.record, state=f.state)), codec.encode_result(res)
+            succ += [op_put(tk, tv), op_put(rk, rv)]
+            items.append(TxnItem(cmps, succ, puts=[(tk, tv), (rk, rv)], deletes=deletes))
+        return self._run(items, fence)
+
+    # -- completions (claim-fenced; any replica) -------------------------------
+
+    def _read(self, keys: Sequence[bytes]) -> dict[bytes, KeyValue | None]:
+        out: dict[bytes, KeyValue | None] = {}
+        for i in range(0, len(keys), self.max_ops):
+            chunk = keys[i : i + self.max_ops]
+            r = self.client.txn_raw([], [op_range(k) for k in chunk], retry=True)
+            for k, resp in zip(chunk, r.responses, strict=True):
+                kvs = resp.response_range.kvs
+                out[k] = kv_from_pb(kvs[0]) if kvs else None
+        return out
+
+    def complete(
+        self, comps: Sequence[Completion], *, fence: Fence | None = None
+    ) -> list[ItemResult]:
+        """Commit completions exactly once (rule 4).
+
+        One txn per batch: claim deleted, result written, task record set to
+        the result's state. ``OK`` also when the very same completion was
+        already committed (an agent retrying after a lost ack); ``CONFLICT``
+        means rejected: the agent must drop the task.
+        """
+        res: list[ItemResult | None] = [None] * len(comps)
+        todo = list(range(len(comps)))
+        for _ in range(3):
+            if not todo:
+                break
+            keys = [self.ks.task(comps[i].key) for i in todo] + [
+                self.ks.result(comps[i].key) for i in todo
+            ]
+            seen = self._read(keys)
+            items: list[TxnItem] = []
+            idx: list[int] = []
+            for i in todo:
+                c = comps[i]
+                tkv, rkv = seen[self.ks.task(c.key)], seen[self.ks.result(c.key)]
+                if rkv is not None:
+                    prev = codec.decode_result(c.key, rkv)
+                    same = prev.agent == c.result.agent and prev.attempt == c.result.attempt
+                    res[i] = ItemResult(Outcome.OK if same else Outcome.CONFLICT, rkv.mod_revision)
+                    continue
+                if tkv is None:
+                    res[i] = ItemResult(Outcome.CONFLICT)
+                    continue
+                rec = codec.decode_task(c.key, tkv)
+                ck, tk, rk = self.ks.claim(c.key), self.ks.task(c.key), self.ks.result(c.key)
+                tv = codec.encode_task(replace(rec, state=c.result.state))
+                rv = codec.encode_result(c.result)
+                items.append(
+                    TxnItem(
+                        [
+                            cmp_create(ck, c.fence),
+                            cmp_lease(ck, c.lease_id),
+                            cmp_mod(tk, tkv.mod_revision),
+                        ],
+                        [op_delete(ck), op_put(rk, rv), op_put(tk, tv)],
+                        puts=[(rk, rv), (tk, tv)],
+                        deletes=[ck],
+                    )
+                )
+                idx.append(i)
+            out = self._run(items, fence)
+            todo = []
+            for i, o in zip(idx, out, strict=True):
+                if o.outcome is Outcome.CONFLICT:
+                    todo.append(i)  # re-read: a concurrent duplicate may have committed it
+                else:
+                    res[i] = o
+            if todo:
+                # Retry only those whose claim still matches; others are rejected.
+                ck_seen = self._read([self.ks.claim(comps[i].key) for i in todo])
+                still = []
+                for i in todo:
+                    kv = ck_seen[self.ks.claim(comps[i].key)]
+                    if (
+                        kv is not None
+                        and kv.create_revision == comps[i].fence
+                        and kv.lease == comps[i].lease_id
+                    ):
+                        still.append(i)
+                    else:
+                        res[i] = (
+                            None  # decided on the next read (result present?) or rejected below
+                        )
+                rk_seen = self._read([self.ks.result(comps[i].key) for i in todo if i not in still])
+                for i in todo:
+                    if i in still:
+                        continue
+                    rkv = rk_seen.get(self.ks.result(comps[i].key))
+                    if rkv is not None:
+                        prev = codec.decode_result(comps[i].key, rkv)
+                        same = (
+                            prev.agent == comps[i].result.agent
+                            and prev.attempt == comps[i].result.attempt
+                        )
+                        res[i] = ItemResult(
+                            Outcome.OK if same else Outcome.CONFLICT, rkv.mod_revision
+                        )
+                    else:
+                        res[i] = ItemResult(Outcome.CONFLICT)
+                todo = still
+        return [r if r is not None else ItemResult(Outcome.CONFLICT) for r in res]

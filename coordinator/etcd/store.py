@@ -1,0 +1,198 @@
+"""Reads and agent registration over the keyspace; the decoded cluster state.
+
+Readers never see a project without its meta key (a submit in progress or a
+killed one): :class:`ClusterState` drops tasks, claims and results of
+projects without meta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from workhive.coordinator.etcd import codec
+from workhive.coordinator.etcd.client import EtcdClient, kv_from_pb, prefix_end
+from workhive.coordinator.etcd.keys import Keyspace
+from workhive.coordinator.etcd.txn import op_range
+from workhive.coordinator.etcd.types import (
+    Candidate,
+    KeyValue,
+    ProjectMeta,
+    TaskRecord,
+    effective_state,
+)
+from workhive.coordinator.etcd.watch import EventType, WatchEvent
+from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskState
+
+
+@dataclass
+class ClusterState:
+    """Everything under the prefix at ``revision``, decoded. Mutable: ``apply``
+    folds watch events in (the leader's in-memory mirror).
+
+    ``staged`` holds task records of projects whose meta is not written yet.
+    """
+
+    keyspace: Keyspace
+    revision: int = 0
+    projects: dict[str, ProjectMeta] = field(default_factory=dict)
+    tasks: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+    claims: dict[TaskKey, Claim] = field(default_factory=dict)
+    results: dict[TaskKey, TaskResult] = field(default_factory=dict)
+    agents: dict[str, AgentInfo] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    staged: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+
+    @classmethod
+    def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
+        st = cls(keyspace, revision)
+        for kv in kvs:
+            st._put(kv)
+        return st
+
+    def _put(self, kv: KeyValue) -> None:
+        kind, parts = self.keyspace.classify(kv.key)
+        if kind == "meta":
+            pid = parts[0]
+            self.projects[pid] = codec.decode_meta(kv)
+            for k in [k for k in self.staged if k.project == pid]:
+                self.tasks[k] = self.staged.pop(k)
+        elif kind == "task":
+            tk = TaskKey(parts[0], parts[1])
+            rec = codec.decode_task(tk, kv)
+            (self.tasks if tk.project in self.projects else self.staged)[tk] = rec
+        elif kind == "claim":
+            tk = TaskKey(parts[0], parts[1])
+            self.claims[tk] = codec.decode_claim(tk, kv)
+        elif kind == "result":
+            tk = TaskKey(parts[0], parts[1])
+            self.results[tk] = codec.decode_result(tk, kv)
+        elif kind == "agent":
+            self.agents[parts[0]] = codec.decode_agent(kv)
+        elif kind == "election":
+            cid, addr = codec.decode_candidate(kv.value)
+            self.candidates[parts[0]] = Candidate(cid, addr, kv.create_revision, kv.lease)
+
+    def _delete(self, key: bytes) -> None:
+        kind, parts = self.keyspace.classify(key)
+        if kind == "meta":
+            self.projects.pop(parts[0], None)
+        elif kind == "task":
+            tk = TaskKey(parts[0], parts[1])
+            self.tasks.pop(tk, None)
+            self.staged.pop(tk, None)
+        elif kind == "claim":
+            self.claims.pop(TaskKey(parts[0], parts[1]), None)
+        elif kind == "result":
+            self.results.pop(TaskKey(parts[0], parts[1]), None)
+        elif kind == "agent":
+            self.agents.pop(parts[0], None)
+        elif kind == "election":
+            self.candidates.pop(parts[0], None)
+
+    def apply(self, events: Iterable[WatchEvent]) -> None:
+        """Fold watch events in, in order."""
+        for ev in events:
+            if ev.type is EventType.PUT:
+                self._put(ev.kv)
+            else:
+                self._delete(ev.kv.key)
+            self.revision = max(self.revision, ev.revision)
+
+    def visible_claims(self) -> dict[TaskKey, Claim]:
+        return {k: c for k, c in self.claims.items() if k.project in self.projects}
+
+    def state_of(self, key: TaskKey) -> TaskState | None:
+        """Effective state of a task; None = unknown id (or project not visible)."""
+        rec = self.tasks.get(key)
+        if rec is None:
+            return None
+        return effective_state(rec, self.claims.get(key), self.results.get(key))
+
+    def leader(self) -> Candidate | None:
+        return min(self.candidates.values(), key=lambda c: c.term, default=None)
+
+
+class Store:
+    """Point reads and agent registration (not leader-fenced: any replica)."""
+
+    def __init__(self, client: EtcdClient, keyspace: Keyspace) -> None:
+        self.client = client
+        self.ks = keyspace
+
+    # agents
+    def register_agent(self, info: AgentInfo, lease_id: int) -> int:
+        """Put the agent's registration on its lease (idempotent). Returns the revision."""
+        return self.client.put(self.ks.agent(info.id), codec.encode_agent(info), lease=lease_id)
+
+    def unregister_agent(self, agent_id: str) -> None:
+        self.client.delete(self.ks.agent(agent_id))
+
+    def agents(self) -> list[AgentInfo]:
+        _, kvs = self.client.get_prefix(self.ks.agents_prefix)
+        return [codec.decode_agent(kv) for kv in kvs]
+
+    # projects
+    def project(self, pid: str) -> ProjectMeta | None:
+        kv = self.client.get(self.ks.meta(pid))
+        return codec.decode_meta(kv) if kv else None
+
+    def projects(self) -> list[ProjectMeta]:
+        p = self.ks.projects_prefix
+        r = self.client.range_raw(p, prefix_end(p))  # values needed for metas only
+        out = []
+        for pb in r.kvs:
+            kind, _ = self.ks.classify(bytes(pb.key))
+            if kind == "meta":
+                out.append(codec.decode_meta(kv_from_pb(pb)))
+        return out
+
+    def tasks(self, pid: str) -> list[TaskRecord] | None:
+        """All task records of a visible project (one read, one revision); None if not visible."""
+        r = self.client.range_raw(
+            self.ks.project_prefix(pid), prefix_end(self.ks.project_prefix(pid))
+        )
+        meta = False
+        recs: list[TaskRecord] = []
+        for pb in r.kvs:
+            kv = kv_from_pb(pb)
+            kind, parts = self.ks.classify(kv.key)
+            if kind == "meta":
+                meta = True
+            elif kind == "task":
+                recs.append(codec.decode_task(TaskKey(parts[0], parts[1]), kv))
+        return recs if meta else None
+
+    def task(
+        self, key: TaskKey
+    ) -> tuple[TaskRecord | None, Claim | None, TaskResult | None, TaskState | None]:
+        """Record, claim, result and effective state of one task, read at one revision.
+
+        State None means "unknown id" (no such task, or its project not visible).
+        """
+        keys = [
+            self.ks.meta(key.project),
+            self.ks.task(key),
+            self.ks.claim(key),
+            self.ks.result(key),
+        ]
+        r = self.client.txn_raw([], [op_range(k) for k in keys], retry=True)
+        got = [
+            kv_from_pb(x.response_range.kvs[0]) if x.response_range.kvs else None
+            for x in r.responses
+        ]
+        meta, tkv, ckv, rkv = got
+        if meta is None or tkv is None:
+            return None, None, None, None
+        rec = codec.decode_task(key, tkv)
+        claim = codec.decode_claim(key, ckv) if ckv else None
+        res = codec.decode_result(key, rkv) if rkv else None
+        return rec, claim, res, effective_state(rec, claim, res)
+
+    def claims(self) -> list[Claim]:
+        _, kvs = self.client.get_prefix(self.ks.claims_prefix)
+        out = []
+        for kv in kvs:
+            _, parts = self.ks.classify(kv.key)
+            out.append(codec.decode_claim(TaskKey(parts[0], parts[1]), kv))
+        return out

@@ -1,0 +1,166 @@
+"""Atomic-looking submit of a project of any size.
+
+etcd caps a txn at ``max-txn-ops`` operations, so a big project spans several
+txns. Protocol:
+
+1. take the submit marker ``projects/<pid>/submit`` (create-if-absent, on a
+   short lease kept alive while submitting): one submitter per project; a
+   killed submitter's marker vanishes with its lease;
+2. delete leftovers of an earlier killed submit (task keys without meta),
+   guarded by ``Version(meta) == 0`` and our marker;
+3. write task records in chunks, each txn guarded the same way;
+4. write the meta key LAST, deleting the marker in the same txn: that is the
+   instant the project becomes visible.
+
+Readers ignore tasks of projects without meta (``store.ClusterState``), so a
+project is invisible until step 4. A submit that fails with an exception
+deletes what it wrote; one that is killed leaves invisible keys that the next
+submit of the same id removes (step 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from etcd3 import etcdrpc
+
+from workhive.coordinator.etcd import codec
+from workhive.coordinator.etcd.client import EtcdClient, prefix_end
+from workhive.coordinator.etcd.errors import EtcdError, InvalidArgument
+from workhive.coordinator.etcd.keys import Keyspace
+from workhive.coordinator.etcd.session import LeaseKeeper
+from workhive.coordinator.etcd.txn import (
+    DEFAULT_MAX_TXN_OPS,
+    Fence,
+    cmp_create,
+    cmp_version,
+    op_delete,
+    op_put,
+)
+from workhive.coordinator.etcd.types import ProjectMeta, TaskRecord
+from workhive.coordinator.model import ProjectSpec, TaskKey, TaskState
+
+SUBMIT_LEASE_TTL = 10
+
+
+class ProjectExists(InvalidArgument):
+    """A project with this id is already visible."""
+
+
+class SubmitConflict(EtcdError):
+    """Another submit of the same project is in progress."""
+
+
+def _marker(ks: Keyspace, pid: str) -> bytes:
+    return ks.project_prefix(pid) + b"submit"
+
+
+def submit_project(
+    client: EtcdClient,
+    keyspace: Keyspace,
+    spec: ProjectSpec,
+    *,
+    max_ops: int = DEFAULT_MAX_TXN_OPS,
+    fence: Fence | None = None,
+    keeper: LeaseKeeper | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ProjectMeta:
+    """Write ``spec`` so that it appears all at once (see module doc).
+
+    Tasks without dependencies start READY, others PENDING. ``fence`` (optional)
+    also requires the leader term on every txn. ``on_chunk(n)`` runs after each
+    task chunk commits (tests use it to kill a submit halfway).
+
+    Raises:
+        ProjectExists: the project is already visible (nothing written).
+        SubmitConflict: another submit of this project holds the marker.
+        FenceLost / EtcdError: nothing of this submit stays visible.
+    """
+    pid = spec.id
+    meta_key, marker = keyspace.meta(pid), _marker(keyspace, pid)
+    tasks_prefix = keyspace.tasks_prefix(pid)
+    own_keeper = keeper is None
+    keeper = keeper or LeaseKeeper(client)
+    lease = keeper.grant(SUBMIT_LEASE_TTL)
+    fence_cmps = [fence.compare()] if fence else []
+    try:
+        r = client.txn_raw(
+            [*fence_cmps, cmp_version(meta_key, 0), cmp_version(marker, 0)],
+            [op_put(marker, b"{}", lease)],
+            retry=False,
+        )
+        if not r.succeeded:
+            if client.get(meta_key) is not None:
+                raise ProjectExists(f"project {pid!r} already exists")
+            raise SubmitConflict(f"project {pid!r} is being submitted by someone else")
+        marker_rev = int(r.header.revision)
+        guard = [*fence_cmps, cmp_version(meta_key, 0), cmp_create(marker, marker_rev)]
+        # Leftovers of a killed submit: invisible, removed now.
+        client.txn_raw(
+            guard,
+            [
+                etcdrpc.RequestOp(
+                    request_delete_range=etcdrpc.DeleteRangeRequest(
+                        key=tasks_prefix, range_end=prefix_end(tasks_prefix)
+                    )
+                )
+            ],
+            retry=True,
+        )
+        per_txn = max(1, max_ops - 1)  # leave room; compares are few
+        ops = []
+        for t in spec.tasks:
+            state = TaskState.PENDING if t.depends_on else TaskState.READY
+            rec = TaskRecord(TaskKey(pid, t.id), t, state, 1)
+            ops.append(op_put(keyspace.task(rec.key), codec.encode_task(rec)))
+        for n, i in enumerate(range(0, len(ops), per_txn), start=1):
+            r = client.txn_raw(guard, ops[i : i + per_txn], retry=True)  # idempotent puts, guarded
+            if not r.succeeded:
+                raise SubmitConflict(f"submit of {pid!r} lost its marker or fence")
+            keeper.refresh(lease)
+            if on_chunk is not None:
+                on_chunk(n)
+        meta = ProjectMeta(
+            id=pid, task_count=len(spec.tasks), submitted_at=clock(), source=spec.source
+        )
+        r = client.txn_raw(
+            guard, [op_put(meta_key, codec.encode_meta(meta)), op_delete(marker)], retry=True
+        )
+        if not r.succeeded:
+            got = client.get(meta_key)
+            if got is None:
+                raise SubmitConflict(f"submit of {pid!r} lost its marker or fence")
+            # A retried (ambiguous) commit that had applied: ours if the marker is gone.
+        return ProjectMeta(
+            id=meta.id,
+            task_count=meta.task_count,
+            submitted_at=meta.submitted_at,
+            source=meta.source,
+            mod_revision=int(r.header.revision),
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            # Remove what we wrote, only if still invisible and still ours.
+            m = client.get(marker)
+            if m is not None and m.lease == lease and client.get(meta_key) is None:
+                client.txn_raw(
+                    [cmp_version(meta_key, 0), cmp_create(marker, m.create_revision)],
+                    [
+                        etcdrpc.RequestOp(
+                            request_delete_range=etcdrpc.DeleteRangeRequest(
+                                key=tasks_prefix, range_end=prefix_end(tasks_prefix)
+                            )
+                        ),
+                        op_delete(marker),
+                    ],
+                    retry=True,
+                )
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            keeper.revoke(lease)
+        if own_keeper:
+            keeper.close()
