@@ -358,8 +358,11 @@ class Agent:
         terminate = getattr(handler, "terminate", None)
         if self._stop_requested and callable(terminate):
             terminate()
+        # Workers still inside a handler that cannot be interrupted are daemon
+        # threads: give them a shared grace period, not one per slot.
+        deadline = time.monotonic() + 2.0
         for t in self._threads:
-            t.join(timeout=2.0 if t.name.startswith("workhive-agent-worker") else 3.0)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         for ch in self._fallback_channels.values():
             ch.close()
         self._exec_log.close()
