@@ -1,0 +1,294 @@
+"""Events into and commands out of ``SchedulerState.handle`` (frozen dataclasses).
+
+Events report facts (a project arrived, an agent joined or left, an etcd
+transaction failed, a task finished...). Commands ask the driver to perform one
+fenced etcd transaction each (or one gRPC push); the state machine has already
+applied them optimistically and expects a ``*Rejected`` event if one fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from workhive.coordinator.model import AgentInfo, Claim, ProjectSpec, TaskKey, TaskResult
+from workhive.coordinator.scheduling.planner_types import Plan
+
+__all__ = [
+    "AgentJoined",
+    "AgentLeft",
+    "AssignRejected",
+    "AssignTask",
+    "CancelTask",
+    "ClaimLost",
+    "Command",
+    "Event",
+    "MarkTaskFailed",
+    "PlanUpdated",
+    "ProjectCancelled",
+    "ProjectFinished",
+    "ProjectSubmitted",
+    "RequestReplan",
+    "RequeueTask",
+    "StartRejected",
+    "StartTask",
+    "StateRestored",
+    "StealRejected",
+    "StealTask",
+    "StealTick",
+    "TaskFailed",
+    "TaskStarted",
+    "TaskSucceeded",
+]
+
+# ----------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSubmitted:
+    """A validated project was stored; ``plan`` (optional) from ``plan_project``."""
+
+    spec: ProjectSpec
+    now: float
+    plan: Plan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanUpdated:
+    """A (re)plan computed by the driver off the event loop; ``None`` clears it."""
+
+    project_id: str
+    plan: Plan | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentJoined:
+    """An agent registered (or re-registered with new capabilities/slots)."""
+
+    agent: AgentInfo
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLeft:
+    """An agent's lease expired or it deregistered: its claims are gone."""
+
+    agent_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """The start of ``key`` on ``agent_id`` is committed (claim marked started)."""
+
+    key: TaskKey
+    agent_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSucceeded:
+    """A success was committed (claim deleted, result written)."""
+
+    key: TaskKey
+    agent_id: str
+    duration: float
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """A failure was committed (claim deleted). ``retryable``: may run again."""
+
+    key: TaskKey
+    agent_id: str
+    reason: str
+    retryable: bool
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLost:
+    """The claim vanished (lease expired, deleted): requeue with attempt + 1."""
+
+    key: TaskKey
+    agent_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class AssignRejected:
+    """The claim-create transaction of an ``AssignTask`` failed its compare."""
+
+    key: TaskKey
+    agent_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartRejected:
+    """The mark-started CAS of a ``StartTask`` failed (claim changed/vanished).
+
+    The task goes back to the head of the agent's queue unless a ``ClaimLost``
+    or ``TaskStarted`` says otherwise."""
+
+    key: TaskKey
+    agent_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StealRejected:
+    """The move CAS of a ``StealTask`` failed: the task stays with ``from_agent``."""
+
+    key: TaskKey
+    from_agent: str
+    to_agent: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StealTick:
+    """Periodic stealing check (every ``SchedulerConfig.steal_interval``)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectCancelled:
+    """The user cancelled a project: every unfinished task is cancelled."""
+
+    project_id: str
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StateRestored:
+    """Replace all state with what a new leader read from etcd at one revision.
+
+    ``attempts`` holds the current attempt of tasks without a claim (from the
+    task records); tasks absent default to attempt 0 (never assigned).
+    Claims of agents not in ``agents`` are treated as lost.
+    """
+
+    projects: Sequence[ProjectSpec]
+    claims: Sequence[Claim]
+    results: Sequence[TaskResult]
+    agents: Sequence[AgentInfo]
+    now: float
+    attempts: Mapping[TaskKey, int] = field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+
+
+Event = (
+    ProjectSubmitted
+    | PlanUpdated
+    | AgentJoined
+    | AgentLeft
+    | TaskStarted
+    | TaskSucceeded
+    | TaskFailed
+    | ClaimLost
+    | AssignRejected
+    | StartRejected
+    | StealRejected
+    | StealTick
+    | ProjectCancelled
+    | StateRestored
+)
+
+# --------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class AssignTask:
+    """Create ``claims/<key>`` for ``agent_id`` (absent + task ready), on its lease.
+
+    ``start_now``: the agent has a free slot, create the claim already started;
+    otherwise it joins the agent's prefetch queue."""
+
+    key: TaskKey
+    agent_id: str
+    attempt: int
+    start_now: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartTask:
+    """Mark the queued claim started (CAS) and tell the agent to run it."""
+
+    key: TaskKey
+    agent_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StealTask:
+    """Move the unstarted claim from ``from_agent`` to ``to_agent`` (CAS);
+    ``start_now`` as in ``AssignTask``."""
+
+    key: TaskKey
+    from_agent: str
+    to_agent: str
+    attempt: int
+    start_now: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueTask:
+    """Record the task ready again with ``attempt`` (its claim is gone)."""
+
+    key: TaskKey
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkTaskFailed:
+    """Write a FAILED result (attempts exhausted or not retryable)."""
+
+    key: TaskKey
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """Write a CANCELLED result; delete the claim of ``agent_id`` if set and
+    tell that agent to drop the task."""
+
+    key: TaskKey
+    reason: str
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectFinished:
+    """Every task is terminal; ``outcome`` is succeeded, failed or cancelled."""
+
+    project_id: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReplan:
+    """Observed durations drifted from the plan (or its agents changed): the
+    plan was dropped (the heuristic policy applies) and a new plan is welcome
+    via ``PlanUpdated``."""
+
+    project_id: str
+    reason: str
+
+
+Command = (
+    AssignTask
+    | StartTask
+    | StealTask
+    | RequeueTask
+    | MarkTaskFailed
+    | CancelTask
+    | ProjectFinished
+    | RequestReplan
+)
