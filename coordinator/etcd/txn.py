@@ -98,7 +98,8 @@ class TxnItem:
     """One independent CAS unit of a batch: its compares and its writes.
 
     ``puts`` is ``(key, value)`` for every put in ``success`` and ``deletes``
-    every deleted key: used to read back an ambiguous txn.
+    every deleted key (required: used to keep duplicate keys out of one txn
+    and to read back an ambiguous txn).
     """
 
     compares: list[Any]
@@ -156,24 +157,30 @@ def _applied(client: EtcdClient, items: Sequence[TxnItem], max_ops: int) -> int:
 def _pack(
     items: Sequence[tuple[int, TxnItem]], max_ops: int, fenced: bool
 ) -> list[list[tuple[int, TxnItem]]]:
+    """Greedy packing within ``max_ops`` per list; an item writing a key already
+    written in the current txn starts a new one (etcd rejects duplicate keys)."""
     chunks: list[list[tuple[int, TxnItem]]] = []
     cur: list[tuple[int, TxnItem]] = []
     n_cmp = n_succ = int(fenced)
     keys: set[bytes] = set()
+    written: set[bytes] = set()
     for idx, it in items:
         new_keys = {c.key for c in it.compares} - keys
+        writes = {k for k, _ in it.puts} | set(it.deletes)
         if cur and (
             n_cmp + len(it.compares) > max_ops
             or n_succ + len(it.success) > max_ops
             or len(keys) + len(new_keys) + int(fenced) > max_ops
+            or not writes.isdisjoint(written)
         ):
             chunks.append(cur)
-            cur, n_cmp, n_succ, keys = [], int(fenced), int(fenced), set()
+            cur, n_cmp, n_succ, keys, written = [], int(fenced), int(fenced), set(), set()
             new_keys = {c.key for c in it.compares}
         cur.append((idx, it))
         n_cmp += len(it.compares)
         n_succ += len(it.success)
         keys |= new_keys
+        written |= writes
     if cur:
         chunks.append(cur)
     return chunks
