@@ -67,12 +67,14 @@ def submit_project(
     keeper: LeaseKeeper | None = None,
     on_chunk: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
+    lease_ttl: int = SUBMIT_LEASE_TTL,
 ) -> ProjectMeta:
     """Write ``spec`` so that it appears all at once (see module doc).
 
     Tasks without dependencies start READY, others PENDING. ``fence`` (optional)
     also requires the leader term on every txn. ``on_chunk(n)`` runs after each
-    task chunk commits (tests use it to kill a submit halfway).
+    task chunk commits (tests use it to kill a submit halfway). ``lease_ttl``
+    bounds how long a killed submit blocks a new submit of the same id.
 
     Raises:
         ProjectExists: the project is already visible (nothing written).
@@ -84,7 +86,7 @@ def submit_project(
     tasks_prefix = keyspace.tasks_prefix(pid)
     own_keeper = keeper is None
     keeper = keeper or LeaseKeeper(client)
-    lease = keeper.grant(SUBMIT_LEASE_TTL)
+    lease = keeper.grant(lease_ttl)
     fence_cmps = [fence.compare()] if fence else []
     try:
         r = client.txn_raw(

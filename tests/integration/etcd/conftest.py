@@ -6,14 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.etcd_fixtures import (  # noqa: F401  (re-exported fixtures)
-    EtcdTarget,
-    etcd,
-    etcd_cluster,
-    etcd_private,
-    etcd_server,
-)
+from tests.harness import etcd_fixtures as _fixtures
+from tests.harness.etcd_fixtures import EtcdTarget
 from workhive.coordinator.etcd import EtcdClient, Keyspace, LeaseKeeper
+
+# Re-exported fixtures (tests/conftest.py may import them too; same objects).
+etcd_server = _fixtures.etcd_server
+etcd = _fixtures.etcd
+etcd_private = _fixtures.etcd_private
+etcd_cluster = _fixtures.etcd_cluster
 
 
 @pytest.fixture

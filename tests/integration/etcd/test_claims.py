@@ -177,9 +177,8 @@ def test_start_vs_steal_race_exactly_one_wins(
                 claims.complete([Completion(c.key, c.fence, victim, r)])[0].outcome
                 is Outcome.CONFLICT
             )
-    print(
-        f"start won {results['start'].count(Outcome.OK)}, steal won {results['steal'].count(Outcome.OK)}"
-    )
+    n_start, n_steal = results["start"].count(Outcome.OK), results["steal"].count(Outcome.OK)
+    print(f"start won {n_start}, steal won {n_steal}")
     # A started claim is never stolen.
     started = [c for c, o in zip(cls, results["start"], strict=True) if o is Outcome.OK]
     if started:
