@@ -1,0 +1,105 @@
+"""workhive's scheduling core: pure, synchronous, free of I/O.
+
+The leader's driver and the simulator both feed ``SchedulerState.handle``
+with events and execute the commands it returns. See docs/scheduling.md.
+"""
+
+from workhive.coordinator.scheduling.config import POLICIES, SchedulerConfig
+from workhive.coordinator.scheduling.durations import DurationModel
+from workhive.coordinator.scheduling.events import (
+    AgentJoined,
+    AgentLeft,
+    AssignRejected,
+    AssignTask,
+    CancelTask,
+    ClaimLost,
+    Command,
+    Event,
+    MarkTaskFailed,
+    PlanUpdated,
+    ProjectCancelled,
+    ProjectFinished,
+    ProjectSubmitted,
+    RequestReplan,
+    RequeueTask,
+    StartRejected,
+    StartTask,
+    StateRestored,
+    StealRejected,
+    StealTask,
+    StealTick,
+    TaskFailed,
+    TaskStarted,
+    TaskSucceeded,
+)
+from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
+from workhive.coordinator.scheduling.loader import ProjectError, load_project, project_from_dict
+from workhive.coordinator.scheduling.metrics import (
+    SchedulerMetrics,
+    load_imbalance,
+    lock_contention_rate,
+    parallelization_efficiency,
+)
+from workhive.coordinator.scheduling.planner import PlannerConfig, list_schedule, plan_project
+from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
+from workhive.coordinator.scheduling.simulator import SimConfig, SimResult, simulate, skewed_start
+from workhive.coordinator.scheduling.state import SchedulerState
+from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, StealMove, plan_steals
+from workhive.coordinator.scheduling.stg import BestKnown, load_best_known, load_stg, parse_stg
+
+__all__ = [
+    "POLICIES",
+    "AgentJoined",
+    "AgentLeft",
+    "AgentQueue",
+    "AssignRejected",
+    "AssignTask",
+    "BestKnown",
+    "CancelTask",
+    "ClaimLost",
+    "Command",
+    "DurationModel",
+    "Event",
+    "GraphAnalysis",
+    "MarkTaskFailed",
+    "Plan",
+    "PlanUpdated",
+    "PlannedTask",
+    "PlannerConfig",
+    "ProjectCancelled",
+    "ProjectError",
+    "ProjectFinished",
+    "ProjectSubmitted",
+    "QueuedTask",
+    "RequestReplan",
+    "RequeueTask",
+    "SchedulerConfig",
+    "SchedulerMetrics",
+    "SchedulerState",
+    "SimConfig",
+    "SimResult",
+    "StartRejected",
+    "StartTask",
+    "StateRestored",
+    "StealMove",
+    "StealRejected",
+    "StealTask",
+    "StealTick",
+    "TaskFailed",
+    "TaskStarted",
+    "TaskSucceeded",
+    "analyse",
+    "list_schedule",
+    "load_best_known",
+    "load_imbalance",
+    "load_project",
+    "load_stg",
+    "lock_contention_rate",
+    "parallelization_efficiency",
+    "parse_stg",
+    "plan_project",
+    "plan_steals",
+    "project_from_dict",
+    "simulate",
+    "skewed_start",
+]

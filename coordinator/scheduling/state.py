@@ -67,6 +67,7 @@ __all__ = ["SchedulerState"]
 _P, _R, _A, _RUN = TaskState.PENDING, TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
 _OK, _FAIL, _CXL = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
 _SLOT, _QUEUE = 0, 1
+_RANKED_POLICIES = ("default", "critical-path")
 
 
 class _Task:
@@ -80,6 +81,7 @@ class _Task:
         "planned",
         "predicted",
         "project",
+        "qheap_id",
         "rank",
         "ready_seq",
         "spec",
@@ -102,6 +104,7 @@ class _Task:
         self.predicted = 0.0
         self.ready_seq = 0
         self.heap_id = -1
+        self.qheap_id = -1
         self.last_moved: float | None = None
         self.stolen_at: float | None = None
         self.started_at: float | None = None
@@ -206,12 +209,15 @@ class SchedulerState:
         self._ready: dict[frozenset[str], list[tuple[tuple[float, ...], int, _Task]]] = {}
         self._branch_owner: dict[tuple[str, str], _Agent] = {}
         self._queued: dict[str, _Agent] = {}  # agents with a non-empty queue
+        # queued tasks by urgency, for free slots to take from saturated agents
+        self._qheap: list[tuple[tuple[float, ...], int, _Task]] = []
         self._dirty: dict[str, _Agent] = {}
         self._planned: dict[str, _Project] = {}
         self._seq = 0
         self._push = 0
         self._stats = _Stats()
         self._out: list[Command] = []
+        self._push_queued_later: list[_Task] = []
 
     # ------------------------------------------------------------ public API
 
@@ -227,6 +233,10 @@ class SchedulerState:
             self._apply(ev)
         if events:
             self._dispatch(now)
+            for t in self._push_queued_later:
+                if t.state is _A:
+                    self._push_queued(t)
+            self._push_queued_later.clear()
         self._out = []
         return out
 
@@ -586,11 +596,38 @@ class SchedulerState:
     def _push_ready(self, t: _Task) -> None:
         self._push += 1
         t.heap_id = self._push
-        k = task_key(self.config.policy, t.spec.priority, t.rank, t.index, t.ready_seq)
+        k = self._key(t)
         heap = self._ready.get(t.spec.requires)
         if heap is None:
             heap = self._ready[t.spec.requires] = []
         heapq.heappush(heap, (k, self._push, t))
+
+    def _push_queued(self, t: _Task) -> None:
+        if (
+            self.config.policy in _RANKED_POLICIES
+            and self.config.stealing_enabled
+            and self.config.steal_on_idle
+            and t.spec.priority < self.config.priority_threshold
+        ):
+            self._push += 1
+            t.qheap_id = self._push
+            heapq.heappush(self._qheap, (self._key(t), self._push, t))
+
+    def _top_queued(self) -> tuple[tuple[float, ...], int, _Task] | None:
+        """Most urgent task queued on an agent whose slots are all busy."""
+        h = self._qheap
+        while h:
+            t = h[0][2]
+            if (
+                t.qheap_id == h[0][1]
+                and t.state is _A
+                and t.agent is not None
+                and t.agent.free_slots <= 0
+                and not t.project.plan
+            ):
+                return h[0]
+            heapq.heappop(h)
+        return None
 
     def _rebuild_ready(self) -> None:
         tasks = [e[2] for h in self._ready.values() for e in h if e[2].heap_id == e[1]]
@@ -684,6 +721,7 @@ class SchedulerState:
             t.state = _A
             a.queue.append(t)
             self._queued[a.info.id] = a
+            self._push_queued(t)
         if t.spec.branch:
             self._branch_owner[(t.key.project, t.spec.branch)] = a
         self._stats.assignments += 1
@@ -767,6 +805,14 @@ class SchedulerState:
                         continue
                     if any(self._top_agent(g, tier) for g in self._eligible_groups(req)):
                         best = heap[0]
+                if tier == _SLOT and self._qheap:
+                    q = self._top_queued()
+                    if (
+                        q is not None
+                        and (best is None or q[:2] < best[:2])
+                        and self._steal_to_slot(q[2], now)
+                    ):
+                        continue
                 if best is None:
                     break
                 t = best[2]
@@ -783,9 +829,58 @@ class SchedulerState:
                 self._steal(now, idle)
         self._dirty.clear()
 
+    def _best_ready_for(self, a: _Agent) -> _Task | None:
+        """Best READY task ``a`` may run (ranked policies only)."""
+        best: tuple[tuple[float, ...], int, _Task] | None = None
+        for req, heap in self._ready.items():
+            if not req <= a.info.capabilities:
+                continue
+            while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0][:2] < best[:2]):
+                best = heap[0]
+        return best[2] if best else None
+
+    def _key(self, t: _Task) -> tuple[float, ...]:
+        return task_key(self.config.policy, t.spec.priority, t.rank, t.index, t.ready_seq)
+
+    def _steal_to_slot(self, t: _Task, now: float) -> bool:
+        """A free slot takes ``t`` from a saturated agent's queue (steal on idle)."""
+        thief = self._pick_agent(t, _SLOT)
+        victim = t.agent
+        if thief is None or victim is None:
+            heapq.heappop(self._qheap)  # nobody free can run it now; re-pushed on requeue
+            t.qheap_id = -1
+            self._push_queued_later.append(t)
+            return True
+        self._move(t, victim, thief, now)
+        return True
+
     def _start_queued(self, now: float) -> None:
+        ranked = self.config.policy in ("default", "critical-path")
         for a in list(self._dirty.values()):
             while a.alive and a.queue and a.free_slots > 0:
+                if ranked and not a.queue[0].project.plan:
+                    # a freed slot takes a more urgent ready task before its prefetch
+                    r = self._best_ready_for(a)
+                    q = self._top_queued() if self._qheap else None
+                    own = self._key(a.queue[0])
+                    if (
+                        q is not None
+                        and q[2].agent is not a
+                        and q[0] < own
+                        and (r is None or q[0] < self._key(r))
+                        and q[2].spec.requires <= a.info.capabilities
+                    ):
+                        victim = q[2].agent
+                        assert victim is not None
+                        self._move(q[2], victim, a, now)
+                        continue
+                    if r is not None and self._key(r) < own:
+                        heapq.heappop(self._ready[r.spec.requires])
+                        r.heap_id = -1
+                        self._assign(r, a, now)
+                        continue
                 t = a.queue.pop(0)
                 self._run(t, a, now)
                 self._out.append(StartTask(t.key, a.info.id, t.attempt))
@@ -898,22 +993,33 @@ class SchedulerState:
             thief = self._agents.get(m.to_agent)
             if t is None or thief is None or t.state is not _A:
                 continue
-            self._release(t)
-            t.agent = thief
-            t.last_moved = now
-            t.stolen_at = now
-            thief.load += t.predicted
-            start = thief.free_slots > 0
-            if start:
-                self._run(t, thief, now)
-            else:
-                t.state = _A
-                thief.queue.append(t)
-                self._queued[thief.info.id] = thief
-            self._touch(thief)
+            victim = t.agent
+            if victim is None or victim.info.id != m.from_agent:
+                continue
+            self._move(t, victim, thief, now, count_event=False)
             pairs.add((m.from_agent, m.to_agent))
-            self._stats.steals += 1
-            self._out.append(StealTask(t.key, m.from_agent, m.to_agent, t.attempt, start))
         if pairs:
             self._stats.steal_events += len(pairs)
-            self._stats.last_steal = now
+
+    def _move(
+        self, t: _Task, victim: _Agent, thief: _Agent, now: float, count_event: bool = True
+    ) -> None:
+        self._release(t)
+        t.agent = thief
+        t.last_moved = now
+        t.stolen_at = now
+        thief.load += t.predicted
+        start = thief.free_slots > 0
+        if start:
+            self._run(t, thief, now)
+        else:
+            t.state = _A
+            thief.queue.append(t)
+            self._queued[thief.info.id] = thief
+            self._push_queued(t)
+        self._touch(thief)
+        self._stats.steals += 1
+        self._stats.last_steal = now
+        if count_event:
+            self._stats.steal_events += 1
+        self._out.append(StealTask(t.key, victim.info.id, thief.info.id, t.attempt, start))

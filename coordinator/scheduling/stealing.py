@@ -89,7 +89,10 @@ def plan_steals(
     load = {q.agent_id: agent_load(q, pred) for q in queues}
     room = {q.agent_id: q.room for q in queues}
     by_id = {q.agent_id: q for q in queues}
-    victims = sorted(queues, key=lambda q: (-load[q.agent_id], q.agent_id))
+    victims = sorted(
+        (q for q in queues if any(not t.started for t in q.tasks)),
+        key=lambda q: (-load[q.agent_id], q.agent_id),
+    )
     role: dict[str, str] = {}
     moves: list[StealMove] = []
     taken: set[TaskKey] = set()
@@ -108,10 +111,8 @@ def plan_steals(
                 vid = v.agent_id
                 if v.free_slots > 0 or vid == tid or role.get(vid) == "thief":
                     continue
-                for t in sorted(
-                    _movable(v, config, now),
-                    key=lambda t: (t.priority, -v.tasks.index(t)),
-                ):
+                vt = _movable(v, config, now)[::-1]  # tail first among equals
+                for t in sorted(vt, key=lambda t: t.priority):
                     if n >= min(th.free_slots, config.max_steal_batch, room[tid]):
                         break
                     d = t.predicted if pred else 0.0
@@ -128,30 +129,31 @@ def plan_steals(
                     role[vid], role[tid] = "victim", "thief"
                 if n >= min(th.free_slots, config.max_steal_batch, room[tid]):
                     break
+    pool = [
+        q
+        for q in queues
+        if role.get(q.agent_id) != "victim" and (thieves is None or q.agent_id in thieves)
+    ]
     for v in victims:
         vid = v.agent_id
         if role.get(vid) == "thief":
             continue
-        movable = [t for t in _movable(v, config, now) if t.key not in taken]
-        if not movable:
+        cands = [q for q in pool if q.agent_id != vid and role.get(q.agent_id) != "victim"]
+        if not cands:
+            continue
+        cands.sort(key=lambda q: (load[q.agent_id], q.agent_id))
+        if load[vid] - load[cands[0].agent_id] < threshold:
+            continue
+        pending = [t for t in _movable(v, config, now) if t.key not in taken]
+        if not pending:
             continue
         # lowest priority first; among equals, the queue's tail first
-        order = sorted(range(len(movable)), key=lambda i: (movable[i].priority, -i))
-        pending = [movable[i] for i in order]
-        cands = [
-            q
-            for q in queues
-            if q.agent_id != vid
-            and role.get(q.agent_id) != "victim"
-            and (thieves is None or q.agent_id in thieves)
-        ]
-        cands.sort(key=lambda q: (load[q.agent_id], q.agent_id))
+        pos = {t.key: i for i, t in enumerate(v.tasks)}
+        pending.sort(key=lambda t: (t.priority, -pos[t.key]))
         for th in cands:
             tid = th.agent_id
-            if load[vid] - load[tid] < threshold or not pending:
-                if not pending:
-                    break
-                continue
+            if not pending or load[vid] - load[tid] < threshold:
+                break
             n = 0
             rest: list[QueuedTask] = []
             for t in pending:
