@@ -1,7 +1,8 @@
 """Planning: a whole-project schedule on named agents, exact when small.
 
-``plan_project`` first builds a heuristic schedule (HEFT-style list schedule:
-tasks by upward rank, each on the eligible slot giving the earliest start),
+``plan_project`` first builds heuristic schedules (HEFT-style: tasks by
+upward rank, each on the eligible slot giving the earliest start; and
+non-delay list scheduling by upward rank) and keeps the shorter,
 then, for projects of at most ``PlannerConfig.max_tasks`` tasks on at most
 ``max_lanes`` slots, improves it with OR-Tools CP-SAT inside a time box:
 interval per task, precedences, one cumulative per capability group (capacity
@@ -25,7 +26,7 @@ from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskSpec
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
 
-__all__ = ["PlannerConfig", "list_schedule", "plan_project"]
+__all__ = ["PlannerConfig", "list_schedule", "nondelay_schedule", "plan_project"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +95,51 @@ def list_schedule(
     return _make_plan(spec, an, lanes, start, finish, lane_of, "heuristic", "", False)
 
 
+def nondelay_schedule(
+    spec: ProjectSpec,
+    agents: Sequence[AgentInfo],
+    durations: Callable[[TaskSpec], float] | None = None,
+    analysis: GraphAnalysis | None = None,
+) -> Plan:
+    """Heuristic plan: whenever a slot is free, the highest-ranked ready task
+    it may run starts (what the ``critical-path`` policy does live)."""
+    an = analysis or analyse(spec, durations)
+    lanes = _lanes(agents)
+    n = len(an.ids)
+    topo = {t: i for i, t in enumerate(an.order)}
+    waiting = [len(p) for p in an.parents]
+    ready = sorted((i for i in range(n) if waiting[i] == 0), key=lambda i: (-an.rank[i], topo[i]))
+    start = [0.0] * n
+    finish = [0.0] * n
+    lane_of = [0] * n
+    free = list(range(len(lanes)))
+    running: list[tuple[float, int, int]] = []
+    now = 0.0
+    done = 0
+    while done < n:
+        for li in sorted(free):
+            pick = next((i for i in ready if spec.tasks[i].requires <= lanes[li].caps), None)
+            if pick is None:
+                continue
+            ready.remove(pick)
+            free.remove(li)
+            start[pick], finish[pick], lane_of[pick] = now, now + an.weight[pick], li
+            heapq.heappush(running, (finish[pick], topo[pick], pick))
+        if not running:
+            raise ValueError("some task has no capable agent")
+        now = running[0][0]
+        while running and running[0][0] <= now:
+            _, _, i = heapq.heappop(running)
+            done += 1
+            free.append(lane_of[i])
+            for c in an.children[i]:
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    ready.append(c)
+        ready.sort(key=lambda i: (-an.rank[i], topo[i]))
+    return _make_plan(spec, an, lanes, start, finish, lane_of, "heuristic", "", False)
+
+
 def _make_plan(
     spec: ProjectSpec,
     an: GraphAnalysis,
@@ -144,7 +190,13 @@ def plan_project(
         return None
     an = analyse(spec, durations)
     try:
-        heur = list_schedule(spec, agents, durations, an)
+        heur = min(
+            (
+                list_schedule(spec, agents, durations, an),
+                nondelay_schedule(spec, agents, durations, an),
+            ),
+            key=lambda p: p.makespan,
+        )
     except ValueError:
         return None
     lb = an.lower_bound(len(lanes))
