@@ -3,7 +3,8 @@
 Agents have slots, a prefetch queue and capabilities; each task's real
 duration is its ``duration`` (else its estimate, else the configured default),
 optionally multiplied by log-normal noise ``exp(N(0, noise))`` drawn from a
-seeded ``random.Random`` (the estimates stay what the file says, so noise
+seeded splitmix64 generator defined here (no ``random``/``time`` imports in the
+core; the estimates stay what the file says, so noise
 models estimates being off). Events with the same timestamp are handed to the
 scheduler together, as the leader's group commit would. Every command is
 "executed" successfully. Same spec + config -> same result.
@@ -12,7 +13,7 @@ scheduler together, as the leader's group commit would. Every command is
 from __future__ import annotations
 
 import heapq
-import random
+import math
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey
@@ -93,6 +94,29 @@ class SimResult:
         return self.makespan / self.lower_bound if self.lower_bound > 0 else 1.0
 
 
+class _SplitMix:
+    """splitmix64: a tiny deterministic PRNG (same seed, same numbers everywhere)."""
+
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & self._MASK
+
+    def uniform(self) -> float:
+        """A float in (0, 1)."""
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self._MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
+        z ^= z >> 31
+        return ((z >> 11) + 0.5) / float(1 << 53)
+
+    def gauss(self) -> float:
+        """A standard normal deviate (Box-Muller)."""
+        u1, u2 = self.uniform(), self.uniform()
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
 def make_agents(spec: ProjectSpec, cfg: SimConfig) -> list[AgentInfo]:
     """The simulated agents for ``spec`` under ``cfg``."""
     if cfg.agents is not None:
@@ -125,14 +149,14 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
     state = SchedulerState(sc)
     agents = make_agents(spec, cfg)
     lanes = sum(a.slots for a in agents)
-    rng = random.Random(cfg.seed)
+    rng = _SplitMix(cfg.seed)
     real: dict[str, float] = {}
     for t in spec.tasks:
         base = t.duration if t.duration is not None else t.estimate
         if base is None:
             base = sc.default_duration
         if cfg.noise > 0:
-            base *= rng.lognormvariate(0.0, cfg.noise)
+            base *= math.exp(cfg.noise * rng.gauss())
         real[t.id] = base
     an_real = analyse(spec, [real[t.id] for t in spec.tasks])
     plan = None
