@@ -117,9 +117,14 @@ class Claims:
     # -- leader writes (fenced) -----------------------------------------------
 
     def create(self, reqs: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
-        """Create claims (rule 2); OK results carry the new :class:`Claim`."""
+        """Create claims (rule 2); OK results carry the new :class:`Claim`.
+
+        A record not READY is a CONFLICT without a round trip.
+        """
         items: list[TxnItem] = []
-        for r in reqs:
+        todo = [i for i, r in enumerate(reqs) if r.record.state is TaskState.READY]
+        for i in todo:
+            r = reqs[i]
             ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
             v = codec.encode_claim(r.agent, r.record.attempt, r.started)
             items.append(
@@ -129,11 +134,9 @@ class Claims:
                     puts=[(ck, v)],
                 )
             )
-        out = self._run(items, fence)
-        res: list[ItemResult] = []
-        for r, o in zip(reqs, out, strict=True):
-            if r.record.state is not TaskState.READY and o.ok:  # pragma: no cover - caller bug
-                raise AssertionError("claimed a task not READY")
+        res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(reqs)
+        for i, o in zip(todo, self._run(items, fence), strict=True):
+            r = reqs[i]
             if o.ok:
                 c = Claim(
                     r.record.key,
@@ -144,9 +147,9 @@ class Claims:
                     o.revision,
                     r.lease_id,
                 )
-                res.append(replace(o, claim=c))
+                res[i] = replace(o, claim=c)
             else:
-                res.append(o)
+                res[i] = o
         return res
 
     def start(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
