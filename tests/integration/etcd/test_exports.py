@@ -9,7 +9,20 @@ def test_exported_members() -> None:
     public = {n for n in dir(layer) if not n.startswith("_")}
     # "snapshot" the function shadows snapshot the module, so it is not listed here.
     modules = set(
-        "claims client codec election errors keys session store submit txn types watch".split()
+        [
+            "claims",
+            "client",
+            "codec",
+            "election",
+            "errors",
+            "keys",
+            "session",
+            "store",
+            "submit",
+            "txn",
+            "types",
+            "watch",
+        ]
     )
     assert public - modules == set(layer.__all__)
     for name in layer.__all__:
