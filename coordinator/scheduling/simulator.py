@@ -53,6 +53,7 @@ class SimConfig:
         seed: seed of the noise.
         scheduler: the scheduler's configuration (policy, stealing...).
         planner: planner settings; ``None`` disables planning.
+        record: keep the executed schedule in ``SimResult.schedule``.
     """
 
     agents: int | None = None
@@ -62,6 +63,7 @@ class SimConfig:
     seed: int = 0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     planner: PlannerConfig | None = field(default_factory=PlannerConfig)
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class SimResult:
     plan_optimal: bool
     replans: int
     events: int
+    schedule: tuple[tuple[str, str, float, float], ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -165,6 +168,7 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
 
     heap: list[tuple[float, int, int, TaskKey | None, str]] = []
     token: dict[TaskKey, int] = {}
+    trace: list[tuple[str, str, float, float]] = []
     seq = 0
 
     def run(cmds: list[Command], now: float) -> None:
@@ -181,6 +185,8 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
             seq += 1
             token[c.key] = seq
             heapq.heappush(heap, (now + real[c.key.task], seq, 0, c.key, aid))
+            if cfg.record:
+                trace.append((c.key.task, aid, now, now + real[c.key.task]))
 
     first: list[Event] = [AgentJoined(a, 0.0) for a in agents]
     first.append(ProjectSubmitted(spec, 0.0, plan))
@@ -227,6 +233,7 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
         plan_optimal=plan.optimal if plan else False,
         replans=m.replans_requested,
         events=events,
+        schedule=tuple(trace),
     )
 
 

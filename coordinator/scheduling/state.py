@@ -525,7 +525,9 @@ class SchedulerState:
         self._check_finished(p)
 
     def _on_restored(self, ev: StateRestored) -> None:
+        out = self._out
         self._reset()
+        self._out = out
         for info in ev.agents:
             self._on_joined(info)
         results = {r.key: r for r in ev.results}

@@ -96,6 +96,7 @@ def plan_steals(
     role: dict[str, str] = {}
     moves: list[StealMove] = []
     taken: set[TaskKey] = set()
+    pair_n: dict[tuple[str, str], int] = {}
     if config.steal_on_idle:
         idle = [
             q
@@ -121,6 +122,7 @@ def plan_steals(
                     if pred and not load[tid] + d < load[vid]:
                         continue
                     moves.append(StealMove(t.key, vid, tid))
+                    pair_n[(vid, tid)] = pair_n.get((vid, tid), 0) + 1
                     taken.add(t.key)
                     load[vid] -= t.predicted if pred else 1.0
                     load[tid] += d
@@ -154,7 +156,8 @@ def plan_steals(
             tid = th.agent_id
             if not pending or load[vid] - load[tid] < threshold:
                 break
-            n = 0
+            n = pair_n.get((vid, tid), 0)
+            got = 0
             rest: list[QueuedTask] = []
             for t in pending:
                 d = t.predicted if pred else 1.0
@@ -169,10 +172,11 @@ def plan_steals(
                     load[tid] += d
                     room[tid] -= 1
                     n += 1
+                    got += 1
                 else:
                     rest.append(t)
             pending = rest
-            if n:
+            if got:
                 role[vid] = "victim"
                 role[tid] = "thief"
     return moves
