@@ -156,9 +156,7 @@ def _write_md(
     lines += ["", "## Worst cases", ""]
     for pol, cases in worst.items():
         top = sorted(cases, reverse=True)[: a.worst]
-        lines.append(
-            f"- {pol}: " + ", ".join(f"{n} P={p} ({r:.4f})" for r, n, p in top)
-        )
+        lines.append(f"- {pol}: " + ", ".join(f"{n} P={p} ({r:.4f})" for r, n, p in top))
     out.write_text("\n".join(lines) + "\n")
 
 

@@ -33,7 +33,9 @@ __all__ = ["register", "result_record"]
 _STG_DEFAULT_AGENTS = (2, 4, 8, 16)
 
 
-def _best_known(path: Path, agents: int, cache: dict[Path, dict[tuple[str, int], BestKnown]]) -> BestKnown | None:
+def _best_known(
+    path: Path, agents: int, cache: dict[Path, dict[tuple[str, int], BestKnown]]
+) -> BestKnown | None:
     root = path.resolve().parent.parent
     if not (root / "Optimal_values").is_dir():
         return None
@@ -138,7 +140,9 @@ def register(app: typer.Typer) -> None:
                     planner=planner,
                 )
                 r = simulate(spec, cfg)
-                best = _best_known(path, r.agents, cache) if is_stg and r.lanes == r.agents else None
+                best = (
+                    _best_known(path, r.agents, cache) if is_stg and r.lanes == r.agents else None
+                )
                 rec = result_record(str(path), r, best)
                 records.append(rec)
                 if as_json:
@@ -155,7 +159,18 @@ def _table(records: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     t = Table(title="workhive simulate")
-    for col in ("file", "agents", "policy", "makespan", "lower bound", "best known", "ratio", "steals", "util", "plan"):
+    for col in (
+        "file",
+        "agents",
+        "policy",
+        "makespan",
+        "lower bound",
+        "best known",
+        "ratio",
+        "steals",
+        "util",
+        "plan",
+    ):
         t.add_column(col, justify="left" if col in ("file", "policy", "plan") else "right")
     for r in records:
         ratio = r.get("ratio", r["ratio_to_lower_bound"])

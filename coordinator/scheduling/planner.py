@@ -243,8 +243,8 @@ def _solve(
     m = cp_model.CpModel()
     s = [m.new_int_var(0, horizon, f"s{i}") for i in range(n)]
     e = [m.new_int_var(0, horizon, f"e{i}") for i in range(n)]
-    per_group: list[list[object]] = [[] for _ in group_caps]
-    choice: list[list[tuple[int, object]]] = [[] for _ in range(n)]
+    per_group: list[list[cp_model.IntervalVar]] = [[] for _ in group_caps]
+    choice: list[list[tuple[int, cp_model.IntVar]]] = [[] for _ in range(n)]
     for i in range(n):
         req = spec.tasks[i].requires
         elig = [g for g, c in enumerate(group_caps) if req <= c]

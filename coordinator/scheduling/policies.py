@@ -29,7 +29,9 @@ _LOAD = frozenset({"balanced", "default"})
 _AFFINITY = frozenset({"affinity", "default"})
 
 
-def task_key(policy: str, priority: int, rank: float, index: int, ready_seq: int) -> tuple[float, ...]:
+def task_key(
+    policy: str, priority: int, rank: float, index: int, ready_seq: int
+) -> tuple[float, ...]:
     """Sort key of a ready task; smaller goes first."""
     if policy in _RANKED:
         return (-priority, -rank, index)

@@ -254,11 +254,11 @@ def skewed_start(
     spec = ProjectSpec(
         id="skew", tasks=tuple(TaskSpec(id=f"t{i}", estimate=estimate) for i in range(tasks))
     )
-    st.handle(
-        AgentJoined(AgentInfo(id="a0000", prefetch=tasks), 0.0), ProjectSubmitted(spec, 0.0)
-    )
+    st.handle(AgentJoined(AgentInfo(id="a0000", prefetch=tasks), 0.0), ProjectSubmitted(spec, 0.0))
     before = load_imbalance([st.loads()["a0000"], *([0.0] * (agents - 1))])
-    joins = [AgentJoined(AgentInfo(id=f"a{i:04d}", prefetch=prefetch), 0.0) for i in range(1, agents)]
+    joins = [
+        AgentJoined(AgentInfo(id=f"a{i:04d}", prefetch=prefetch), 0.0) for i in range(1, agents)
+    ]
     moved = sum(isinstance(c, StealTask) for c in st.handle(*joins))
     moved += sum(isinstance(c, StealTask) for c in st.handle(StealTick(sc.steal_interval)))
     after = load_imbalance(st.loads().values())

@@ -59,7 +59,12 @@ from workhive.coordinator.scheduling.metrics import (
     lock_contention_rate,
 )
 from workhive.coordinator.scheduling.planner_types import Plan
-from workhive.coordinator.scheduling.policies import agent_key, follows_plan, task_key, uses_affinity
+from workhive.coordinator.scheduling.policies import (
+    agent_key,
+    follows_plan,
+    task_key,
+    uses_affinity,
+)
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, plan_steals
 
 __all__ = ["SchedulerState"]
@@ -143,7 +148,17 @@ class _Project:
 
 
 class _Agent:
-    __slots__ = ("alive", "group", "info", "load", "queue", "queue_stamp", "running", "seq", "slot_stamp")
+    __slots__ = (
+        "alive",
+        "group",
+        "info",
+        "load",
+        "queue",
+        "queue_stamp",
+        "running",
+        "seq",
+        "slot_stamp",
+    )
 
     def __init__(self, info: AgentInfo, seq: int, group: _Group) -> None:
         self.info = info
@@ -302,7 +317,9 @@ class SchedulerState:
         slots = sum(a.info.slots for a in self._agents.values())
         elapsed = now - (s.first_event if s.first_event is not None else now)
         util = s.busy / (elapsed * slots) if elapsed > 0 and slots else 0.0
-        cp_total = sum(p.analysis.critical_path_length for p in self._projects.values() if p.analysis)
+        cp_total = sum(
+            p.analysis.critical_path_length for p in self._projects.values() if p.analysis
+        )
         cp_done = sum(p.cp_done for p in self._projects.values())
         return SchedulerMetrics(
             total_steals=s.steals,
@@ -544,9 +561,10 @@ class SchedulerState:
             for t in p.tasks:
                 t.waiting = sum(1 for d in t.spec.depends_on if p.by_id[d].state is not _OK)
         for c in sorted(ev.claims, key=lambda c: (c.fence, str(c.key))):
-            t = self._task(c.key)
-            if t is None or t.state.terminal:
+            ct = self._task(c.key)
+            if ct is None or ct.state.terminal:
                 continue
+            t = ct
             t.attempt = c.attempt
             a = self._agents.get(c.agent)
             if a is None:
@@ -825,7 +843,9 @@ class SchedulerState:
                 self._assign(t, a, now)
         if self.config.stealing_enabled and self.config.steal_on_idle and self._queued:
             idle = [
-                a.info.id for a in self._dirty.values() if a.alive and a.free_slots > 0 and not a.queue
+                a.info.id
+                for a in self._dirty.values()
+                if a.alive and a.free_slots > 0 and not a.queue
             ]
             if idle:
                 self._steal(now, idle)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from workhive.coordinator.model import AgentInfo, Claim, ProjectSpec, TaskKey, TaskResult, TaskSpec, TaskState
+from workhive.coordinator.model import (
+    AgentInfo,
+    Claim,
+    ProjectSpec,
+    TaskKey,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+)
 from workhive.coordinator.scheduling import (
     AgentJoined,
     AgentLeft,
@@ -101,7 +109,10 @@ def test_capabilities_always_filter() -> None:
 
 def test_balanced_picks_least_predicted_load() -> None:
     s = SchedulerState(SchedulerConfig(policy="balanced"))
-    s.handle(AgentJoined(agent("a", slots=2, prefetch=0), 0), AgentJoined(agent("b", slots=2, prefetch=0), 0))
+    s.handle(
+        AgentJoined(agent("a", slots=2, prefetch=0), 0),
+        AgentJoined(agent("b", slots=2, prefetch=0), 0),
+    )
     cmds = s.handle(ProjectSubmitted(spec(T("big", est=10), T("s1", est=1), T("s2", est=1)), 0))
     assert [c.agent_id for c in cmds if isinstance(c, AssignTask)] == ["a", "b", "b"]
 
@@ -120,7 +131,9 @@ def test_affinity_keeps_branch_on_its_agent() -> None:
 
 def test_retryable_failure_requeues_with_next_attempt() -> None:
     s = SchedulerState()
-    s.handle(AgentJoined(agent("a", prefetch=0), 0), ProjectSubmitted(spec(T("x", max_attempts=2)), 0))
+    s.handle(
+        AgentJoined(agent("a", prefetch=0), 0), ProjectSubmitted(spec(T("x", max_attempts=2)), 0)
+    )
     cmds = s.handle(TaskFailed(K("x"), "a", "exit 1", True, 1))
     assert cmds == [RequeueTask(K("x"), 2, "failed: exit 1"), AssignTask(K("x"), "a", 2, True)]
     cmds = s.handle(TaskFailed(K("x"), "a", "exit 1", True, 2))
@@ -130,7 +143,11 @@ def test_retryable_failure_requeues_with_next_attempt() -> None:
 def test_final_failure_cancels_descendants() -> None:
     s = SchedulerState()
     p = spec(T("x"), T("y", "x"), T("z", "y"), T("free"))
-    s.handle(AgentJoined(agent("a", prefetch=0), 0), AgentJoined(agent("b", prefetch=0), 0), ProjectSubmitted(p, 0))
+    s.handle(
+        AgentJoined(agent("a", prefetch=0), 0),
+        AgentJoined(agent("b", prefetch=0), 0),
+        ProjectSubmitted(p, 0),
+    )
     cmds = s.handle(TaskFailed(K("x"), "a", "boom", False, 1))
     assert cmds[0] == MarkTaskFailed(K("x"), 1, "boom")
     assert set(cmds[1:3]) == {
@@ -144,7 +161,9 @@ def test_final_failure_cancels_descendants() -> None:
 def test_idle_agent_joining_takes_queued_work_from_busy_agent() -> None:
     s = SchedulerState(SchedulerConfig(policy="greedy"))
     s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(spec(T("x"), T("y")), 0))
-    assert s.handle(AgentJoined(agent("b", prefetch=0), 1)) == [StealTask(K("y"), "a", "b", 1, True)]
+    assert s.handle(AgentJoined(agent("b", prefetch=0), 1)) == [
+        StealTask(K("y"), "a", "b", 1, True)
+    ]
 
 
 def test_agent_left_requeues_its_tasks_elsewhere() -> None:
@@ -152,13 +171,18 @@ def test_agent_left_requeues_its_tasks_elsewhere() -> None:
     s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(spec(T("x"), T("y")), 0))
     s.handle(AgentJoined(agent("b", prefetch=0), 0))
     cmds = s.handle(AgentLeft("a", 5))
-    assert cmds[:2] == [RequeueTask(K("x"), 2, "agent a left"), RequeueTask(K("y"), 2, "agent a left")]
+    assert cmds[:2] == [
+        RequeueTask(K("x"), 2, "agent a left"),
+        RequeueTask(K("y"), 2, "agent a left"),
+    ]
     assert AssignTask(K("x"), "b", 2, True) in cmds
 
 
 def test_lost_started_claim_on_last_attempt_fails() -> None:
     s = SchedulerState()
-    s.handle(AgentJoined(agent("a", prefetch=0), 0), ProjectSubmitted(spec(T("x", max_attempts=1)), 0))
+    s.handle(
+        AgentJoined(agent("a", prefetch=0), 0), ProjectSubmitted(spec(T("x", max_attempts=1)), 0)
+    )
     cmds = s.handle(ClaimLost(K("x"), "a", 3))
     assert cmds[0] == MarkTaskFailed(K("x"), 1, "claim lost; attempts exhausted (1)")
 
@@ -191,7 +215,10 @@ def test_steal_tick_moves_queued_work_to_idle_agent() -> None:
 
 def test_steal_rejected_returns_task_to_victim() -> None:
     s = SchedulerState(SchedulerConfig(policy="greedy", steal_on_idle=False))
-    s.handle(AgentJoined(agent("a", prefetch=20), 0), ProjectSubmitted(spec(*(T(f"t{i}") for i in range(10))), 0))
+    s.handle(
+        AgentJoined(agent("a", prefetch=20), 0),
+        ProjectSubmitted(spec(*(T(f"t{i}") for i in range(10))), 0),
+    )
     s.handle(AgentJoined(agent("b", prefetch=20), 1))
     s.handle(StealTick(5))
     s.handle(StealRejected(K("t9"), "a", "b", 5.1))
@@ -201,7 +228,10 @@ def test_steal_rejected_returns_task_to_victim() -> None:
 
 def test_started_tasks_never_move() -> None:
     s = SchedulerState(SchedulerConfig(policy="greedy"))
-    s.handle(AgentJoined(agent("a", prefetch=20), 0), ProjectSubmitted(spec(*(T(f"t{i}") for i in range(10))), 0))
+    s.handle(
+        AgentJoined(agent("a", prefetch=20), 0),
+        ProjectSubmitted(spec(*(T(f"t{i}") for i in range(10))), 0),
+    )
     s.handle(TaskStarted(K("t0"), "a", 0.1))
     cmds = s.handle(AgentJoined(agent("b", prefetch=20), 1), StealTick(5))
     assert K("t0") not in {c.key for c in cmds if isinstance(c, StealTask)}
@@ -211,7 +241,11 @@ def test_project_cancelled_cancels_everything_unfinished() -> None:
     s = SchedulerState()
     s.handle(AgentJoined(agent("a", prefetch=0), 0), ProjectSubmitted(spec(T("x"), T("y", "x")), 0))
     cmds = s.handle(ProjectCancelled("p", "user", 1))
-    assert cmds == [CancelTask(K("x"), "user", "a"), CancelTask(K("y"), "user"), ProjectFinished("p", "cancelled")]
+    assert cmds == [
+        CancelTask(K("x"), "user", "a"),
+        CancelTask(K("y"), "user"),
+        ProjectFinished("p", "cancelled"),
+    ]
 
 
 def test_restore_rebuilds_claims_results_and_ready_tasks() -> None:
@@ -220,7 +254,10 @@ def test_restore_rebuilds_claims_results_and_ready_tasks() -> None:
     cmds = s.handle(
         StateRestored(
             projects=[p],
-            claims=[Claim(K("y"), "a", 1, started=True, fence=10), Claim(K("w"), "gone", 1, fence=11)],
+            claims=[
+                Claim(K("y"), "a", 1, started=True, fence=10),
+                Claim(K("w"), "gone", 1, fence=11),
+            ],
             results=[TaskResult(K("x"), TaskState.SUCCEEDED, "a", 1)],
             agents=[agent("a", prefetch=0), agent("b", prefetch=0)],
             now=100,
@@ -237,7 +274,7 @@ def test_same_events_same_commands() -> None:
     def run() -> list[object]:
         s = SchedulerState()
         out: list[object] = []
-        p = spec(*(T(f"t{i}", *( [f"t{i - 1}"] if i % 3 else []), est=1 + i % 4) for i in range(30)))
+        p = spec(*(T(f"t{i}", *([f"t{i - 1}"] if i % 3 else []), est=1 + i % 4) for i in range(30)))
         out += s.handle(*(AgentJoined(agent(f"a{i}"), 0) for i in range(3)), ProjectSubmitted(p, 0))
         for i in range(30):
             a = s.task_agent(K(f"t{i}"))

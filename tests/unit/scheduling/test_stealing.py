@@ -17,7 +17,14 @@ from workhive.coordinator.scheduling.stealing import agent_load
 CFG = SchedulerConfig()
 
 
-def q(agent: str, n: int, room: int = 10, prio: int = 5, caps: frozenset[str] = frozenset(), **kw: object) -> AgentQueue:
+def q(
+    agent: str,
+    n: int,
+    room: int = 10,
+    prio: int = 5,
+    caps: frozenset[str] = frozenset(),
+    **kw: object,
+) -> AgentQueue:
     tasks = tuple(QueuedTask(TaskKey("p", f"{agent}-{i}"), priority=prio) for i in range(n))
     return AgentQueue(agent_id=agent, capabilities=caps, tasks=tasks, room=room, **kw)  # type: ignore[arg-type]
 
@@ -97,7 +104,11 @@ def fleets(draw: st.DrawFn) -> list[AgentQueue]:
     seen: set[TaskKey] = set()
     out = []
     for i in range(n):
-        tasks = tuple(t for t in draw(st.lists(task_st, max_size=12)) if not (t.key in seen or seen.add(t.key)))  # type: ignore[func-returns-value]
+        tasks = tuple(
+            t
+            for t in draw(st.lists(task_st, max_size=12))
+            if not (t.key in seen or seen.add(t.key))
+        )  # type: ignore[func-returns-value]
         out.append(
             AgentQueue(
                 agent_id=f"a{i}",
@@ -126,7 +137,10 @@ def apply(fleet: list[AgentQueue], moves: list) -> list[AgentQueue]:  # type: ig
         t = next(t for t in by[m.from_agent] if t.key == m.key)
         by[m.from_agent].remove(t)
         by[m.to_agent].append(t)
-    return [AgentQueue(a.agent_id, a.capabilities, tuple(by[a.agent_id]), a.room, a.running_load) for a in fleet]
+    return [
+        AgentQueue(a.agent_id, a.capabilities, tuple(by[a.agent_id]), a.room, a.running_load)
+        for a in fleet
+    ]
 
 
 @settings(max_examples=300, deadline=None)

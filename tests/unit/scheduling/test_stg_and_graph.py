@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.scheduling import ProjectError, analyse, load_best_known, load_stg, parse_stg
+from workhive.coordinator.scheduling import (
+    ProjectError,
+    analyse,
+    load_best_known,
+    load_stg,
+    parse_stg,
+)
 
 STG = Path("/work/shared/data/stg")
 needs_data = pytest.mark.skipif(not STG.is_dir(), reason="STG data set not present")
@@ -84,5 +90,5 @@ def test_best_known_table_has_1440_cases() -> None:
 
 
 def test_malformed_stg_names_the_file() -> None:
-    with pytest.raises(ProjectError, match="bad.stg"):
+    with pytest.raises(ProjectError, match=r"bad\.stg"):
         parse_stg("2\n0 0 0\n1 3 0\n", "bad.stg")
