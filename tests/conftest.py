@@ -31,3 +31,7 @@ def etcd_container_cluster() -> Iterator[list[EtcdContainer]]:
     finally:
         for m in members:
             m.stop()
+
+
+# Process-based etcd fixtures (single member, private member, 3-member cluster).
+from tests.harness.etcd_fixtures import etcd, etcd_cluster, etcd_private, etcd_server  # noqa: E402,F401

@@ -119,20 +119,26 @@ class Claims:
     def create(self, reqs: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
         """Create claims (rule 2); OK results carry the new :class:`Claim`.
 
-        A record not READY is a CONFLICT without a round trip.
+        A PENDING record is claimable when the leader saw all its parents
+        succeed (the caller's judgement, fenced by the record's mod revision):
+        the same txn records it READY, saving a round trip per dependency
+        release. A terminal record is a CONFLICT without a round trip.
         """
         items: list[TxnItem] = []
-        todo = [i for i, r in enumerate(reqs) if r.record.state is TaskState.READY]
+        claimable = (TaskState.READY, TaskState.PENDING)
+        todo = [i for i, r in enumerate(reqs) if r.record.state in claimable]
         for i in todo:
             r = reqs[i]
             ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
             v = codec.encode_claim(r.agent, r.record.attempt, r.started)
+            ops = [op_put(ck, v, r.lease_id)]
+            puts = [(ck, v)]
+            if r.record.state is TaskState.PENDING:
+                tv = codec.encode_task(replace(r.record, state=TaskState.READY))
+                ops.append(op_put(tk, tv))
+                puts.append((tk, tv))
             items.append(
-                TxnItem(
-                    [cmp_version(ck, 0), cmp_mod(tk, r.record.mod_revision)],
-                    [op_put(ck, v, r.lease_id)],
-                    puts=[(ck, v)],
-                )
+                TxnItem([cmp_version(ck, 0), cmp_mod(tk, r.record.mod_revision)], ops, puts=puts)
             )
         res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(reqs)
         for i, o in zip(todo, self._run(items, fence), strict=True):

@@ -42,6 +42,7 @@ class ClusterState:
     agents: dict[str, AgentInfo] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
     staged: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+    mods: dict[bytes, int] = field(default_factory=dict)  # key -> last revision seen
 
     @classmethod
     def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
@@ -50,7 +51,25 @@ class ClusterState:
             st._put(kv)
         return st
 
+    def _newer(self, key: bytes, revision: int) -> bool:
+        """False when a change at ``revision`` is older than what we hold
+        (the owner folded its own txn result in before the watch echoed it)."""
+        return self.mods.get(key, 0) <= revision
+
+    def note_write(self, kv: KeyValue) -> None:
+        """Fold in a put this process committed itself (before the watch echo)."""
+        self._put(kv)
+
+    def note_delete(self, key: bytes, revision: int) -> None:
+        """Fold in a delete this process committed itself."""
+        if self._newer(key, revision):
+            self.mods[key] = revision
+            self._delete(key)
+
     def _put(self, kv: KeyValue) -> None:
+        if not self._newer(kv.key, kv.mod_revision):
+            return
+        self.mods[kv.key] = kv.mod_revision
         kind, parts = self.keyspace.classify(kv.key)
         if kind == "meta":
             pid = parts[0]
@@ -95,7 +114,8 @@ class ClusterState:
         for ev in events:
             if ev.type is EventType.PUT:
                 self._put(ev.kv)
-            else:
+            elif self._newer(ev.kv.key, ev.revision):
+                self.mods[ev.kv.key] = ev.revision
                 self._delete(ev.kv.key)
             self.revision = max(self.revision, ev.revision)
 
