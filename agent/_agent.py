@@ -197,6 +197,7 @@ class Agent:
         self._finished = False  # no more work; the connection thread may end
         self._closed = False
         self._handler: Handler | None = None
+        self._fatal: BaseException | None = None
         self._run_thread: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._fallback_channels: dict[str, grpc.Channel] = {}
@@ -246,7 +247,7 @@ class Agent:
         ]
         specs += [(f"workhive-agent-worker-{i}", self._worker_loop) for i in range(self.slots)]
         for name, target in specs:
-            t = threading.Thread(target=target, name=name, daemon=True)
+            t = threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
             self._threads.append(t)
             t.start()
         try:
@@ -274,8 +275,21 @@ class Agent:
 
     # ------------------------------------------------------------- supervisor
 
+    def _guard(self, target: Callable[[], None]) -> None:
+        """Run a thread body; a crash stops the agent and is re-raised by ``run``."""
+        try:
+            target()
+        except BaseException as exc:
+            if self._fatal is None:
+                self._fatal = exc
+            self._stop_requested = True
+
     def _supervise(self) -> None:
         while True:
+            if self._fatal is not None:
+                raise RuntimeError(
+                    f"agent thread crashed: {type(self._fatal).__name__}: {self._fatal}"
+                ) from self._fatal
             if self._stop_requested:
                 self._log.info("agent stopping")
                 return

@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import typer
 from typer.testing import CliRunner
 
@@ -19,6 +21,14 @@ from workhive.coordinator.cli.agent import register
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The command configures structlog for the process, writing to CliRunner's
+    (soon closed) stderr: put the defaults back for the tests that follow."""
+    yield
+    structlog.reset_defaults()
 
 
 def make_app() -> typer.Typer:

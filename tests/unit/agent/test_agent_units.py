@@ -101,3 +101,14 @@ def test_run_only_once() -> None:
         a.run(lambda t: None)
     with pytest.raises(RuntimeError):
         a.run(lambda t: None)
+
+
+def test_internal_thread_crash_surfaces_from_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = Agent("127.0.0.1:1", backoff=Backoff(base=0.01, cap=0.02))
+
+    def boom() -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(a, "_heartbeat_loop", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        a.run(lambda t: None)
