@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness.scripted_coordinator import ScriptedCoordinator
-from workhive.agent import ConnectionState, CoordinatorUnavailable, Task, TaskFailure
-from workhive.v1 import common_pb2
+from workhive.agent import ConnectionState, CoordinatorUnavailable, ExecHandler, Task, TaskFailure
+from workhive.v1 import agent_pb2, common_pb2
 
 from .conftest import Running
 
@@ -319,3 +319,27 @@ def test_revoke_drops_queued_task(coord: ScriptedCoordinator, start_agent: Start
     wait(lambda: r.agent.held() == {})
     coord.grant("q1", 8)  # late grant for a task it no longer holds
     assert not h.started.wait(0.3)
+
+
+def test_revoke_of_running_exec_task_kills_it(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    r = start_agent(coord.address, ExecHandler("sleep 30", kill_grace=0.5))
+    coord.assign("t1", fence=4, started=True)
+    wait(lambda: "running" in r.agent.held())
+    coord.revoke("t1", 4)
+    failed = coord.wait_kind("failed")[0].msg.failed
+    assert failed.task.fence == 4
+    assert "signal" in failed.reason
+
+
+def test_redirect_mid_session_keeps_the_lease(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    r = start_agent(coord.address, Recorder())
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    leader = common_pb2.LeaderInfo(leader_id="scripted-2", address=coord2.address)
+    coord.send(agent_pb2.CoordinatorMessage(redirect=agent_pb2.Redirect(leader=leader)))
+    hello = coord2.wait_kind("hello")[0].msg.hello
+    assert hello.resume_lease_id == 7000
+    wait(lambda: r.agent.address == coord2.address)
