@@ -352,6 +352,7 @@ class Agent:
         return False
 
     def _shutdown(self) -> None:
+        self._stop_event.set()  # wakes a connection thread sleeping in backoff
         with self._lock:
             self._closed = True
             self._finished = True
@@ -363,7 +364,6 @@ class Agent:
         for t in self._threads:
             if t.name == "workhive-agent-connection":
                 t.join(timeout=1.0)
-        self._stop_event.set()
         with self._lock:
             attempt = self._attempt
         if attempt is not None:
