@@ -6,4 +6,12 @@ from collections.abc import Callable
 
 import typer
 
-REGISTRARS: list[Callable[[typer.Typer], None]] = []
+from workhive.coordinator.cli import agent, coordinator, projects, simulate, up
+
+REGISTRARS: list[Callable[[typer.Typer], None]] = [
+    up.register,
+    coordinator.register,
+    agent.register,
+    projects.register,
+    simulate.register,
+]

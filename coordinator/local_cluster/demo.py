@@ -37,25 +37,25 @@ def demo_project(seed: int = 7, branches: int = 8, depth: int = 6, fan: int = 4)
     heads: list[str] = []
     for b in range(branches):
         branch = f"feature-{b}"
-        prev = add(f"{branch}/spec", (design,), branch=branch, kind="spec")
+        prev = add(f"{branch}.spec", (design,), branch=branch, kind="spec")
         for step in range(depth):
-            prev = add(f"{branch}/build-{step}", (prev,), branch=branch, kind="compile")
+            prev = add(f"{branch}.build-{step}", (prev,), branch=branch, kind="compile")
             tests = [
-                add(f"{branch}/test-{step}-{i}", (prev,), branch=branch, kind="test", priority=3)
+                add(f"{branch}.test-{step}-{i}", (prev,), branch=branch, kind="test", priority=3)
                 for i in range(fan)
             ]
             if step == depth - 1:
-                prev = add(f"{branch}/merge", tuple(tests), branch=branch, kind="merge")
+                prev = add(f"{branch}.merge", tuple(tests), branch=branch, kind="merge")
         heads.append(prev)
-    data = add("data/prepare", (design,), kind="data")
+    data = add("data.prepare", (design,), kind="data")
     models = [
-        add(f"ml/train-{i}", (data,), requires=frozenset({"gpu"}), kind="train", branch="ml")
+        add(f"ml.train-{i}", (data,), requires=frozenset({"gpu"}), kind="train", branch="ml")
         for i in range(6)
     ]
-    evaluation = add("ml/evaluate", tuple(models), kind="eval", branch="ml")
-    fixes = [add(f"security/fix-{i}", (design,), priority=9, kind="fix") for i in range(10)]
+    evaluation = add("ml.evaluate", tuple(models), kind="eval", branch="ml")
+    fixes = [add(f"security.fix-{i}", (design,), priority=9, kind="fix") for i in range(10)]
     integration = add("integration", (*heads, evaluation, *fixes), priority=8, kind="integrate")
-    smoke = [add(f"release/smoke-{i}", (integration,), kind="test") for i in range(8)]
+    smoke = [add(f"release.smoke-{i}", (integration,), kind="test") for i in range(8)]
     add("release", tuple(smoke), priority=10, kind="release")
     return ProjectSpec(
         id=f"demo-{seed}",

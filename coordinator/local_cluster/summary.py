@@ -13,7 +13,9 @@ from workhive.coordinator.model import ProjectSpec
 
 def lower_bound(spec: ProjectSpec, total_slots: int) -> float:
     """max(critical path, total work / slots) with the tasks' real durations."""
-    dur = {t.id: (t.duration if t.duration is not None else (t.estimate or 0.0)) for t in spec.tasks}
+    dur = {
+        t.id: (t.duration if t.duration is not None else (t.estimate or 0.0)) for t in spec.tasks
+    }
     finish: dict[str, float] = {}
     for t in _topological(spec):
         finish[t] = dur[t] + max((finish[d] for d in spec.task_map()[t].depends_on), default=0.0)

@@ -1,0 +1,75 @@
+"""``workhive coordinator``: run one coordinator replica until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import structlog
+import typer
+
+from workhive.coordinator.cli import exit_codes
+from workhive.coordinator.etcd import EtcdError
+from workhive.coordinator.logs import configure_logging
+from workhive.coordinator.settings import SettingsError, load_settings
+
+
+def coordinator(
+    etcd: str | None = typer.Option(None, help="Comma-separated etcd URLs [env WORKHIVE_ETCD]."),
+    listen: str | None = typer.Option(None, help="gRPC listen address host:port."),
+    advertise: str | None = typer.Option(None, help="Address agents and peers dial (host:port)."),
+    coordinator_id: str | None = typer.Option(
+        None, "--id", help="Candidate id (default host-pid)."
+    ),
+    prefix: str | None = typer.Option(None, help="etcd key prefix (default /workhive/)."),
+    metrics_port: int | None = typer.Option(None, help="Prometheus metrics HTTP port (0: off)."),
+    election_ttl: int | None = typer.Option(None, help="Leader lease TTL, seconds (>= 2)."),
+    fast_failover: bool | None = typer.Option(
+        None, "--fast-failover/--no-fast-failover", help="Revoke a dead leader's lease at once."
+    ),
+    config: Path | None = typer.Option(
+        None, help="Settings file (YAML/JSON) [env WORKHIVE_CONFIG]."
+    ),
+    log_format: str | None = typer.Option(None, help="auto, console or json."),
+) -> None:
+    """Run a coordinator replica: serve agents and clients, campaign, lead when elected."""
+    flags = {
+        "etcd": etcd,
+        "listen": listen,
+        "advertise": advertise,
+        "coordinator_id": coordinator_id,
+        "prefix": prefix,
+        "metrics_port": metrics_port,
+        "election_ttl": election_ttl,
+        "fast_failover": fast_failover,
+        "log_format": log_format,
+    }
+    try:
+        settings = load_settings(flags, config_file=config)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exit_codes.USAGE) from None
+    configure_logging(settings.log_format, settings.log_level)
+    from workhive.coordinator.node import CoordinatorNode
+
+    node = CoordinatorNode(settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, node.stop)
+        await node.run()
+
+    try:
+        asyncio.run(main())
+    except (EtcdError, TimeoutError) as exc:
+        structlog.get_logger().error("etcd unreachable", error=str(exc))
+        raise typer.Exit(exit_codes.UNAVAILABLE) from None
+    except OSError as exc:
+        structlog.get_logger().error("cannot serve", error=str(exc))
+        raise typer.Exit(exit_codes.UNAVAILABLE) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(coordinator)

@@ -1,0 +1,2 @@
+"""The leader: drives the scheduling core from etcd and agent sessions and
+executes its commands as fenced, batched etcd transactions."""

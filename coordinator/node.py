@@ -1,0 +1,313 @@
+"""One coordinator replica: serves gRPC, campaigns, leads when elected.
+
+Lifecycle: connect to etcd, start the gRPC server (health SERVING: it can
+serve agents and clients, leader or not), observe who leads, campaign. When
+elected, a ``LeaderDriver`` rebuilds state from etcd and runs the loops; when
+the session is lost, the driver stops before anything else and the replica
+campaigns again with a fresh lease.
+
+Shutdown (SIGTERM): health NOT_SERVING, stop the leader loops, resign (delete
+the election key, so a follower leads at once), then stop the server with a
+grace period.
+
+Fast failover (``fast_failover``): a follower keeps a health stream open to
+the leader; when it breaks and the leader's address refuses connections (the
+process is gone), the follower revokes the dead leader's lease instead of
+waiting for it to expire. Fencing keeps a wrong guess safe: a revoked leader
+can write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from workhive.coordinator.etcd import (
+    Election,
+    EtcdClient,
+    EtcdError,
+    Keyspace,
+    LeaseKeeper,
+    LeaseLost,
+    Session,
+    SessionState,
+    Store,
+    observe,
+)
+from workhive.coordinator.leader.driver import LeaderDriver
+from workhive.coordinator.metrics import Metrics
+from workhive.coordinator.model import AgentInfo, LeaderInfo
+from workhive.coordinator.scheduling import SchedulerConfig
+from workhive.coordinator.service.agent_hub import AgentHub
+from workhive.coordinator.service.agent_service import AgentServicer
+from workhive.coordinator.service.client_service import ClientServicer
+from workhive.coordinator.service.server import build_server, set_serving
+from workhive.coordinator.settings import Settings
+
+log = structlog.get_logger("workhive.coordinator")
+
+
+def scheduler_config(s: Settings) -> SchedulerConfig:
+    return SchedulerConfig(
+        policy=s.policy,
+        stealing_enabled=s.stealing_enabled,
+        steal_interval=s.steal_interval,
+        steal_threshold=s.steal_threshold,
+        max_steal_batch=s.max_steal_batch,
+        priority_threshold=s.priority_threshold,
+        predictive_stealing=s.predictive_stealing,
+        max_predictive_load_ms=float(s.max_predictive_load_ms),
+    )
+
+
+class CoordinatorNode:
+    """A coordinator replica (see module docstring)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.id = settings.coordinator_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.address = settings.advertise or settings.listen
+        self.ks = Keyspace(settings.prefix)
+        self.hub = AgentHub()
+        self.driver: LeaderDriver | None = None
+        self.leader_info: LeaderInfo | None = None
+        self.leader_changes = 0
+        self.port = 0
+        self._client: EtcdClient | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._election: Election | None = None
+        self._session: Session | None = None
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- helpers for the services -------------------------------------------------
+
+    @property
+    def client(self) -> EtcdClient:
+        assert self._client is not None
+        return self._client
+
+    @property
+    def keeper(self) -> LeaseKeeper:
+        assert self._keeper is not None
+        return self._keeper
+
+    async def refresh_lease(self, lease_id: int) -> int:
+        """Remaining TTL of an agent lease after a refresh (0: gone)."""
+        if lease_id <= 0:
+            return 0
+        try:
+            return await asyncio.to_thread(self.keeper.refresh, lease_id)
+        except EtcdError:
+            self.metrics.keepalive_failures.inc()
+            return 0
+
+    async def agent_lease(self, resume: int) -> tuple[int, bool]:
+        """The agent's lease: ``resume`` if it is alive, else a fresh one."""
+        if resume and await self.refresh_lease(resume) > 0:
+            return resume, True
+        lease = await asyncio.to_thread(self.keeper.grant, self.settings.agent_lease_ttl)
+        return lease, False
+
+    async def register_agent(self, info: AgentInfo, lease: int) -> None:
+        await asyncio.to_thread(Store(self.client, self.ks).register_agent, info, lease)
+
+    def stop(self) -> None:
+        """Ask the replica to shut down (thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    # -- main ----------------------------------------------------------------------------
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop()``; then shut down in the documented order."""
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        self._client = EtcdClient(list(s.etcd), timeout=s.etcd_timeout)
+        await asyncio.to_thread(self._client.wait_ready, 30.0)
+        self._keeper = LeaseKeeper(self._client)
+        server, health, self.port = build_server(
+            AgentServicer(self), ClientServicer(self), s.listen
+        )
+        if not s.advertise and self.address.endswith(":0"):
+            self.address = f"{self.address.rsplit(':', 1)[0]}:{self.port}"
+        await server.start()
+        await set_serving(health, True)
+        if s.metrics_port:
+            self.metrics.serve(s.metrics_port)
+        observer = observe(self._client, self.ks, self._leader_seen)
+        tasks = [
+            asyncio.create_task(self._campaign_loop(), name="campaign"),
+            asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
+        ]
+        log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
+        if ready is not None:
+            ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("shutting down", id=self.id)
+            await health.enter_graceful_shutdown()
+            for t in tasks:
+                t.cancel()
+            await self._step_down()
+            if self._election is not None and self._election.is_leader:
+                with contextlib.suppress(EtcdError):
+                    await asyncio.to_thread(self._election.resign)
+            if self._session is not None:
+                with contextlib.suppress(EtcdError):
+                    await asyncio.to_thread(self._session.close)
+            self.hub.close_all()
+            await server.stop(s.shutdown_grace)
+            observer.cancel()
+            self._keeper.close()
+            self._client.close()
+            log.info("stopped", id=self.id)
+
+    def _leader_seen(self, info: LeaderInfo | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._set_leader, info)
+
+    def _set_leader(self, info: LeaderInfo | None) -> None:
+        if info is not None and (self.leader_info is None or info.term != self.leader_info.term):
+            self.leader_changes += 1
+        self.leader_info = info
+
+    async def _campaign_loop(self) -> None:
+        assert self._client is not None
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            try:
+                session = await asyncio.to_thread(
+                    Session, self._client, ttl=self.settings.election_ttl, keeper=self._keeper
+                )
+            except EtcdError as exc:
+                log.warning("cannot open an etcd session", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            self._session = session
+
+            def on_state(state: SessionState, lost: asyncio.Event = lost) -> None:
+                if state is SessionState.LOST:
+                    loop.call_soon_threadsafe(lost.set)
+
+            session.add_listener(on_state)
+            election = Election(
+                self._client, session, self.ks, candidate_id=self.id, address=self.address
+            )
+            self._election = election
+            self.metrics.elections.inc()
+            try:
+                await asyncio.to_thread(election.campaign)
+            except (LeaseLost, EtcdError) as exc:
+                log.warning("campaign ended without leadership", error=str(exc))
+                await asyncio.to_thread(session.close)
+                continue
+            if lost.is_set() or self._stopping.is_set():
+                continue
+            await self._lead(election, lost)
+            if not self._stopping.is_set():
+                await asyncio.to_thread(session.close)
+
+    async def _lead(self, election: Election, lost: asyncio.Event) -> None:
+        assert self._client is not None and self._keeper is not None
+        driver = LeaderDriver(
+            client=self._client,
+            keyspace=self.ks,
+            fence=election.fence,
+            keeper=self._keeper,
+            hub=self.hub,
+            metrics=self.metrics,
+            config=scheduler_config(self.settings),
+            agent_grace=self.settings.agent_grace,
+        )
+        self.leader_info = election.info()
+        self.driver = driver
+        self.metrics.is_leader.set(1)
+        self.metrics.leader_transitions.inc()
+        log.info("leading", id=self.id, term=election.term)
+        await driver.start()
+        waits = [
+            asyncio.create_task(lost.wait()),
+            asyncio.create_task(driver.lost.wait()),
+            asyncio.create_task(self._stopping.wait()),
+        ]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if not self._stopping.is_set():
+            log.warning("lost leadership", id=self.id, term=election.term)
+            await self._step_down()
+
+    async def _step_down(self) -> None:
+        """Stop the leader loops first; then no agent session stays open here."""
+        driver, self.driver = self.driver, None
+        if driver is None:
+            return
+        self.metrics.is_leader.set(0)
+        await driver.stop()
+        self.hub.close_all()
+
+    # -- fast failover ------------------------------------------------------------------
+
+    async def _fast_failover_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            leader = self.leader_info
+            if not self.settings.fast_failover or leader is None or self.driver is not None:
+                continue
+            if leader.id == self.id:
+                continue
+            try:
+                async with grpc.aio.insecure_channel(leader.address) as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    async for _ in stub.Watch(health_pb2.HealthCheckRequest(service="")):
+                        if self.leader_info != leader:
+                            break
+            except grpc.aio.AioRpcError:
+                pass
+            if self.leader_info != leader:
+                continue
+            if await _refuses_connections(leader.address):
+                await self._revoke_leader(leader)
+            else:
+                await asyncio.sleep(0.25)
+
+    async def _revoke_leader(self, leader: LeaderInfo) -> None:
+        assert self._client is not None
+        client = self._client
+
+        def revoke() -> bool:
+            _, kvs = client.get_prefix(self.ks.election_prefix)
+            for kv in kvs:
+                if kv.create_revision == leader.term and kv.lease:
+                    return client.lease_revoke(kv.lease)
+            return False
+
+        try:
+            if await asyncio.to_thread(revoke):
+                log.warning("leader is gone: revoked its lease", leader=leader.id, term=leader.term)
+        except EtcdError as exc:
+            log.warning("could not revoke the dead leader's lease", error=str(exc))
+
+
+async def _refuses_connections(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 0.5)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False

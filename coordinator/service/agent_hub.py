@@ -1,0 +1,160 @@
+"""Open agent sessions on this replica and the messages pushed to them.
+
+The leader driver speaks domain types to ``AgentHub``; this module turns them
+into ``CoordinatorMessage`` protobufs on each session's outbox (an asyncio
+queue drained by the session's gRPC handler). Messages for an agent with no
+open session wait in its mailbox until it reconnects (bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskSpec
+from workhive.coordinator.service.convert import leader_to_proto
+from workhive.v1 import agent_pb2, common_pb2
+
+MAILBOX_LIMIT = 10_000
+
+
+def task_ref(claim: Claim) -> common_pb2.TaskRef:
+    return common_pb2.TaskRef(
+        project_id=claim.key.project,
+        task_id=claim.key.task,
+        fence=claim.fence,
+        attempt=claim.attempt,
+    )
+
+
+@dataclass
+class AgentConn:
+    """One open session: who the agent is, its lease, and its outbox."""
+
+    info: AgentInfo
+    lease_id: int
+    outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = field(
+        default_factory=asyncio.Queue
+    )
+    draining: bool = False
+
+    def push(self, msg: agent_pb2.CoordinatorMessage) -> None:
+        self.outbox.put_nowait(msg)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+
+class AgentHub:
+    """Sessions by agent id (the latest wins) and mailboxes for absent agents."""
+
+    def __init__(self) -> None:
+        self.conns: dict[str, AgentConn] = {}
+        self._mail: dict[str, deque[agent_pb2.CoordinatorMessage]] = {}
+
+    def attach(self, conn: AgentConn) -> None:
+        old = self.conns.get(conn.info.id)
+        if old is not None and old is not conn:
+            old.close()
+        self.conns[conn.info.id] = conn
+        for msg in self._mail.pop(conn.info.id, ()):
+            conn.push(msg)
+
+    def detach(self, conn: AgentConn) -> bool:
+        """Forget ``conn`` if it is still the agent's current session."""
+        if self.conns.get(conn.info.id) is conn:
+            del self.conns[conn.info.id]
+            return True
+        return False
+
+    def connected(self, agent_id: str) -> bool:
+        return agent_id in self.conns
+
+    def forget(self, agent_id: str) -> None:
+        self._mail.pop(agent_id, None)
+
+    def close_all(self, redirect_to: LeaderInfo | None = None) -> None:
+        for conn in list(self.conns.values()):
+            if redirect_to is not None:
+                conn.push(
+                    agent_pb2.CoordinatorMessage(
+                        redirect=agent_pb2.Redirect(leader=leader_to_proto(redirect_to))
+                    )
+                )
+            conn.close()
+        self.conns.clear()
+        self._mail.clear()
+
+    def _send(self, agent_id: str, msg: agent_pb2.CoordinatorMessage) -> None:
+        conn = self.conns.get(agent_id)
+        if conn is not None:
+            conn.push(msg)
+            return
+        box = self._mail.setdefault(agent_id, deque(maxlen=MAILBOX_LIMIT))
+        box.append(msg)
+
+    # -- what the leader says ------------------------------------------------
+
+    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
+        self._send(
+            claim.agent,
+            agent_pb2.CoordinatorMessage(
+                assign=agent_pb2.Assign(
+                    task=task_ref(claim),
+                    payload_json="" if spec.payload is None else json.dumps(spec.payload),
+                    priority=spec.priority,
+                    kind=spec.kind,
+                    branch=spec.branch,
+                    estimate_seconds=spec.estimate or 0.0,
+                    started=claim.started,
+                    term=term,
+                )
+            ),
+        )
+
+    def grant(self, claim: Claim) -> None:
+        self._send(
+            claim.agent,
+            agent_pb2.CoordinatorMessage(
+                start_granted=agent_pb2.StartGranted(task=task_ref(claim))
+            ),
+        )
+
+    def refuse(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
+        self._send(
+            agent_id,
+            agent_pb2.CoordinatorMessage(
+                start_refused=agent_pb2.StartRefused(task=ref, reason=reason)
+            ),
+        )
+
+    def revoke(self, claim: Claim, reason: str) -> None:
+        self._send(
+            claim.agent,
+            agent_pb2.CoordinatorMessage(
+                revoke=agent_pb2.Revoke(task=task_ref(claim), reason=reason)
+            ),
+        )
+
+    def revoke_ref(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
+        self._send(
+            agent_id, agent_pb2.CoordinatorMessage(revoke=agent_pb2.Revoke(task=ref, reason=reason))
+        )
+
+    def ack(self, agent_id: str, ref: common_pb2.TaskRef) -> None:
+        self._send(
+            agent_id,
+            agent_pb2.CoordinatorMessage(completion_ack=agent_pb2.CompletionAck(task=ref)),
+        )
+
+    def reject(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
+        self._send(
+            agent_id,
+            agent_pb2.CoordinatorMessage(
+                completion_rejected=agent_pb2.CompletionRejected(
+                    task=ref, reason=common_pb2.STALE_FENCE, message=reason
+                )
+            ),
+        )

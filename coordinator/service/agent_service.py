@@ -1,0 +1,205 @@
+"""``AgentService``: agent sessions, heartbeats and leader discovery.
+
+Any replica refreshes an agent's lease (unary ``Heartbeat``, or heartbeats on
+a session), so agents keep their claims through a leader failover. Sessions
+are leader-only: a follower answers FAILED_PRECONDITION with the leader's id
+and address (UNAVAILABLE while nobody leads). This module only translates
+between the wire and the leader driver; it holds no scheduling logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from workhive.coordinator.leader.driver import LeaderDriver, Report
+from workhive.coordinator.model import AgentInfo
+from workhive.coordinator.service.agent_hub import AgentConn
+from workhive.coordinator.service.convert import leader_to_proto
+from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+
+if TYPE_CHECKING:
+    from workhive.coordinator.node import CoordinatorNode
+
+log = structlog.get_logger("workhive.agents")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+AGENT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,127}$")
+MAX_SLOTS = 1024
+MAX_CAPABILITIES = 64
+HELLO_TIMEOUT = 10.0
+MAX_TAIL = 64 * 1024
+
+
+def _bad(message: str) -> grpc.Status:
+    return error_status(grpc.StatusCode.INVALID_ARGUMENT, "PROTOCOL_VIOLATION", message)
+
+
+def _check_hello(h: agent_pb2.Hello) -> str | None:
+    if not AGENT_ID.match(h.agent_id):
+        return f"invalid agent_id {h.agent_id!r}: 1-128 of [A-Za-z0-9._:@+-], no '/'"
+    if not 1 <= h.slots <= MAX_SLOTS:
+        return f"slots must be within 1..{MAX_SLOTS} (got {h.slots})"
+    if h.prefetch > MAX_SLOTS:
+        return f"prefetch must be at most {MAX_SLOTS} (got {h.prefetch})"
+    if len(h.capabilities) > MAX_CAPABILITIES or any(not AGENT_ID.match(c) for c in h.capabilities):
+        return "capabilities: at most 64 names of [A-Za-z0-9._:@+-]"
+    return None
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    """Translates agent sessions into leader-driver inputs and back."""
+
+    def __init__(self, node: CoordinatorNode) -> None:
+        self.node = node
+
+    async def GetLeader(
+        self, request: agent_pb2.GetLeaderRequest, context: Ctx
+    ) -> common_pb2.LeaderInfo:
+        leader = self.node.leader_info
+        if leader is None:
+            await context.abort_with_status(no_leader())
+        return leader_to_proto(leader)
+
+    async def Heartbeat(
+        self, request: agent_pb2.HeartbeatRequest, context: Ctx
+    ) -> agent_pb2.HeartbeatAck:
+        ttl = await self.node.refresh_lease(request.lease_id)
+        if ttl <= 0:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.NOT_FOUND,
+                    "UNKNOWN_AGENT",
+                    f"lease {request.lease_id:x} of agent {request.agent_id!r} has expired",
+                )
+            )
+        return agent_pb2.HeartbeatAck(seq=request.seq, ttl_seconds=ttl)
+
+    async def Session(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: Ctx,
+    ) -> AsyncIterator[agent_pb2.CoordinatorMessage]:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
+        except (StopAsyncIteration, TimeoutError):
+            await context.abort_with_status(_bad("the session must open with a Hello"))
+        if first.WhichOneof("kind") != "hello":
+            await context.abort_with_status(_bad("the first message must be a Hello"))
+        hello = first.hello
+        problem = _check_hello(hello)
+        if problem:
+            await context.abort_with_status(_bad(problem))
+        driver = self.node.driver
+        if driver is None:
+            leader = self.node.leader_info
+            status = not_leader(leader) if leader and leader.id != self.node.id else no_leader()
+            await context.abort_with_status(status)
+        lease, resumed = await self.node.agent_lease(hello.resume_lease_id)
+        info = AgentInfo(
+            id=hello.agent_id,
+            capabilities=frozenset(hello.capabilities),
+            slots=hello.slots,
+            prefetch=hello.prefetch or 1,
+            lease_id=lease,
+        )
+        await self.node.register_agent(info, lease)
+        conn = AgentConn(info, lease)
+        self.node.hub.attach(conn)
+        log.info("agent connected", agent_id=info.id, lease=f"{lease:x}", resumed=resumed)
+        yield agent_pb2.CoordinatorMessage(
+            welcome=agent_pb2.Welcome(
+                lease_id=lease,
+                ttl_seconds=self.node.settings.agent_lease_ttl,
+                heartbeat_interval_ms=self.node.settings.heartbeat_interval_ms,
+                coordinator_id=self.node.id,
+                leader=leader_to_proto(self.node.leader_info),
+                resumed=resumed,
+            )
+        )
+        driver.hello(conn, resumed, list(hello.held))
+        reader = asyncio.create_task(self._read(conn, request_iterator, driver))
+        graceful = False
+        try:
+            while True:
+                msg = await conn.outbox.get()
+                if msg is None:
+                    break
+                yield msg
+        finally:
+            reader.cancel()
+            try:
+                graceful = await reader
+            except (asyncio.CancelledError, Exception):
+                graceful = conn.draining
+            if self.node.hub.detach(conn):
+                driver.gone(conn, graceful)
+            log.info("agent session closed", agent_id=info.id, graceful=graceful)
+
+    async def _read(
+        self,
+        conn: AgentConn,
+        requests: AsyncIterator[agent_pb2.AgentMessage],
+        driver: LeaderDriver,
+    ) -> bool:
+        """Consume the agent's messages; returns True when it drained cleanly."""
+        agent = conn.info.id
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("kind")
+                if kind == "heartbeat":
+                    ttl = await self.node.refresh_lease(conn.lease_id)
+                    conn.push(
+                        agent_pb2.CoordinatorMessage(
+                            heartbeat_ack=agent_pb2.HeartbeatAck(
+                                seq=msg.heartbeat.seq, ttl_seconds=max(ttl, 0)
+                            )
+                        )
+                    )
+                    if ttl <= 0:
+                        conn.close()
+                        return False
+                elif kind == "completed":
+                    c = msg.completed
+                    driver.report(
+                        Report(
+                            agent,
+                            conn.lease_id,
+                            c.task,
+                            ok=True,
+                            duration=c.duration_seconds,
+                            output_tail=c.output_tail[-MAX_TAIL:],
+                        )
+                    )
+                elif kind == "failed":
+                    f = msg.failed
+                    driver.report(
+                        Report(
+                            agent,
+                            conn.lease_id,
+                            f.task,
+                            ok=False,
+                            reason=f.reason[:4096] or f"exit code {f.exit_code}",
+                            retryable=f.retryable,
+                            duration=f.duration_seconds,
+                            output_tail=f.output_tail[-MAX_TAIL:],
+                        )
+                    )
+                elif kind == "start":
+                    driver.start_requested(agent, msg.start.task)
+                elif kind == "drain":
+                    conn.draining = True
+                    driver.drain(conn)
+                elif kind == "hello":
+                    conn.close()
+                    return False
+        except grpc.aio.AioRpcError:
+            return False
+        conn.close()
+        return conn.draining

@@ -1,0 +1,247 @@
+"""``ClientService``: submit, status, task lookup, watch and cancel.
+
+Reads are served by every replica from etcd (the leader answers from its
+mirror); submit and cancel are leader-only and redirect otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from workhive.coordinator.etcd import (
+    ClusterState,
+    EtcdError,
+    ProjectExists,
+    SubmitConflict,
+    snapshot,
+    submit_project,
+)
+from workhive.coordinator.model import TaskKey, TaskState
+from workhive.coordinator.scheduling.loader import ProjectError
+from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
+from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.v1 import client_pb2, client_pb2_grpc
+
+if TYPE_CHECKING:
+    from workhive.coordinator.node import CoordinatorNode
+
+log = structlog.get_logger("workhive.clients")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
+    """Task states as a client sees them; a pending task whose parents all
+    succeeded is ready (the leader records that lazily, when it claims)."""
+    states: dict[TaskKey, TaskState] = {}
+    keys = [k for k in cs.tasks if k.project == pid]
+    for k in keys:
+        st = cs.state_of(k)
+        if st is not None:
+            states[k] = st
+    for k in keys:
+        if states.get(k) is TaskState.PENDING:
+            deps = cs.tasks[k].spec.depends_on
+            if all(states.get(TaskKey(pid, d)) is TaskState.SUCCEEDED for d in deps):
+                states[k] = TaskState.READY
+    return states
+
+
+def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.TaskStatus:
+    rec = cs.tasks[key]
+    claim = cs.claims.get(key)
+    result = cs.results.get(key)
+    return client_pb2.TaskStatus(
+        project_id=key.project,
+        task_id=key.task,
+        state=state_to_proto(state),
+        agent_id=(result.agent if result else claim.agent if claim else ""),
+        attempt=(result.attempt if result and result.attempt else rec.attempt),
+        reason=result.reason if result else "",
+        finished_at=result.finished_at if result else 0.0,
+    )
+
+
+class ClientServicer(client_pb2_grpc.ClientServiceServicer):
+    def __init__(self, node: CoordinatorNode) -> None:
+        self.node = node
+
+    async def _view(self) -> ClusterState:
+        driver = self.node.driver
+        if driver is not None and driver.mirror is not None:
+            return driver.mirror
+        node = self.node
+        rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
+        return ClusterState.from_kvs(node.ks, rev, kvs)
+
+    async def _leader_only(self, context: Ctx) -> Any:
+        driver = self.node.driver
+        if driver is None:
+            leader = self.node.leader_info
+            if leader is not None and leader.id != self.node.id:
+                await context.abort_with_status(not_leader(leader))
+            await context.abort_with_status(no_leader())
+        return driver
+
+    async def SubmitProject(
+        self, request: client_pb2.SubmitProjectRequest, context: Ctx
+    ) -> client_pb2.SubmitProjectResponse:
+        driver = await self._leader_only(context)
+        try:
+            spec = project_from_proto(request.project, source="<submit>")
+        except ProjectError as exc:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT", str(exc))
+            )
+        node = self.node
+        try:
+            meta = await asyncio.to_thread(
+                submit_project, node.client, node.ks, spec, fence=driver.fence, keeper=node.keeper
+            )
+        except ProjectExists:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "PROJECT_EXISTS",
+                    f"project {spec.id!r} already exists",
+                )
+            )
+        except (SubmitConflict, EtcdError) as exc:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.UNAVAILABLE, "NO_LEADER", f"submit failed: {exc}")
+            )
+        log.info("project stored", project=spec.id, tasks=len(spec.tasks))
+        return client_pb2.SubmitProjectResponse(
+            project_id=spec.id, revision=meta.mod_revision, task_count=len(spec.tasks)
+        )
+
+    async def GetStatus(
+        self, request: client_pb2.GetStatusRequest, context: Ctx
+    ) -> client_pb2.GetStatusResponse:
+        cs = await self._view()
+        resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
+        pids = [request.project_id] if request.project_id else sorted(cs.projects)
+        for pid in pids:
+            meta = cs.projects.get(pid)
+            if meta is None:
+                continue
+            states = effective_states(cs, pid)
+            counts = Counter(s.value for s in states.values())
+            ps = client_pb2.ProjectStatus(
+                project_id=pid,
+                counts=dict(counts),
+                finished=bool(states) and all(s.terminal for s in states.values()),
+                submitted_at=meta.submitted_at,
+            )
+            ps.total_work_seconds = sum(cs.tasks[k].spec.estimate or 0.0 for k in states)
+            if request.include_tasks:
+                ps.tasks.extend(
+                    task_status(cs, k, s)
+                    for k, s in sorted(states.items(), key=lambda i: i[0].task)
+                )
+            resp.projects.append(ps)
+        running: Counter[str] = Counter()
+        queued: Counter[str] = Counter()
+        for claim in cs.claims.values():
+            (running if claim.started else queued)[claim.agent] += 1
+        driver = self.node.driver
+        loads = driver.state.loads() if driver is not None else {}
+        for agent_id, info in sorted(cs.agents.items()):
+            resp.agents.append(
+                client_pb2.AgentStatus(
+                    agent_id=agent_id,
+                    capabilities=sorted(info.capabilities),
+                    slots=info.slots,
+                    running=running[agent_id],
+                    queued=queued[agent_id],
+                    load_seconds=loads.get(agent_id, 0.0),
+                    connected=self.node.hub.connected(agent_id) if driver else True,
+                )
+            )
+        resp.metrics.update(self._metrics())
+        return resp
+
+    def _metrics(self) -> dict[str, float]:
+        out = {"leader_changes": float(max(0, self.node.leader_changes - 1))}
+        driver = self.node.driver
+        if driver is None:
+            return out
+        m = driver.state.metrics(driver.clock())
+        out.update(
+            total_steals=float(m.total_steals),
+            average_steal_size=m.average_steal_size,
+            load_imbalance=m.load_imbalance,
+            redistribution_latency_seconds=m.redistribution_latency,
+            last_steal_time=m.last_steal_time or 0.0,
+            parallelization_efficiency=m.parallelization_efficiency,
+            lock_contention_rate=m.lock_contention_rate,
+            agent_utilization=m.utilization,
+            critical_path_progress=m.critical_path_progress,
+            assignments=float(m.assignments),
+        )
+        return out
+
+    async def GetTask(
+        self, request: client_pb2.GetTaskRequest, context: Ctx
+    ) -> client_pb2.TaskStatus:
+        cs = await self._view()
+        key = TaskKey(request.project_id, request.task_id)
+        if key not in cs.tasks:
+            return client_pb2.TaskStatus(
+                project_id=key.project, task_id=key.task, state=state_to_proto(None)
+            )
+        states = effective_states(cs, key.project)
+        return task_status(cs, key, states[key])
+
+    async def WatchProject(
+        self, request: client_pb2.WatchProjectRequest, context: Ctx
+    ) -> AsyncIterator[client_pb2.ProjectEvent]:
+        pid = request.project_id
+        seen: dict[TaskKey, TaskState] = {}
+        while True:
+            cs = await self._view()
+            if pid not in cs.projects:
+                await context.abort_with_status(
+                    error_status(
+                        grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}"
+                    )
+                )
+            states = effective_states(cs, pid)
+            finished = bool(states) and all(s.terminal for s in states.values())
+            for key, st in sorted(states.items(), key=lambda i: i[0].task):
+                if seen.get(key) is not st:
+                    seen[key] = st
+                    yield client_pb2.ProjectEvent(
+                        project_id=pid,
+                        task=task_status(cs, key, st),
+                        revision=cs.revision,
+                        project_finished=finished,
+                    )
+            if finished:
+                return
+            await asyncio.sleep(0.2)
+
+    async def CancelProject(
+        self, request: client_pb2.CancelProjectRequest, context: Ctx
+    ) -> client_pb2.CancelProjectResponse:
+        driver = await self._leader_only(context)
+        if driver.mirror is None or request.project_id not in driver.mirror.projects:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.NOT_FOUND,
+                    "UNKNOWN_PROJECT",
+                    f"no project {request.project_id!r}",
+                )
+            )
+        before = sum(
+            1
+            for s in effective_states(driver.mirror, request.project_id).values()
+            if not s.terminal
+        )
+        await driver.cancel(request.project_id, request.reason or "cancelled by user")
+        return client_pb2.CancelProjectResponse(cancelled=before)
