@@ -25,10 +25,13 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from workhive.coordinator.cli import exit_codes
+from workhive.coordinator.etcd import EtcdClient, Keyspace
+from workhive.coordinator.etcd.history import history
+from workhive.coordinator.local_cluster.audit import AuditReport, audit
 from workhive.coordinator.local_cluster.demo import demo_project
 from workhive.coordinator.local_cluster.etcd_server import EtcdServer
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
-from workhive.coordinator.local_cluster.summary import Summary, lower_bound, read_exec_log
+from workhive.coordinator.local_cluster.summary import Summary, lower_bound
 from workhive.coordinator.model import ProjectSpec
 from workhive.coordinator.scheduling.loader import ProjectError, load_project
 from workhive.coordinator.service.client import ClientError, WorkhiveClient
@@ -254,26 +257,36 @@ def _run(
     client.close()
     proj = next(p for p in final.projects if p.project_id == spec.id)
     counts = dict(proj.counts)
-    terminal = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-    stats = read_exec_log(cluster.exec_log)
+    report = _audit(cluster)
     return Summary(
         project=spec.id,
         tasks=len(spec.tasks),
         succeeded=counts.get("succeeded", 0),
         failed=counts.get("failed", 0),
         cancelled=counts.get("cancelled", 0),
-        lost=len(spec.tasks) - terminal,
-        committed_twice=stats.doubled,
+        lost=len(report.lost),
+        committed_twice=len(report.committed_twice),
         makespan_seconds=round(makespan, 2),
         lower_bound_seconds=round(bound, 2),
         ratio=round(makespan / bound, 3) if bound else 0.0,
         steals=int(final.metrics.get("total_steals", 0)),
         leader_changes=max(0, len(leaders) - 1),
-        requeued=sum(1 for t in proj.tasks if t.attempt > 1),
+        requeued=report.requeued,
         agents=len(plan),
         coordinators=len(cluster.coordinators),
         chaos_events=chaos_driver.events if chaos_driver else [],
+        violations=report.violations,
     )
+
+
+def _audit(cluster: LocalCluster) -> AuditReport:
+    """Check the run against etcd's full history and the agents' exec log."""
+    client = EtcdClient([cluster.etcd_url], timeout=10.0)
+    try:
+        events = history(client, Keyspace(cluster.prefix))
+    finally:
+        client.close()
+    return audit(events, Keyspace(cluster.prefix), cluster.exec_log)
 
 
 def _print_summary(s: Summary) -> None:
@@ -298,6 +311,8 @@ def _print_summary(s: Summary) -> None:
         table.add_row(k, v)
     for e in s.chaos_events:
         table.add_row("chaos", e)
+    for kind, items in s.violations.items():
+        table.add_row(f"[red]{kind}[/red]", "; ".join(items[:5]))
     err.print(table)
 
 

@@ -130,7 +130,7 @@ class Claims:
         for i in todo:
             r = reqs[i]
             ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
-            v = codec.encode_claim(r.agent, r.record.attempt, r.started)
+            v = codec.encode_claim(r.agent, r.record.attempt, r.started, fence.term)
             ops = [op_put(ck, v, r.lease_id)]
             puts = [(ck, v)]
             if r.record.state is TaskState.PENDING:
@@ -163,7 +163,7 @@ class Claims:
         items = []
         for c in claims:
             ck = self.ks.claim(c.key)
-            v = codec.encode_claim(c.agent, c.attempt, True)
+            v = codec.encode_claim(c.agent, c.attempt, True, fence.term)
             items.append(
                 TxnItem([cmp_mod(ck, c.mod_revision)], [op_put(ck, v, c.lease_id)], puts=[(ck, v)])
             )
@@ -183,7 +183,7 @@ class Claims:
         items: list[TxnItem] = []
         for m in moves:
             ck = self.ks.claim(m.claim.key)
-            v = codec.encode_claim(m.agent, m.claim.attempt, False)
+            v = codec.encode_claim(m.agent, m.claim.attempt, False, fence.term)
             items.append(
                 TxnItem(
                     [cmp_mod(ck, m.claim.mod_revision)], [op_put(ck, v, m.lease_id)], puts=[(ck, v)]

@@ -82,8 +82,10 @@ def decode_task(key: TaskKey, kv: KeyValue) -> TaskRecord:
 # -- claims --------------------------------------------------------------------
 
 
-def encode_claim(agent: str, attempt: int, started: bool) -> bytes:
-    return dumps({"agent": agent, "attempt": attempt, "started": started})
+def encode_claim(agent: str, attempt: int, started: bool, term: int = 0) -> bytes:
+    """``term`` is the fencing term of the leader that wrote the claim; kept
+    so an audit of etcd's history can prove no deposed leader wrote one."""
+    return dumps({"agent": agent, "attempt": attempt, "started": started, "term": term})
 
 
 def decode_claim(key: TaskKey, kv: KeyValue) -> Claim:

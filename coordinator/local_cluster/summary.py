@@ -4,9 +4,7 @@ bound, steals, failovers, requeues, and the two numbers that must be zero."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from workhive.coordinator.model import ProjectSpec
 
@@ -40,34 +38,6 @@ def _topological(spec: ProjectSpec) -> list[str]:
 
 
 @dataclass
-class ExecStats:
-    """What the agents' execution logs say happened."""
-
-    starts: int = 0
-    acked: int = 0
-    doubled: int = 0  # tasks whose success was acknowledged more than once
-
-
-def read_exec_log(path: Path) -> ExecStats:
-    stats = ExecStats()
-    acks: Counter[tuple[str, str]] = Counter()
-    if not path.exists():
-        return stats
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("event") == "start":
-            stats.starts += 1
-        elif rec.get("event") == "acked":
-            acks[(rec.get("project", ""), rec.get("task", ""))] += 1
-    stats.acked = sum(acks.values())
-    stats.doubled = sum(1 for n in acks.values() if n > 1)
-    return stats
-
-
-@dataclass
 class Summary:
     project: str
     tasks: int
@@ -85,10 +55,11 @@ class Summary:
     agents: int
     coordinators: int
     chaos_events: list[str]
+    violations: dict[str, list[str]]
 
     @property
     def ok(self) -> bool:
-        return self.succeeded == self.tasks and self.lost == 0 and self.committed_twice == 0
+        return self.succeeded == self.tasks and not self.violations
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "ok": self.ok})

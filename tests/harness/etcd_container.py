@@ -18,7 +18,7 @@ from tests.harness.ports import free_port, wait_for_port
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
-from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.container import DockerContainer
 
 
 @dataclass
