@@ -1,0 +1,399 @@
+"""Shared pieces of the benchmarks: clusters, in-process agents, DAGs, stats.
+
+Everything binds to 127.0.0.1. Every helper that starts a process stops it in
+``close()``/``__exit__`` so a benchmark can wrap its body in ``with``/``try``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from workhive.agent import Agent, Task
+from workhive.coordinator.local_cluster.etcd_server import EtcdServer
+from workhive.coordinator.local_cluster.ports import free_port
+from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
+from workhive.coordinator.model import ProjectSpec, TaskSpec
+from workhive.coordinator.service.client import ClientError, WorkhiveClient
+
+
+def parse_args(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer trials")
+    if extra:
+        extra(p)
+    return p.parse_args()
+
+
+def emit(result: dict[str, Any], as_json: bool) -> None:
+    """One JSON object on stdout (pretty unless ``--json``)."""
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    sys.stdout.flush()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
+    return s[k]
+
+
+def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean in milliseconds of durations given in seconds."""
+    if not values_s:
+        return {"n": 0}
+    return {
+        "n": len(values_s),
+        "p50_ms": round(pct(values_s, 50) * 1000, 2),
+        "p90_ms": round(pct(values_s, 90) * 1000, 2),
+        "p99_ms": round(pct(values_s, 99) * 1000, 2),
+        "max_ms": round(max(values_s) * 1000, 2),
+        "mean_ms": round(statistics.fmean(values_s) * 1000, 2),
+    }
+
+
+# ---------------------------------------------------------------- DAGs
+
+
+def mixed_dag(
+    n: int, seed: int = 1, width: int = 200, chain: int = 20
+) -> list[tuple[str, list[str]]]:
+    """``n`` tasks in topological order: wide layers and chains, mixed.
+
+    Alternates a wide layer (``width`` tasks, each depending on up to two
+    random tasks of the previous layer) and a bundle of chains (``width //
+    chain`` chains of ``chain`` tasks each, hanging off random tasks of the
+    previous layer). Returns ``[(task_id, deps)]``.
+    """
+    rng = random.Random(seed)
+    out: list[tuple[str, list[str]]] = []
+    prev: list[str] = []
+    block = 0
+    while len(out) < n:
+        layer: list[str] = []
+        if block % 2 == 0:
+            for i in range(min(width, n - len(out))):
+                tid = f"w{block}-{i}"
+                deps = sorted(set(rng.sample(prev, min(2, len(prev))))) if prev else []
+                out.append((tid, deps))
+                layer.append(tid)
+        else:
+            for c in range(max(1, width // chain)):
+                last = rng.choice(prev) if prev else None
+                for j in range(chain):
+                    if len(out) >= n:
+                        break
+                    tid = f"c{block}-{c}-{j}"
+                    out.append((tid, [last] if last else []))
+                    last = tid
+                if last:
+                    layer.append(last)
+        prev = layer or prev
+        block += 1
+    return out
+
+
+def chain_dag(n: int) -> list[tuple[str, list[str]]]:
+    return [(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(n)]
+
+
+def to_spec(pid: str, dag: Sequence[tuple[str, Sequence[str]]], **kw: Any) -> ProjectSpec:
+    return ProjectSpec(
+        id=pid,
+        tasks=tuple(TaskSpec(id=t, depends_on=tuple(d), estimate=0.001, **kw) for t, d in dag),
+    )
+
+
+# ---------------------------------------------------------------- cluster
+
+
+class Bench:
+    """An embedded etcd plus coordinator processes, all on loopback."""
+
+    def __init__(
+        self,
+        coordinators: int = 1,
+        coordinator_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        metrics: bool = False,
+    ) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="workhive-bench-"))
+        self.etcd = EtcdServer(log_path=self.run_dir / "etcd.log")
+        self.cluster: LocalCluster | None = None
+        self.n = coordinators
+        self.args = list(coordinator_args)
+        self.env = {"WORKHIVE_LOG_LEVEL": "warning", **(env or {})}
+        self.metrics = metrics
+        self.metrics_ports: dict[str, int] = {}
+        self.helpers: list[subprocess.Popen[bytes]] = []
+        self.client: WorkhiveClient | None = None
+
+    def __enter__(self) -> Bench:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self.etcd.start()
+        self.cluster = LocalCluster(self.etcd.url, self.run_dir, extra_env=self.env)
+        for _ in range(self.n):
+            self.add_coordinator()
+        self.cluster.wait_coordinators()
+        self.client = WorkhiveClient(self.addresses, timeout=60.0, call_deadline=30.0)
+        self.wait_leader()
+
+    def add_coordinator(self) -> Proc:
+        assert self.cluster is not None
+        extra = list(self.args)
+        if self.metrics:
+            port = free_port()
+            extra += ["--metrics-port", str(port)]
+        proc = self.cluster.add_coordinator(extra)
+        if self.metrics:
+            self.metrics_ports[proc.name] = port
+        return proc
+
+    @property
+    def addresses(self) -> list[str]:
+        assert self.cluster is not None
+        return self.cluster.coordinator_addresses
+
+    def wait_leader(self, timeout: float = 30.0) -> str:
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ClientError):
+                st = self.client.status()
+                if st.leader.leader_id:
+                    return st.leader.leader_id
+            time.sleep(0.05)
+        raise TimeoutError("no leader")
+
+    def leader(self) -> Proc:
+        lid = self.wait_leader()
+        assert self.cluster is not None
+        return next(c for c in self.cluster.coordinators if c.name == lid)
+
+    def submit(self, spec: ProjectSpec) -> float:
+        assert self.client is not None
+        t0 = time.monotonic()
+        self.client.submit(spec)
+        return time.monotonic() - t0
+
+    def wait_finished(self, pid: str, timeout: float, poll: float = 0.05) -> float:
+        """Block until ``pid`` finished; returns monotonic time it was seen finished."""
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                st = self.client.status(pid)
+                proj = next((p for p in st.projects if p.project_id == pid), None)
+                if proj is not None and proj.finished:
+                    return time.monotonic()
+            except ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"project {pid} did not finish within {timeout:.0f}s")
+            time.sleep(poll)
+
+    def counts(self, pid: str) -> dict[str, int]:
+        assert self.client is not None
+        st = self.client.status(pid)
+        proj = next((p for p in st.projects if p.project_id == pid), None)
+        return dict(proj.counts) if proj else {}
+
+    def spawn_agents(
+        self,
+        count: int,
+        *,
+        slots: int = 1,
+        prefix: str = "h",
+        mode: str = "noop",
+        prefetch: int = 1,
+        processes: int = 1,
+    ) -> list[subprocess.Popen[bytes]]:
+        """Agents as threads inside ``processes`` helper processes."""
+        procs = []
+        per = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+        for i, n in enumerate(per):
+            if n == 0:
+                continue
+            logf = open(self.run_dir / f"agents-{prefix}{i}.log", "ab")  # noqa: SIM115
+            p = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench._agent_host",
+                    "--coordinators",
+                    ",".join(self.addresses),
+                    "--count",
+                    str(n),
+                    "--slots",
+                    str(slots),
+                    "--prefetch",
+                    str(prefetch),
+                    "--prefix",
+                    f"{prefix}{i}-",
+                    "--mode",
+                    mode,
+                ],
+                stdout=logf,
+                stderr=logf,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **self.env},
+            )
+            logf.close()
+            procs.append(p)
+            self.helpers.append(p)
+        return procs
+
+    def wait_agents(self, n: int, timeout: float = 60.0) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ClientError):
+                if len(self.client.status().agents) >= n:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"fewer than {n} agents registered in {timeout:.0f}s")
+
+    def close(self) -> None:
+        for p in self.helpers:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                p.wait(timeout=10)
+        self.helpers.clear()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+        self.etcd.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- agents in this process
+
+
+class StartLog:
+    """Thread-safe record of handler starts: (monotonic time, project, task, agent)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.starts: list[tuple[float, str, str, str]] = []
+        self.event = threading.Event()
+
+    def record(self, task: Task, agent_id: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.starts.append((now, task.project_id, task.task_id, agent_id))
+        self.event.set()
+
+    def first_after(self, t: float) -> float | None:
+        with self.lock:
+            later = [s[0] for s in self.starts if s[0] >= t]
+        return min(later) if later else None
+
+
+class AgentPool:
+    """Agent threads in the calling process, so handler-start times share our clock."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        count: int,
+        *,
+        slots: int = 1,
+        prefetch: int = 1,
+        prefix: str = "a",
+        work: Callable[[Task], None] | None = None,
+    ) -> None:
+        self.log = StartLog()
+        self.agents: list[Agent] = []
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+        for i in range(count):
+            aid = f"{prefix}{i:04d}"
+            agent = Agent(list(addresses), agent_id=aid, slots=slots, prefetch=prefetch)
+            self.agents.append(agent)
+
+            def handler(task: Task, aid: str = aid) -> None:
+                self.log.record(task, aid)
+                if work is not None:
+                    work(task)
+
+            t = threading.Thread(target=self._run, args=(agent, handler), daemon=True)
+            self.threads.append(t)
+
+    def _run(self, agent: Agent, handler: Callable[[Task], None]) -> None:
+        try:
+            agent.run(handler)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def start(self) -> AgentPool:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        for a in self.agents:
+            a.stop()
+        for t in self.threads:
+            t.join(timeout=5)
+
+    def __enter__(self) -> AgentPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[list[float]]:
+    box: list[float] = []
+    t0 = time.monotonic()
+    try:
+        yield box
+    finally:
+        box.append(time.monotonic() - t0)
