@@ -47,6 +47,13 @@ from workhive.coordinator.scheduling import SchedulerConfig
 from workhive.coordinator.service.agent_hub import AgentHub
 from workhive.coordinator.service.agent_service import AgentServicer
 from workhive.coordinator.service.client_service import ClientServicer
+from workhive.coordinator.service.security import (
+    build_health_server,
+    connect_etcd,
+    peer_health_channel,
+    server_credentials,
+    server_interceptors,
+)
 from workhive.coordinator.service.server import build_server, set_serving
 from workhive.coordinator.settings import Settings
 
@@ -130,15 +137,22 @@ class CoordinatorNode:
         """Serve until ``stop()``; then shut down in the documented order."""
         self._loop = asyncio.get_running_loop()
         s = self.settings
-        self._client = EtcdClient(list(s.etcd), timeout=s.etcd_timeout)
+        self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
         self._keeper = LeaseKeeper(self._client)
         server, health, self.port = build_server(
-            AgentServicer(self), ClientServicer(self), s.listen
+            AgentServicer(self),
+            ClientServicer(self),
+            s.listen,
+            credentials=server_credentials(s),
+            interceptors=server_interceptors(s),
         )
         if not s.advertise and self.address.endswith(":0"):
             self.address = f"{self.address.rsplit(':', 1)[0]}:{self.port}"
         await server.start()
+        health_server = (
+            await build_health_server(health, s.health_listen) if s.health_listen else None
+        )
         await set_serving(health, True)
         if s.metrics_port:
             self.metrics.serve(s.metrics_port)
@@ -166,6 +180,8 @@ class CoordinatorNode:
                     await asyncio.to_thread(self._session.close)
             self.hub.close_all()
             await server.stop(s.shutdown_grace)
+            if health_server is not None:
+                await health_server[0].stop(None)
             observer.cancel()
             self._keeper.close()
             self._client.close()
@@ -267,7 +283,7 @@ class CoordinatorNode:
             if leader.id == self.id:
                 continue
             try:
-                async with grpc.aio.insecure_channel(leader.address) as channel:
+                async with peer_health_channel(self.settings, leader.address) as channel:
                     stub = health_pb2_grpc.HealthStub(channel)
                     async for _ in stub.Watch(health_pb2.HealthCheckRequest(service="")):
                         if self.leader_info != leader:

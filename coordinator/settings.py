@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -65,15 +66,29 @@ class Settings:
     shutdown_grace: float = 5.0
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"
+    # gRPC TLS (files, PEM). ``tls_ca`` set: clients must present a certificate
+    # signed by it (mTLS) unless ``tls_client_auth`` is false.
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
-    auth_tokens_file: str = ""
+    tls_client_auth: bool = True
+    tls_server_name: str = ""  # name checked in a peer's certificate (fast failover)
+    auth_tokens_file: str = ""  # per-agent bearer tokens (docs/security.md)
+    health_listen: str = ""  # plaintext grpc.health.v1-only address, for kubelet probes
+    # etcd: TLS (https:// endpoints) and authentication. Secrets also from files.
+    etcd_cacert: str = ""
+    etcd_cert: str = ""
+    etcd_key: str = ""
+    etcd_user: str = ""
+    etcd_password: str = field(default="", repr=False)
+    etcd_password_file: str = ""
 
     @property
     def steal_interval(self) -> float:
         return self.steal_interval_ms / 1000.0
 
+
+SECRET_SETTINGS = frozenset({"etcd_password"})
 
 POLICIES = ("default", "greedy", "critical-path", "balanced", "affinity")
 LOG_FORMATS = ("auto", "console", "json")
@@ -139,7 +154,8 @@ _FIELD_NAMES = frozenset(f.name for f in fields(Settings))
 
 def _validate(s: Settings) -> Settings:
     def bad(name: str, why: str) -> SettingsError:
-        return SettingsError(f"invalid setting {name!r}: {why} (got {getattr(s, name)!r})")
+        got = "***" if name in SECRET_SETTINGS else repr(getattr(s, name))
+        return SettingsError(f"invalid setting {name!r}: {why} (got {got})")
 
     if not s.etcd:
         raise bad("etcd", "at least one endpoint is required")
@@ -170,7 +186,49 @@ def _validate(s: Settings) -> Settings:
         raise bad("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
     if s.log_level not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    _validate_security(s, bad)
     return s
+
+
+def _validate_security(s: Settings, bad: Callable[[str, str], SettingsError]) -> None:
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise bad("tls_key" if s.tls_cert else "tls_cert", "tls_cert and tls_key go together")
+    if s.tls_ca and not s.tls_cert:
+        raise bad("tls_ca", "a client CA needs tls_cert and tls_key (TLS on)")
+    for name in ("tls_cert", "tls_key", "tls_ca", "auth_tokens_file", "etcd_cacert"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            raise bad(name, "no such file")
+    for name in ("etcd_cert", "etcd_key", "etcd_password_file"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            raise bad(name, "no such file")
+    if bool(s.etcd_cert) != bool(s.etcd_key):
+        raise bad("etcd_key" if s.etcd_cert else "etcd_cert", "etcd_cert and etcd_key go together")
+    if s.health_listen:
+        host, sep, port = s.health_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise bad("health_listen", "expected host:port (empty = off)")
+        if s.health_listen == s.listen:
+            raise bad("health_listen", "must differ from listen")
+    if s.etcd_password and s.etcd_password_file:
+        raise bad("etcd_password_file", "give etcd_password or etcd_password_file, not both")
+    if (s.etcd_password or s.etcd_password_file) and not s.etcd_user:
+        raise bad("etcd_user", "an etcd password needs an etcd user")
+    tls_etcd = any(urlparse(e).scheme == "https" for e in s.etcd if "://" in e)
+    if (s.etcd_cacert or s.etcd_cert) and not tls_etcd:
+        raise bad("etcd", "etcd TLS files are set: use https:// endpoints")
+
+
+def etcd_password(s: Settings) -> str:
+    """The etcd password, from ``etcd_password`` or the first line of ``etcd_password_file``."""
+    if s.etcd_password_file:
+        try:
+            text = Path(s.etcd_password_file).read_text()
+        except OSError as exc:
+            raise SettingsError(
+                f"invalid setting 'etcd_password_file': cannot read it ({exc.strerror})"
+            ) from None
+        return text.splitlines()[0] if text else ""
+    return s.etcd_password
 
 
 def from_file(path: Path) -> dict[str, Any]:
@@ -230,4 +288,11 @@ def load_settings(
     return _validate(settings)
 
 
-__all__ = ["Settings", "SettingsError", "from_env", "from_file", "load_settings"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "etcd_password",
+    "from_env",
+    "from_file",
+    "load_settings",
+]

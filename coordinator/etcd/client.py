@@ -23,7 +23,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
 import grpc
@@ -66,13 +67,85 @@ def prefix_end(prefix: bytes) -> bytes:
 
 
 def parse_endpoint(url: str) -> str:
-    """``http://host:port`` or ``host:port`` to a gRPC target ``host:port``."""
+    """``http(s)://host:port`` or ``host:port`` to a gRPC target ``host:port``."""
     if "://" in url:
         u = urlparse(url)
-        if u.scheme not in ("http", ""):
-            raise InvalidArgument(f"only plaintext http endpoints are supported: {url}")
+        if u.scheme not in ("http", "https", ""):
+            raise InvalidArgument(f"etcd endpoints must be http:// or https:// URLs: {url}")
         return f"{u.hostname}:{u.port or 2379}"
     return url
+
+
+def _is_tls(url: str) -> bool:
+    return "://" in url and urlparse(url).scheme == "https"
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """TLS material for https endpoints (PEM bytes): the CA that signed etcd's
+    certificate (system roots when ``None``) and an optional client certificate."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = field(default=None, repr=False)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+
+@dataclass(frozen=True)
+class EtcdAuth:
+    """etcd user and password: the client authenticates and sends the token."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class _TokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds etcd's ``token`` metadata to every call, streams included."""
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def _details(self, d: Any) -> Any:
+        md = [(k, v) for k, v in (d.metadata or ()) if k != "token"]
+        md.append(("token", self._token()))
+        return _CallDetails(
+            d.method,
+            d.timeout,
+            md,
+            d.credentials,
+            getattr(d, "wait_for_ready", None),
+            getattr(d, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 def kv_from_pb(kv: Any) -> KeyValue:
@@ -84,6 +157,12 @@ def kv_from_pb(kv: Any) -> KeyValue:
         version=int(kv.version),
         lease=int(kv.lease),
     )
+
+
+def _bad_token(err: grpc.RpcError) -> bool:
+    """etcd's "invalid auth token" (expired or from before a restart)."""
+    details = (err.details() or "").lower()
+    return err.code() == grpc.StatusCode.UNAUTHENTICATED or "invalid auth token" in details
 
 
 class _Transient(Exception):
@@ -102,6 +181,11 @@ class EtcdClient:
         timeout: deadline of every unary RPC, seconds.
         retry_time: total time a retryable call may spend retrying.
         sleep: injected sleep (tests), used between retries.
+        tls: CA and client certificate for ``https://`` endpoints.
+        auth: etcd user and password; the token etcd returns goes with every
+            call (streams included) and is renewed when etcd calls it invalid.
+        revision_key: a key the user may read, for :meth:`revision` (with
+            etcd auth, a role limited to the workhive prefix cannot read ``\\0``).
     """
 
     def __init__(
@@ -111,10 +195,21 @@ class EtcdClient:
         timeout: float = DEFAULT_TIMEOUT,
         retry_time: float = DEFAULT_RETRY_TIME,
         sleep: Callable[[float], None] = time.sleep,
+        tls: EtcdTLS | None = None,
+        auth: EtcdAuth | None = None,
+        revision_key: bytes = b"\0",
     ) -> None:
         if not endpoints:
             raise InvalidArgument("at least one etcd endpoint is required")
         self.targets = [parse_endpoint(e) for e in endpoints]
+        self._tls_targets = {parse_endpoint(e) for e in endpoints if _is_tls(e)}
+        if tls is not None and not self._tls_targets:
+            raise InvalidArgument("etcd TLS settings need https:// endpoints")
+        self._tls = tls or EtcdTLS()
+        self._auth = auth
+        self._token = ""
+        self._auth_lock = threading.Lock()
+        self.revision_key = revision_key
         self.timeout = timeout
         self.retry_time = retry_time
         self._sleep = sleep
@@ -127,8 +222,56 @@ class EtcdClient:
 
     # -- channels -----------------------------------------------------------
 
+    def _raw_channel(self) -> grpc.Channel:
+        target = self.targets[self._index]
+        if target in self._tls_targets:
+            return grpc.secure_channel(target, self._tls.credentials(), options=_CHANNEL_OPTIONS)
+        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+
     def _new_channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.targets[self._index], options=_CHANNEL_OPTIONS)
+        channel = self._raw_channel()
+        if self._auth is None:
+            return channel
+        return grpc.intercept_channel(channel, _TokenInterceptor(self._stream_token))
+
+    # -- etcd authentication ---------------------------------------------------
+
+    def _auth_token(self) -> str:
+        """The current auth token, authenticating first if there is none."""
+        with self._auth_lock:
+            if not self._token:
+                self._token = self._authenticate()
+            return self._token
+
+    def _stream_token(self) -> str:
+        # Called inside gRPC's interceptor: never raise there. Without a token
+        # the call fails with etcd's own error, which its caller handles.
+        try:
+            return self._auth_token()
+        except EtcdError:
+            return ""
+
+    def _authenticate(self) -> str:
+        assert self._auth is not None
+        req = etcdrpc.AuthenticateRequest(name=self._auth.user, password=self._auth.password)
+        channel = self._raw_channel()
+        try:
+            reply = etcdrpc.AuthStub(channel).Authenticate(req, timeout=self.timeout)
+        except grpc.RpcError as err:
+            if err.code() in _RETRYABLE:
+                raise EtcdUnavailable(f"etcd Authenticate: {err.code().name}") from None
+            raise EtcdError(
+                f"etcd authentication as {self._auth.user!r} failed: "
+                f"{err.code().name}: {err.details()}"
+            ) from None
+        finally:
+            channel.close()
+        return str(reply.token)
+
+    def _invalidate_token(self, token: str) -> None:
+        with self._auth_lock:
+            if self._token == token:
+                self._token = ""
 
     @property
     def endpoint(self) -> str:
@@ -205,8 +348,22 @@ class EtcdClient:
 
         def attempt() -> Any:
             gen = self._generation
+            token = ""
+            if self._auth is not None:
+                try:
+                    token = self._auth_token()
+                except EtcdUnavailable as exc:
+                    self.failover(gen)
+                    raise _Transient(grpc.RpcError(str(exc))) from exc
             try:
-                return getattr(self.stub(stub), method)(request, timeout=deadline)
+                try:
+                    return getattr(self.stub(stub), method)(request, timeout=deadline)
+                except grpc.RpcError as err:
+                    if self._auth is None or not _bad_token(err):
+                        raise
+                    # etcd refused the token before doing anything: renew, once.
+                    self._invalidate_token(token)
+                    return getattr(self.stub(stub), method)(request, timeout=deadline)
             except grpc.RpcError as err:
                 code = err.code()
                 if code == grpc.StatusCode.UNAVAILABLE or (
@@ -319,7 +476,7 @@ class EtcdClient:
 
     def revision(self) -> int:
         """The current store revision (linearizable)."""
-        return int(self.range_raw(b"\0", count_only=True).header.revision)
+        return int(self.range_raw(self.revision_key, count_only=True).header.revision)
 
     def lease_grant(self, ttl: int) -> tuple[int, int]:
         """Grant a lease: ``(id, ttl granted)``. Not retried (would leak leases)."""

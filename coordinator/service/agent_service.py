@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
+from workhive.coordinator.etcd import EtcdError
 from workhive.coordinator.leader.driver import LeaderDriver, Report
 from workhive.coordinator.model import AgentInfo
 from workhive.coordinator.service.agent_hub import AgentConn
@@ -58,6 +59,26 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     def __init__(self, node: CoordinatorNode) -> None:
         self.node = node
+        self._owners: dict[int, str] = {}  # lease -> agent id, as verified in etcd
+
+    async def _owns(self, agent_id: str, lease_id: int) -> bool:
+        """True if ``lease_id`` carries ``agent_id``'s registration: an agent
+        may only resume or refresh its own lease (else it could complete
+        another agent's claims, which are fenced on that lease)."""
+        if lease_id <= 0:
+            return False
+        owner = self._owners.get(lease_id)
+        if owner is None:
+            try:
+                kv = await asyncio.to_thread(self.node.client.get, self.node.ks.agent(agent_id))
+            except EtcdError:
+                return False
+            if kv is None or kv.lease != lease_id:
+                return False
+            if len(self._owners) >= 100_000:
+                self._owners.clear()
+            owner = self._owners[lease_id] = agent_id
+        return owner == agent_id
 
     async def GetLeader(
         self, request: agent_pb2.GetLeaderRequest, context: Ctx
@@ -70,7 +91,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(
         self, request: agent_pb2.HeartbeatRequest, context: Ctx
     ) -> agent_pb2.HeartbeatAck:
-        ttl = await self.node.refresh_lease(request.lease_id)
+        owned = AGENT_ID.match(request.agent_id) is not None and await self._owns(
+            request.agent_id, request.lease_id
+        )
+        ttl = await self.node.refresh_lease(request.lease_id) if owned else 0
         if ttl <= 0:
             await context.abort_with_status(
                 error_status(
@@ -101,7 +125,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             leader = self.node.leader_info
             status = not_leader(leader) if leader and leader.id != self.node.id else no_leader()
             await context.abort_with_status(status)
-        lease, resumed = await self.node.agent_lease(hello.resume_lease_id)
+        resume = hello.resume_lease_id
+        if resume and not await self._owns(hello.agent_id, resume):
+            log.warning("resume refused: not this agent's lease", agent_id=hello.agent_id)
+            resume = 0
+        lease, resumed = await self.node.agent_lease(resume)
+        self._owners[lease] = hello.agent_id
         info = AgentInfo(
             id=hello.agent_id,
             capabilities=frozenset(hello.capabilities),
