@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -250,8 +250,8 @@ class TokenStore:
 
 # -- the interceptor ---------------------------------------------------------------------
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def _denied(code: grpc.StatusCode, message: str) -> grpc.Status:
