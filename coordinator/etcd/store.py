@@ -183,6 +183,11 @@ class Store:
                 recs.append(codec.decode_task(TaskKey(parts[0], parts[1]), kv))
         return recs if meta else None
 
+    def task_record(self, key: TaskKey) -> TaskRecord | None:
+        """The task record alone (a point read)."""
+        kv = self.client.get(self.ks.task(key))
+        return codec.decode_task(key, kv) if kv else None
+
     def task(
         self, key: TaskKey
     ) -> tuple[TaskRecord | None, Claim | None, TaskResult | None, TaskState | None]:

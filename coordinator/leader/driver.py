@@ -41,6 +41,7 @@ from workhive.coordinator.etcd import (
     LeaseKeeper,
     Outcome,
     Steal,
+    Store,
     TaskRecord,
     WatchBatch,
 )
@@ -116,7 +117,17 @@ class Cancel:
     done: asyncio.Future[int]
 
 
-Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick | str
+@dataclass(frozen=True)
+class Deferred:
+    """Scheduler events postponed to a later turn."""
+
+    events: tuple[Event, ...]
+
+
+Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick | Deferred | str
+
+MAX_ROUNDS = 4  # handle/execute rounds per turn before deferring the rest
+RETRY_DELAY = 0.05
 
 
 class LeaderDriver:
@@ -145,6 +156,7 @@ class LeaderDriver:
         self.agent_grace = agent_grace
         self.clock = clock
         self.claims = Claims(client, keyspace)
+        self.store = Store(client, keyspace)
         self.state = SchedulerState(config)
         self.mirror: ClusterState | None = None
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
@@ -153,6 +165,10 @@ class LeaderDriver:
         self._tasks: list[asyncio.Task[Any]] = []
         self._absent: dict[str, float] = {}  # agent id -> since when it has no session
         self._ready_at: dict[TaskKey, float] = {}
+        self._stale_leases: set[int] = set()
+        # assignments refused because another agent's claim still exists:
+        # retried (AssignRejected) once that claim is gone
+        self._parked: dict[TaskKey, AssignRejected] = {}
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
 
@@ -277,13 +293,26 @@ class LeaderDriver:
                 item.done.set_result(before)
             elif isinstance(item, StealTick):
                 events.append(item)
+            elif isinstance(item, Deferred):
+                events += item.events
             elif item == "grace":
                 await self._expire_absent()
+        if self._stale_leases:
+            stale, self._stale_leases = self._stale_leases, set()
+            for lease in stale:
+                await self._revoke_agent("(stale lease)", lease)
         if reports:
             events += await self._commit_reports(reports, now)
-        while events:
+        for _ in range(MAX_ROUNDS):
+            if not events:
+                break
             commands = self.state.handle(*events)
             events = await self._execute(commands, self.clock())
+        if events:  # rejections keep coming: retry on a later turn, not in a tight loop
+            leftover = list(events)
+            asyncio.get_running_loop().call_later(
+                RETRY_DELAY, self._inbox.put_nowait, Deferred(tuple(leftover))
+            )
         self._publish_metrics()
 
     # -- watch -------------------------------------------------------------------------
@@ -293,7 +322,7 @@ class LeaderDriver:
         self.mirror.apply(batch.events)
         events: list[Event] = []
         fresh = restore.new_projects(batch, self.ks)
-        for spec in restore.project_specs(self.mirror, fresh):
+        for spec in restore.project_specs(self.mirror, fresh) if fresh else ():
             if (
                 self.state.project_outcome(spec.id) is None
                 and spec.id not in self.state.project_ids()
@@ -304,6 +333,9 @@ class LeaderDriver:
                     if not t.depends_on:
                         self._ready_at[TaskKey(spec.id, t.id)] = time.monotonic()
         for claim in restore.deleted_claims(batch, self.ks):
+            parked = self._parked.pop(claim.key, None)
+            if parked is not None:
+                events.append(replace(parked, now=now))
             if claim.key in self.mirror.results:
                 continue
             if self.state.task_agent(claim.key) == claim.agent:
@@ -327,7 +359,13 @@ class LeaderDriver:
         events: list[Event] = []
         known = agent_id in self.state.agent_ids()
         if known and not hello.resumed:
-            events.append(AgentLeft(agent_id, now))  # its old lease and claims are gone
+            # It lost its lease: claims still on an old lease go with that lease
+            # (etcd deletes them; the watch then reports each as lost).
+            self._stale_leases |= {
+                c.lease_id
+                for c in self.mirror.claims.values()
+                if c.agent == agent_id and c.lease_id and c.lease_id != conn.lease_id
+            }
         elif known:
             self._resync(conn, hello.held)
         events.append(AgentJoined(replace(conn.info, lease_id=conn.lease_id), now))
@@ -499,8 +537,25 @@ class LeaderDriver:
             else:
                 self.metrics.assignments.labels("conflict").inc()
                 self.metrics.claim_conflicts.inc()
-                events.append(AssignRejected(c.key, c.agent_id, now))
+                rejected = AssignRejected(c.key, c.agent_id, now)
+                holder = self.mirror.claims.get(c.key)
+                if holder is not None and holder.agent != c.agent_id:
+                    self._parked[c.key] = rejected  # retried once that claim is gone
+                else:
+                    events.append(rejected)
+                    await self._refresh_record(c.key)
         return events
+
+    async def _refresh_record(self, key: TaskKey) -> None:
+        """Re-read a task record after a conflict (the mirror may lag)."""
+        assert self.mirror is not None
+        try:
+            rec = await self._io(self.store.task_record, key)
+        except EtcdError:
+            return
+        if rec is not None:
+            self.mirror.tasks[key] = rec
+            self.mirror.mods[self.ks.task(key)] = rec.mod_revision
 
     def _fold_claim(self, claim: Claim, lease_id: int) -> None:
         assert self.mirror is not None
@@ -567,19 +622,25 @@ class LeaderDriver:
                     events.append(StartRejected(c.key, c.to_agent, now))
         return events
 
-    async def _requeue(self, cmds: list[RequeueTask]) -> None:
+    async def _requeue(self, cmds: list[RequeueTask], retry: bool = True) -> None:
         assert self.mirror is not None
         recs = [r for c in cmds if (r := self._record(c.key)) is not None]
         results = await self._fenced(self.claims.requeue, recs)
-        for rec, res in zip(recs, results, strict=True):
+        again: list[RequeueTask] = []
+        for cmd, rec, res in zip(cmds, recs, results, strict=True):
             if res.ok:
                 self.mirror.tasks[rec.key] = replace(
                     rec, state=TaskState.READY, attempt=rec.attempt + 1, mod_revision=res.revision
                 )
                 self.mirror.mods[self.ks.task(rec.key)] = res.revision
                 self._ready_at[rec.key] = time.monotonic()
+            elif retry:
+                await self._refresh_record(rec.key)
+                again.append(cmd)
             else:
                 log.warning("requeue conflict", task=str(rec.key))
+        if again:
+            await self._requeue(again, retry=False)
 
     async def _finish(self, failed: list[MarkTaskFailed], cancelled: list[CancelTask]) -> None:
         assert self.mirror is not None

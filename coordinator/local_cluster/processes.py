@@ -140,13 +140,15 @@ class LocalCluster:
         slots: int = 1,
         capabilities: tuple[str, ...] = (),
         agent_id: str | None = None,
+        coordinators: list[str] | None = None,
+        extra: list[str] | None = None,
     ) -> Proc:
         name = agent_id or f"agent-{len(self.agents)}"
         args = [
             *CLI,
             "agent",
             "--coordinator",
-            ",".join(self.coordinator_addresses),
+            ",".join(coordinators or self.coordinator_addresses),
             "--exec",
             exec_cmd,
             "--id",
@@ -156,6 +158,7 @@ class LocalCluster:
         ]
         if capabilities:
             args += ["--capabilities", ",".join(capabilities)]
+        args += extra or []
         proc = Proc(
             name=name,
             log_path=self.run_dir / f"{name}.log",
