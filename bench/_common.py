@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -24,12 +25,22 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from workhive.agent import Agent, Task
 from workhive.coordinator.local_cluster.etcd_server import EtcdServer
 from workhive.coordinator.local_cluster.ports import free_port
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.model import ProjectSpec, TaskSpec
 from workhive.coordinator.service.client import ClientError, WorkhiveClient
+
+
+def quiet_logs() -> None:
+    """Agents in the bench process log warnings only (stdout stays JSON)."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def parse_args(
@@ -40,6 +51,7 @@ def parse_args(
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer trials")
     if extra:
         extra(p)
+    quiet_logs()
     return p.parse_args()
 
 
@@ -316,17 +328,17 @@ class Bench:
 
 
 class StartLog:
-    """Thread-safe record of handler starts: (monotonic time, project, task, agent)."""
+    """Thread-safe record of handler starts: (monotonic time, project, task, agent, term)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.starts: list[tuple[float, str, str, str]] = []
+        self.starts: list[tuple[float, str, str, str, int]] = []
         self.event = threading.Event()
 
     def record(self, task: Task, agent_id: str) -> None:
         now = time.monotonic()
         with self.lock:
-            self.starts.append((now, task.project_id, task.task_id, agent_id))
+            self.starts.append((now, task.project_id, task.task_id, agent_id, task.term))
         self.event.set()
 
     def first_after(self, t: float) -> float | None:
