@@ -18,11 +18,45 @@ when no coordinator welcomed the agent for ``--unreachable-timeout`` seconds.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from types import FrameType
 
+import grpc
 import typer
 
 from workhive.coordinator.cli import exit_codes
+
+
+def client_security(
+    tls: bool,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    token: str | None,
+    token_file: Path | None,
+) -> tuple[grpc.ChannelCredentials | None, str | None]:
+    """Channel credentials and bearer token from the CLI's TLS and token options."""
+    from workhive.coordinator.service.security import (
+        SecurityError,
+        channel_credentials,
+        read_token_file,
+    )
+
+    if token and token_file:
+        raise typer.BadParameter("give --token or --token-file, not both", param_hint="--token")
+    if bool(cert) != bool(key):
+        raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
+    try:
+        if token_file:
+            token = read_token_file(str(token_file))
+        creds = None
+        if tls or ca or cert:
+            creds = channel_credentials(
+                str(ca) if ca else None, str(cert) if cert else None, str(key) if key else None
+            )
+    except SecurityError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return creds, token or None
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -85,7 +119,40 @@ def agent_command(
         help="On drain, how long to wait for the coordinator's acks once nothing runs.",
     ),
     token: str | None = typer.Option(
-        None, "--token", envvar="WORKHIVE_AGENT_TOKEN", help="Bearer token for the coordinators."
+        None,
+        "--token",
+        envvar="WORKHIVE_AGENT_TOKEN",
+        help="Bearer token for the coordinators (prefer --token-file: flags show in ps).",
+    ),
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        envvar="WORKHIVE_AGENT_TOKEN_FILE",
+        help="File holding the bearer token (first line).",
+    ),
+    tls: bool = typer.Option(
+        False,
+        "--tls",
+        envvar="WORKHIVE_AGENT_TLS",
+        help="Dial the coordinators over TLS (implied by --tls-ca/--tls-cert).",
+    ),
+    tls_ca: Path | None = typer.Option(
+        None,
+        "--tls-ca",
+        envvar="WORKHIVE_TLS_CA",
+        help="CA (PEM) that signed the coordinators' certificate (default: system roots).",
+    ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        "--tls-cert",
+        envvar="WORKHIVE_AGENT_TLS_CERT",
+        help="This agent's client certificate (PEM), for mutual TLS.",
+    ),
+    tls_key: Path | None = typer.Option(
+        None,
+        "--tls-key",
+        envvar="WORKHIVE_AGENT_TLS_KEY",
+        help="This agent's client key (PEM), for mutual TLS.",
     ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines to stderr."),
     log_level: str = typer.Option("info", "--log-level", envvar="WORKHIVE_LOG_LEVEL"),
@@ -103,6 +170,7 @@ def agent_command(
         handler = ExecHandler(exec_cmd, shell=shell, timeout=task_timeout)
     except ValueError as exc:  # empty command, unbalanced quotes
         raise typer.BadParameter(str(exc), param_hint="--exec") from exc
+    credentials, token = client_security(tls, tls_ca, tls_cert, tls_key, token, token_file)
     configure_logging("json" if json_logs else "auto", log_level.lower())
     agent = Agent(
         addresses,
@@ -111,6 +179,7 @@ def agent_command(
         slots=slots,
         prefetch=prefetch,
         token=token,
+        credentials=credentials,
         unreachable_timeout=unreachable_timeout or None,
         drain_timeout=drain_timeout,
     )

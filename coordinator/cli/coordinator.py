@@ -12,6 +12,7 @@ import typer
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.etcd import EtcdError
 from workhive.coordinator.logs import configure_logging
+from workhive.coordinator.service.security import SecurityError
 from workhive.coordinator.settings import SettingsError, load_settings
 
 
@@ -32,6 +33,33 @@ def coordinator(
         None, help="Settings file (YAML/JSON) [env WORKHIVE_CONFIG]."
     ),
     log_format: str | None = typer.Option(None, help="auto, console or json."),
+    tls_cert: Path | None = typer.Option(None, help="Server certificate (PEM): gRPC over TLS."),
+    tls_key: Path | None = typer.Option(None, help="Server private key (PEM)."),
+    tls_ca: Path | None = typer.Option(
+        None, help="CA (PEM) that signs client certificates: clients must present one (mTLS)."
+    ),
+    tls_client_auth: bool | None = typer.Option(
+        None,
+        "--tls-client-auth/--no-tls-client-auth",
+        help="With --tls-ca: require client certificates (default) or only trust the CA.",
+    ),
+    tls_server_name: str | None = typer.Option(
+        None, help="Name expected in peers' certificates when dialing them (fast failover)."
+    ),
+    auth_tokens_file: Path | None = typer.Option(
+        None, help="Per-agent bearer tokens (see docs/security.md) [env WORKHIVE_AUTH_TOKENS_FILE]."
+    ),
+    health_listen: str | None = typer.Option(
+        None, help="Plaintext grpc.health.v1-only address for kubelet probes (empty: off)."
+    ),
+    etcd_cacert: Path | None = typer.Option(None, help="CA of etcd's server certificate (https)."),
+    etcd_cert: Path | None = typer.Option(None, help="Client certificate for etcd (PEM)."),
+    etcd_key: Path | None = typer.Option(None, help="Client key for etcd (PEM)."),
+    etcd_user: str | None = typer.Option(None, help="etcd user (etcd authentication)."),
+    etcd_password_file: Path | None = typer.Option(
+        None,
+        help="File holding the etcd password (or env WORKHIVE_ETCD_PASSWORD; never a flag).",
+    ),
 ) -> None:
     """Run a coordinator replica: serve agents and clients, campaign, lead when elected."""
     flags = {
@@ -44,7 +72,20 @@ def coordinator(
         "election_ttl": election_ttl,
         "fast_failover": fast_failover,
         "log_format": log_format,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ca": tls_ca,
+        "tls_client_auth": tls_client_auth,
+        "tls_server_name": tls_server_name,
+        "auth_tokens_file": auth_tokens_file,
+        "health_listen": health_listen,
+        "etcd_cacert": etcd_cacert,
+        "etcd_cert": etcd_cert,
+        "etcd_key": etcd_key,
+        "etcd_user": etcd_user,
+        "etcd_password_file": etcd_password_file,
     }
+    flags = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items()}
     try:
         settings = load_settings(flags, config_file=config)
     except SettingsError as exc:
@@ -63,6 +104,9 @@ def coordinator(
 
     try:
         asyncio.run(main())
+    except (SecurityError, SettingsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exit_codes.USAGE) from None
     except (EtcdError, TimeoutError) as exc:
         structlog.get_logger().error("etcd unreachable", error=str(exc))
         raise typer.Exit(exit_codes.UNAVAILABLE) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from google.protobuf.json_format import MessageToDict
@@ -27,8 +28,64 @@ COORDINATORS = typer.Option(
 )
 
 
-def _client(addresses: str, timeout: float = 15.0) -> WorkhiveClient:
-    return WorkhiveClient([a.strip() for a in addresses.split(",") if a.strip()], timeout=timeout)
+TLS = typer.Option(
+    False, "--tls", envvar="WORKHIVE_CLIENT_TLS", help="Dial over TLS (implied by --tls-ca)."
+)
+TLS_CA = typer.Option(
+    None, "--tls-ca", envvar="WORKHIVE_TLS_CA", help="CA (PEM) of the coordinators' certificate."
+)
+TLS_CERT = typer.Option(
+    None, "--tls-cert", envvar="WORKHIVE_CLIENT_TLS_CERT", help="Client certificate (mTLS)."
+)
+TLS_KEY = typer.Option(
+    None, "--tls-key", envvar="WORKHIVE_CLIENT_TLS_KEY", help="Client key (mTLS)."
+)
+TOKEN_FILE = typer.Option(
+    None,
+    "--token-file",
+    envvar="WORKHIVE_CLIENT_TOKEN_FILE",
+    help="File holding a client bearer token (or env WORKHIVE_CLIENT_TOKEN).",
+)
+
+
+def _client(
+    addresses: str,
+    timeout: float = 15.0,
+    *,
+    tls: bool = False,
+    tls_ca: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    token_file: Path | None = None,
+) -> WorkhiveClient:
+    import os
+
+    from workhive.coordinator.cli.agent import client_security
+
+    token = os.environ.get("WORKHIVE_CLIENT_TOKEN") if token_file is None else None
+    creds, token = client_security(tls, tls_ca, tls_cert, tls_key, token, token_file)
+    return WorkhiveClient(
+        [a.strip() for a in addresses.split(",") if a.strip()],
+        timeout=timeout,
+        credentials=creds,
+        metadata=(("authorization", f"Bearer {token}"),) if token else (),
+    )
+
+
+def _sec(
+    tls: bool,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    token_file: Path | None,
+) -> dict[str, Any]:
+    return {
+        "tls": tls,
+        "tls_ca": tls_ca,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "token_file": token_file,
+    }
 
 
 def _fail(exc: ClientError) -> typer.Exit:
@@ -43,14 +100,20 @@ def submit(
     file: Path = typer.Argument(..., help="Project file (YAML or JSON)."),
     coordinator: str = COORDINATORS,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
 ) -> None:
     """Validate a project file and submit it atomically."""
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
     try:
         spec = load_project(file)
     except ProjectError as exc:
         err.print(f"[red]invalid project:[/red] {exc}")
         raise typer.Exit(exit_codes.FAILED) from None
-    with _client(coordinator) as client:
+    with _client(coordinator, **sec) as client:
         try:
             resp = client.submit(spec)
         except ClientError as exc:
@@ -96,9 +159,15 @@ def status(
     coordinator: str = COORDINATORS,
     tasks: bool = typer.Option(False, "--tasks", help="Include per-task states."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
 ) -> None:
     """Show projects, per-task states, agents, the leader and the seed's metrics."""
-    with _client(coordinator) as client:
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
+    with _client(coordinator, **sec) as client:
         try:
             resp = client.status(project, include_tasks=tasks)
         except ClientError as exc:
@@ -116,9 +185,15 @@ def cancel(
     project: str = typer.Argument(..., help="Project id."),
     coordinator: str = COORDINATORS,
     reason: str = typer.Option("cancelled by user", help="Recorded with each cancelled task."),
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
 ) -> None:
     """Cancel every task of a project that has not finished."""
-    with _client(coordinator) as client:
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
+    with _client(coordinator, **sec) as client:
         try:
             resp = client.cancel(project, reason)
         except ClientError as exc:
