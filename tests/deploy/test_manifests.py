@@ -248,10 +248,16 @@ def test_coordinator_deployment_shape(overlay: str) -> None:
     assert env["WORKHIVE_LISTEN"].endswith(f":{grpc_port}")
     assert not [k for k, v in env.items() if unresolved(v)], "unexpanded $(VAR) in env"
     # native gRPC probes: readiness on the agent service, liveness on ""
+    # With TLS on, the kubelet (plaintext only) probes the health-only port instead.
+    probed = grpc_port
+    if env.get("WORKHIVE_TLS_CERT"):
+        probed = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
+        assert env["WORKHIVE_HEALTH_LISTEN"].endswith(f":{probed}")
     ready, live = c["readinessProbe"], c["livenessProbe"]
-    assert ready["grpc"] == {"port": grpc_port, "service": "workhive.v1.AgentService"}
+    assert ready["grpc"] == {"port": probed, "service": "workhive.v1.AgentService"}
     assert live["grpc"].get("service", "") == ""
-    assert probe_port(live, c) == grpc_port
+    assert probe_port(live, c) == probed
+    assert probe_port(c["startupProbe"], c) == probed
     # the coordinator's SIGTERM path (5 s server grace + resign) fits the grace period
     grace = float(env.get("WORKHIVE_SHUTDOWN_GRACE", "5"))
     assert spec["terminationGracePeriodSeconds"] >= grace + 10

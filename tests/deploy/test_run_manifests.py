@@ -323,15 +323,9 @@ def _self_signed(tmp: Path) -> Path:
     return d
 
 
-@pytest.mark.xfail(
-    reason=(
-        "kubelet gRPC probes are plaintext only (KEP-2727): with TLS on, the coordinator "
-        "must also serve grpc.health.v1 on a plaintext health port, and the prod probes "
-        "must point there (docs/deploy.md, 'TLS and probes')"
-    ),
-    strict=False,
-)
 def test_prod_coordinator_with_tls_is_probeable(tmp_path: Path) -> None:
+    """TLS (and mTLS) on the gRPC port; the kubelet's plaintext probes hit the
+    health-only port (WORKHIVE_HEALTH_LISTEN), which must report SERVING."""
     objs = render("prod")
     d = find(objs, "Deployment", COORD)
     mount = next(
