@@ -359,6 +359,7 @@ class AgentPool:
         prefetch: int = 1,
         prefix: str = "a",
         work: Callable[[Task], None] | None = None,
+        exec_log: str | None = None,
     ) -> None:
         self.log = StartLog()
         self.agents: list[Agent] = []
@@ -366,7 +367,9 @@ class AgentPool:
         self.errors: list[BaseException] = []
         for i in range(count):
             aid = f"{prefix}{i:04d}"
-            agent = Agent(list(addresses), agent_id=aid, slots=slots, prefetch=prefetch)
+            agent = Agent(
+                list(addresses), agent_id=aid, slots=slots, prefetch=prefetch, exec_log=exec_log
+            )
             self.agents.append(agent)
 
             def handler(task: Task, aid: str = aid) -> None:
