@@ -38,7 +38,7 @@ def main() -> None:
         def handle(task: Task) -> None:
             with out_lock:
                 sys.stdout.write(
-                    f"START {time.time():.6f} {task.project_id} {task.task_id} {aid}\n"
+                    f"START {time.time():.6f} {task.project_id} {task.task_id} {aid} {task.term}\n"
                 )
                 sys.stdout.flush()
             if args.mode == "hang":

@@ -1,0 +1,124 @@
+"""Scale: many agents and one big project; submit time, leader RSS, rebuild after failover.
+
+``python -m bench.scale [--json] [--quick] [--agents N] [--tasks N]``
+
+2 coordinator processes on an embedded etcd; N SDK agents (no-op handler)
+as threads spread over several helper processes (100 agents per process).
+Measured: submit time of one project of T independent-ish tasks (chains of
+10), the leader's RSS (psutil) after the submit and after 10 s of running,
+then SIGKILL of the leader (fast failover on) and: time until ``GetStatus``
+answers from the new leader, and until the first task claimed in the new
+term starts on an agent. Full: 1,000 agents / 100,000 tasks; ``--quick``:
+100 agents / 10,000 tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from bench._common import Bench, emit, log, parse_args, to_spec
+from workhive.coordinator.service.client import ClientError
+
+PER_PROCESS = 100
+
+
+def _rss_mib(pid: int) -> float:
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def _first_start_after(b: Bench, wall: float, min_term: int) -> float | None:
+    best: float | None = None
+    for path in b.run_dir.glob("agents-*.log"):
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                if not line.startswith("START "):
+                    continue
+                parts = line.split()
+                if len(parts) < 6:
+                    continue
+                t, term = float(parts[1]), int(parts[5])
+                if t >= wall and term > min_term and (best is None or t < best):
+                    best = t
+    return best
+
+
+def run(quick: bool, agents: int | None = None, tasks: int | None = None) -> dict[str, Any]:
+    n_agents = agents or (100 if quick else 1000)
+    n_tasks = tasks or (10_000 if quick else 100_000)
+    dag = [
+        (f"c{i // 10}-{i % 10}", [f"c{i // 10}-{i % 10 - 1}"] if i % 10 else [])
+        for i in range(n_tasks)
+    ]
+    res: dict[str, Any] = {"benchmark": "scale", "agents": n_agents, "tasks": n_tasks}
+    with Bench(coordinators=2) as b:
+        assert b.client is not None
+        procs = max(1, n_agents // PER_PROCESS)
+        t0 = time.monotonic()
+        b.spawn_agents(n_agents, mode="noop", processes=procs)
+        b.wait_agents(n_agents, timeout=300)
+        res["agents_registered_s"] = round(time.monotonic() - t0, 2)
+        log(f"scale: {n_agents} agents registered in {res['agents_registered_s']} s")
+        leader = b.leader()
+        assert leader.popen is not None
+        res["leader_rss_idle_mib"] = _rss_mib(leader.popen.pid)
+        spec = to_spec("big", dag)
+        res["submit_s"] = round(b.submit(spec), 2)
+        log(f"scale: submit {res['submit_s']} s")
+        res["leader_rss_after_submit_mib"] = _rss_mib(leader.popen.pid)
+        time.sleep(10)
+        res["leader_rss_running_mib"] = _rss_mib(leader.popen.pid)
+        counts = b.counts("big")
+        res["succeeded_before_kill"] = counts.get("succeeded", 0)
+        st = b.client.status()
+        old_term = st.leader.term
+        wall = time.time()
+        t_kill = time.monotonic()
+        leader.signal(signal.SIGKILL)
+        leader.popen.wait(timeout=10)
+        answered: float | None = None
+        while time.monotonic() < t_kill + 120:
+            with contextlib.suppress(ClientError):
+                st = b.client.status("big")
+                if st.leader.term > old_term and st.projects:
+                    answered = time.monotonic()
+                    break
+            time.sleep(0.02)
+        res["status_from_new_leader_s"] = round(answered - t_kill, 3) if answered else None
+        first: float | None = None
+        while time.monotonic() < t_kill + 120:
+            first = _first_start_after(b, wall, old_term)
+            if first is not None:
+                break
+            time.sleep(0.2)
+        res["first_new_assignment_s"] = round(first - wall, 3) if first else None
+        new_leader = b.leader()
+        assert new_leader.popen is not None
+        res["new_leader_rss_mib"] = _rss_mib(new_leader.popen.pid)
+        log(f"scale: {res}")
+    res["target_submit_lt_30s"] = res["submit_s"] < 30
+    res["target_leader_rss_lt_1gib"] = (
+        max(res["leader_rss_running_mib"], res["new_leader_rss_mib"]) < 1024
+    )
+    rebuild = res["first_new_assignment_s"]
+    res["target_rebuild_lt_5s"] = rebuild is not None and rebuild < 5
+    return res
+
+
+def _extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agents", type=int, default=None)
+    p.add_argument("--tasks", type=int, default=None)
+
+
+def main() -> None:
+    a = parse_args(__doc__ or "", _extra)
+    emit(run(a.quick, a.agents, a.tasks), a.json)
+
+
+if __name__ == "__main__":
+    main()
