@@ -244,6 +244,7 @@ class CoordinatorNode:
             metrics=self.metrics,
             config=scheduler_config(self.settings),
             agent_grace=self.settings.agent_grace,
+            plan_time_box=self.settings.plan_time_box,
         )
         self.leader_info = election.info()
         self.driver = driver

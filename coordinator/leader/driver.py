@@ -58,9 +58,12 @@ from workhive.coordinator.scheduling import (
     Command,
     Event,
     MarkTaskFailed,
+    PlannerConfig,
+    PlanUpdated,
     ProjectCancelled,
     ProjectFinished,
     ProjectSubmitted,
+    RequestReplan,
     RequeueTask,
     SchedulerConfig,
     SchedulerState,
@@ -71,6 +74,7 @@ from workhive.coordinator.scheduling import (
     StealTick,
     TaskFailed,
     TaskSucceeded,
+    plan_project,
 )
 from workhive.coordinator.service.agent_hub import AgentConn, AgentHub
 from workhive.v1 import common_pb2
@@ -126,6 +130,7 @@ class Deferred:
 
 Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick | Deferred | str
 
+MAX_PLANS = 2  # exact plans per project (the first, and one re-plan)
 MAX_ROUNDS = 4  # handle/execute rounds per turn before deferring the rest
 RETRY_DELAY = 0.05
 
@@ -144,6 +149,7 @@ class LeaderDriver:
         metrics: Metrics,
         config: SchedulerConfig,
         agent_grace: float,
+        plan_time_box: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -166,6 +172,9 @@ class LeaderDriver:
         self._absent: dict[str, float] = {}  # agent id -> since when it has no session
         self._ready_at: dict[TaskKey, float] = {}
         self._stale_leases: set[int] = set()
+        self.planner = PlannerConfig(time_box=plan_time_box, workers=1)
+        self._plans: dict[str, int] = {}  # project -> plans computed (bounded)
+        self._planning: set[asyncio.Task[None]] = set()
         # assignments refused because another agent's claim still exists:
         # retried (AssignRejected) once that claim is gone
         self._parked: dict[TaskKey, AssignRejected] = {}
@@ -188,7 +197,7 @@ class LeaderDriver:
 
     async def stop(self) -> None:
         """Stop the loops first (nothing more is written), then release resources."""
-        for t in self._tasks:
+        for t in [*self._tasks, *self._planning]:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -329,6 +338,7 @@ class LeaderDriver:
             ):
                 log.info("project submitted", project=spec.id, tasks=len(spec.tasks))
                 events.append(ProjectSubmitted(spec, now))
+                self._plan_later(spec.id)
                 for t in spec.tasks:
                     if not t.depends_on:
                         self._ready_at[TaskKey(spec.id, t.id)] = time.monotonic()
@@ -506,6 +516,9 @@ class LeaderDriver:
         events += await self._steal(by_kind[StealTask], now)
         await self._requeue(by_kind[RequeueTask])
         await self._finish(by_kind[MarkTaskFailed], by_kind[CancelTask])
+        for rp in by_kind[RequestReplan]:
+            log.info("plan dropped", project=rp.project_id, reason=rp.reason)
+            self._plan_later(rp.project_id)
         for pf in by_kind[ProjectFinished]:
             log.info("project finished", project=pf.project_id, outcome=pf.outcome)
         return events
@@ -556,6 +569,31 @@ class LeaderDriver:
         if rec is not None:
             self.mirror.tasks[key] = rec
             self.mirror.mods[self.ks.task(key)] = rec.mod_revision
+
+    def _plan_later(self, project_id: str) -> None:
+        """Plan a small project exactly (CP-SAT, time-boxed) off the event loop;
+        the scheduler follows the plan once ``PlanUpdated`` arrives and drops it
+        when reality drifts. At most MAX_PLANS per project."""
+        if self.planner.time_box <= 0 or self._plans.get(project_id, 0) >= MAX_PLANS:
+            return
+        assert self.mirror is not None
+        specs = restore.project_specs(self.mirror, {project_id})
+        agents = [a for a in self.mirror.agents.values() if self.hub.connected(a.id)]
+        if not specs or not agents or len(specs[0].tasks) > self.planner.max_tasks:
+            return
+        self._plans[project_id] = self._plans.get(project_id, 0) + 1
+
+        async def plan() -> None:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                None, plan_project, specs[0], agents, None, self.planner
+            )
+            if result is not None:
+                self._inbox.put_nowait(Deferred((PlanUpdated(project_id, result, self.clock()),)))
+
+        task = asyncio.create_task(plan())
+        self._planning.add(task)
+        task.add_done_callback(self._planning.discard)
 
     def _fold_claim(self, claim: Claim, lease_id: int) -> None:
         assert self.mirror is not None
