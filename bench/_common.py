@@ -307,21 +307,31 @@ class Bench:
         raise TimeoutError(f"fewer than {n} agents registered in {timeout:.0f}s")
 
     def close(self) -> None:
+        """Kill helpers, stop coordinators and etcd; each step runs even if one fails."""
         for p in self.helpers:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(BaseException):
+                if p.poll() is None:
                     os.killpg(p.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
+        for p in self.helpers:
+            with contextlib.suppress(BaseException):
                 p.wait(timeout=10)
         self.helpers.clear()
         if self.client is not None:
-            self.client.close()
+            with contextlib.suppress(BaseException):
+                self.client.close()
             self.client = None
         if self.cluster is not None:
-            self.cluster.stop()
+            try:
+                self.cluster.stop()
+            except BaseException:
+                for proc in self.cluster.coordinators:
+                    with contextlib.suppress(BaseException):
+                        proc.kill()
             self.cluster = None
-        self.etcd.stop()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            self.etcd.stop()
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- agents in this process

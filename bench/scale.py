@@ -8,8 +8,10 @@ Measured: submit time of one project of T independent-ish tasks (chains of
 10), the leader's RSS (psutil) after the submit and after 10 s of running,
 then SIGKILL of the leader (fast failover on) and: time until ``GetStatus``
 answers from the new leader, and until the first task claimed in the new
-term starts on an agent. Full: 1,000 agents / 100,000 tasks; ``--quick``:
-100 agents / 10,000 tasks.
+term starts on an agent. Full: 300 agents / 100,000 tasks; ``--quick``:
+100 agents / 10,000 tasks. ``--agents 1000`` is the issue's figure, but SDK
+agents cost ~6 threads each and 1,000 of them with 1 s heartbeats overload a
+2-core machine (heartbeat deadlines expire before all register).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _first_start_after(b: Bench, wall: float, min_term: int) -> float | None:
 
 
 def run(quick: bool, agents: int | None = None, tasks: int | None = None) -> dict[str, Any]:
-    n_agents = agents or (100 if quick else 1000)
+    n_agents = agents or (100 if quick else 300)
     n_tasks = tasks or (10_000 if quick else 100_000)
     dag = [
         (f"c{i // 10}-{i % 10}", [f"c{i // 10}-{i % 10 - 1}"] if i % 10 else [])
@@ -61,7 +63,7 @@ def run(quick: bool, agents: int | None = None, tasks: int | None = None) -> dic
         procs = max(1, n_agents // PER_PROCESS)
         t0 = time.monotonic()
         b.spawn_agents(n_agents, mode="noop", processes=procs)
-        b.wait_agents(n_agents, timeout=300)
+        b.wait_agents(n_agents, timeout=120)
         res["agents_registered_s"] = round(time.monotonic() - t0, 2)
         log(f"scale: {n_agents} agents registered in {res['agents_registered_s']} s")
         leader = b.leader()
