@@ -172,7 +172,7 @@ class LocalCluster:
         self.agents.append(proc.start())
         return proc
 
-    def wait_coordinators(self, timeout: float = 30.0) -> None:
+    def wait_coordinators(self, timeout: float = 60.0) -> None:
         for c in self.coordinators:
             wait_for_port(c.port, timeout)
 
