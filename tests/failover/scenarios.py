@@ -365,3 +365,27 @@ def agent_stopped_past_lease(etcd_urls: list[str], run_dir: Path, seed: int = 8)
         out.info["stopped_s"] = round(t_cont - t0, 1)
         out.audit = sc.check()
         return out
+
+
+def hung_leader_stall(etcd_urls: list[str], run_dir: Path, hold_s: float = 15.0) -> Outcome:
+    """SIGSTOP the leader for ``hold_s`` (> TTL): measure when work resumes
+    under the new leader while the old one is still stopped."""
+    with scenario(etcd_urls, run_dir) as sc:
+        sc.start(coordinators=3, agents=3)
+        pid = sc.submit(generated_project("hung-leader", 120, seed=9))
+        _mid_project(sc, pid, 8)
+        proc, old = sc.leader_proc()
+        t0 = time.time()
+        proc.signal(signal.SIGSTOP)
+        try:
+            new = sc.wait_leader(hold_s + 10.0, not_term=old.term, not_id=old.id)
+            time.sleep(max(0.0, t0 + hold_s - time.time()))
+        finally:
+            proc.signal(signal.SIGCONT)
+        sc.wait_finished(pid, FINISH_TIMEOUT)
+        out = Outcome("hung-leader")
+        out.metrics["new_leader"] = new.seen_at - t0
+        out.metrics["recover"] = _need(sc.resume_under_new_term(t0, old.term), "resume", sc)
+        out.info["stopped_s"] = hold_s
+        out.audit = sc.check()
+        return out
