@@ -266,27 +266,91 @@ def _bearer(metadata: Mapping[str, str | bytes]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _with_behavior(handler: Handler, wrap: Callable[[Any], Any]) -> Handler:
-    """The same handler with its behavior wrapped (keeps the (de)serializers)."""
+def _with_behavior(
+    handler: Handler, wrap: Callable[[Any], Any], *, deserialize: bool = True
+) -> Handler:
+    """The same handler with its behavior wrapped (and, unless ``deserialize``
+    is false, the same request deserializer)."""
+    de = handler.request_deserializer if deserialize else None
+    ser = handler.response_serializer
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            wrap(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), de, ser)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            wrap(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), de, ser)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            wrap(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), de, ser)
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), de, ser)
+
+
+# -- strict decoding ----------------------------------------------------------------------
+
+
+async def _decode(deserializer: Callable[[bytes], Any], raw: Any, context: Ctx) -> Any:
+    try:
+        return deserializer(raw)
+    except Exception:  # DecodeError, or anything a malformed message makes the parser raise
+        await context.abort_with_status(
+            error_status(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "PROTOCOL_VIOLATION",
+                f"malformed request message ({len(raw)} bytes)",
+            )
         )
-    return grpc.stream_stream_rpc_method_handler(
-        wrap(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-    )
+
+
+class DecodeInterceptor(grpc.aio.ServerInterceptor):
+    """Undecodable requests end with ``INVALID_ARGUMENT`` (grpc.aio itself
+    answers ``UNKNOWN`` and logs a traceback per message)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        de = handler.request_deserializer
+        ser = handler.response_serializer
+        if handler.unary_unary is not None:
+            inner_uu: Any = handler.unary_unary
+
+            async def uu(raw: Any, context: Ctx) -> Any:
+                return await inner_uu(await _decode(de, raw, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(uu, None, ser)
+        if handler.unary_stream is not None:
+            inner_us: Any = handler.unary_stream
+
+            async def us(raw: Any, context: Ctx) -> AsyncIterator[Any]:
+                async for reply in inner_us(await _decode(de, raw, context), context):
+                    yield reply
+
+            return grpc.unary_stream_rpc_method_handler(us, None, ser)
+
+        async def decoded(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+            async for raw in requests:
+                yield await _decode(de, raw, context)
+
+        if handler.stream_unary is not None:
+            inner_su: Any = handler.stream_unary
+
+            async def su(requests: AsyncIterator[Any], context: Ctx) -> Any:
+                return await inner_su(decoded(requests, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(su, None, ser)
+        inner_ss: Any = handler.stream_stream
+
+        async def ss(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+            async for reply in inner_ss(decoded(requests, context), context):
+                yield reply
+
+        return grpc.stream_stream_rpc_method_handler(ss, None, ser)
 
 
 def _refuse(handler: Handler, status: grpc.Status) -> Handler:
-    """A handler of the same kind that only aborts with ``status``."""
+    """A handler of the same kind that only aborts with ``status`` (requests
+    stay undecoded bytes: a refused caller learns nothing about its input)."""
 
     def wrap(_: Any) -> Any:
         if handler.unary_stream is not None or handler.stream_stream is not None:
@@ -305,7 +369,7 @@ def _refuse(handler: Handler, status: grpc.Status) -> Handler:
 
         return unary
 
-    return _with_behavior(handler, wrap)
+    return _with_behavior(handler, wrap, deserialize=False)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -397,15 +461,21 @@ def _checked_heartbeat(behavior: Any, who: str) -> Any:
 
 
 def server_interceptors(s: Settings) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors ``s`` asks for (token checks when ``auth_tokens_file`` is set)."""
-    if not s.auth_tokens_file:
-        return []
-    return [AuthInterceptor(TokenStore(s.auth_tokens_file))]
+    """Strict decoding, then token checks when ``auth_tokens_file`` is set.
+
+    The first interceptor wraps the handlers the next one returns: decoding
+    comes first, so the token checks see decoded messages (a refused call
+    is never decoded at all)."""
+    out: list[grpc.aio.ServerInterceptor] = [DecodeInterceptor()]
+    if s.auth_tokens_file:
+        out.append(AuthInterceptor(TokenStore(s.auth_tokens_file)))
+    return out
 
 
 __all__ = [
     "CLIENT_IDENTITY",
     "AuthInterceptor",
+    "DecodeInterceptor",
     "SecurityError",
     "TokenStore",
     "build_health_server",
