@@ -27,6 +27,7 @@ import socket
 import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 
 from workhive.coordinator.etcd import (
     Election,
@@ -54,7 +55,7 @@ from workhive.coordinator.service.security import (
     server_credentials,
     server_interceptors,
 )
-from workhive.coordinator.service.server import build_server, set_serving
+from workhive.coordinator.service.server import SERVICES, build_server, set_serving
 from workhive.coordinator.settings import Settings
 
 log = structlog.get_logger("workhive.coordinator")
@@ -160,6 +161,7 @@ class CoordinatorNode:
         tasks = [
             asyncio.create_task(self._campaign_loop(), name="campaign"),
             asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
+            asyncio.create_task(self._readiness_loop(health), name="readiness"),
         ]
         log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
         if ready is not None:
@@ -186,6 +188,22 @@ class CoordinatorNode:
             self._keeper.close()
             self._client.close()
             log.info("stopped", id=self.id)
+
+    async def _readiness_loop(self, health: HealthServicer) -> None:
+        """Readiness = "can serve": the workhive services are SERVING while etcd
+        answers, leader or not; the overall service ("") stays SERVING (liveness)."""
+        serving = True
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.client.revision), 3.0)
+                ok = True
+            except (EtcdError, TimeoutError):
+                ok = False
+            if ok != serving:
+                serving = ok
+                log.warning("readiness changed", serving=ok)
+                await set_serving(health, ok, services=SERVICES[1:])
 
     def _leader_seen(self, info: LeaderInfo | None) -> None:
         if self._loop is not None:

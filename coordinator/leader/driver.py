@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -172,6 +172,8 @@ class LeaderDriver:
         self._absent: dict[str, float] = {}  # agent id -> since when it has no session
         self._ready_at: dict[TaskKey, float] = {}
         self._stale_leases: set[int] = set()
+        self._stolen_at: dict[TaskKey, float] = {}
+        self._children: defaultdict[TaskKey, list[str]] = defaultdict(list)
         self.planner = PlannerConfig(time_box=plan_time_box, workers=1)
         self._plans: dict[str, int] = {}  # project -> plans computed (bounded)
         self._planning: set[asyncio.Task[None]] = set()
@@ -242,8 +244,14 @@ class LeaderDriver:
 
     async def _ticker(self) -> None:
         next_steal = time.monotonic() + self.config.steal_interval
+        next_gauges = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
+            if time.monotonic() >= next_gauges:
+                spent = time.perf_counter()
+                self._publish_gauges()
+                # gauges cost O(tasks): keep them under ~2% of the loop's time
+                next_gauges = time.monotonic() + max(1.0, 50 * (time.perf_counter() - spent))
             if time.monotonic() >= next_steal:
                 next_steal = time.monotonic() + self.config.steal_interval
                 self._inbox.put_nowait(StealTick(self.clock()))
@@ -322,7 +330,6 @@ class LeaderDriver:
             asyncio.get_running_loop().call_later(
                 RETRY_DELAY, self._inbox.put_nowait, Deferred(tuple(leftover))
             )
-        self._publish_metrics()
 
     # -- watch -------------------------------------------------------------------------
 
@@ -342,6 +349,8 @@ class LeaderDriver:
                 for t in spec.tasks:
                     if not t.depends_on:
                         self._ready_at[TaskKey(spec.id, t.id)] = time.monotonic()
+                    for d in t.depends_on:
+                        self._children[TaskKey(spec.id, d)].append(t.id)
         for claim in restore.deleted_claims(batch, self.ks):
             parked = self._parked.pop(claim.key, None)
             if parked is not None:
@@ -457,6 +466,7 @@ class LeaderDriver:
                     self.hub.ack(r.agent_id, r.ref)
                     if r.ok:
                         events.append(TaskSucceeded(c.key, r.agent_id, r.duration, now))
+                        self._note_ready_children(c.key)
                     else:
                         events.append(TaskFailed(c.key, r.agent_id, r.reason, False, now))
                 else:
@@ -600,10 +610,29 @@ class LeaderDriver:
         self.mirror.claims[claim.key] = replace(claim, lease_id=lease_id)
         self.mirror.mods[self.ks.claim(claim.key)] = claim.mod_revision
 
+    def _note_ready_children(self, key: TaskKey) -> None:
+        """Children whose parents all succeeded are ready now (for latency)."""
+        assert self.mirror is not None
+        results = self.mirror.results
+        for child in self._children.get(key, ()):
+            ck = TaskKey(key.project, child)
+            rec = self.mirror.tasks.get(ck)
+            if rec is not None and all(
+                (r := results.get(TaskKey(key.project, d))) is not None
+                and r.state is TaskState.SUCCEEDED
+                for d in rec.spec.depends_on
+            ):
+                self._ready_at[ck] = time.monotonic()
+
     def _started(self, key: TaskKey) -> None:
+        """The start of ``key`` was granted: record the latencies it closes."""
+        now = time.monotonic()
         since = self._ready_at.pop(key, None)
         if since is not None:
-            self.metrics.assignment_latency.observe(time.monotonic() - since)
+            self.metrics.assignment_latency.observe(now - since)
+        stolen = self._stolen_at.pop(key, None)
+        if stolen is not None:
+            self.metrics.redistribution_latency.observe(now - stolen)
 
     async def _start(self, cmds: list[StartTask], now: float) -> list[Event]:
         assert self.mirror is not None
@@ -626,6 +655,7 @@ class LeaderDriver:
 
     async def _steal(self, cmds: list[StealTask], now: float) -> list[Event]:
         assert self.mirror is not None
+        decided = time.monotonic()
         moves: list[tuple[StealTask, Claim, Steal]] = []
         events: list[Event] = []
         for c in cmds:
@@ -637,8 +667,11 @@ class LeaderDriver:
             moves.append((c, claim, Steal(claim, c.to_agent, lease)))
         results = await self._fenced(self.claims.steal, [m for _, _, m in moves])
         starts: list[tuple[StealTask, Claim]] = []
+        moved = 0
         for (c, old, _), res in zip(moves, results, strict=True):
             if res.ok and res.claim is not None:
+                moved += 1
+                self._stolen_at[c.key] = decided
                 self._fold_claim(res.claim, res.claim.lease_id)
                 self.metrics.steals.labels("moved").inc()
                 self.metrics.last_steal_time.set(time.time())
@@ -650,12 +683,15 @@ class LeaderDriver:
             else:
                 self.metrics.steals.labels("rejected").inc()
                 events.append(StealRejected(c.key, c.from_agent, c.to_agent, now))
+        if moved:
+            self.metrics.steal_size.observe(moved)
         if starts:
             started = await self._fenced(self.claims.start, [cl for _, cl in starts])
             for (c, _), res in zip(starts, started, strict=True):
                 if res.ok and res.claim is not None:
                     self._fold_claim(res.claim, res.claim.lease_id)
                     self.hub.assign(res.claim, self.mirror.tasks[c.key].spec, self.fence.term)
+                    self._started(c.key)
                 else:
                     events.append(StartRejected(c.key, c.to_agent, now))
         return events
@@ -711,8 +747,13 @@ class LeaderDriver:
 
     # -- metrics -------------------------------------------------------------------------
 
-    def _publish_metrics(self) -> None:
-        m = self.state.metrics(self.clock())
-        self.metrics.load_imbalance.set(m.load_imbalance)
-        if m.redistribution_latency:
-            self.metrics.redistribution_latency.observe(m.redistribution_latency)
+    def _publish_gauges(self) -> None:
+        """Tasks by state and load imbalance (sampled by the ticker)."""
+        if self.mirror is None:
+            return
+        counts = Counter(
+            st.value for k in self.mirror.tasks if (st := self.mirror.state_of(k)) is not None
+        )
+        for state in TaskState:
+            self.metrics.tasks.labels(state.value).set(counts.get(state.value, 0))
+        self.metrics.load_imbalance.set(self.state.metrics(self.clock()).load_imbalance)

@@ -68,11 +68,13 @@ def build_server(
     return server, health, port
 
 
-async def set_serving(health: HealthServicer, serving: bool) -> None:
+async def set_serving(
+    health: HealthServicer, serving: bool, services: Sequence[str] = SERVICES
+) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for name in SERVICES:
+    for name in services:
         await health.set(name, status)

@@ -285,3 +285,26 @@ def test_submit_status_and_cancel_from_the_command_line(
         [*cli, "submit", str(bad), "-c", addrs], capture_output=True, text=True, timeout=60
     )
     assert rejected.returncode == 1 and "zz" in rejected.stderr
+
+
+def test_the_leader_exposes_prometheus_metrics_with_unit_suffixes(make_cluster: Make) -> None:
+    import urllib.request
+
+    from workhive.coordinator.local_cluster.ports import free_port
+
+    h = make_cluster()
+    port = free_port()
+    h.cluster.add_coordinator(["--metrics-port", str(port)])
+    h.cluster.wait_coordinators()
+    h.add_agent()
+    spec = layered_dag(30, seed=9)
+    h.client.submit(spec)
+    h.wait_finished(spec.id)
+    time.sleep(1.5)  # gauges are sampled about once a second
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "workhive_is_leader 1.0" in body
+    assert 'workhive_tasks{state="succeeded"} 30.0' in body
+    assert "workhive_assignment_latency_seconds_count" in body
+    assert "workhive_etcd_txn_latency_seconds_bucket" in body
+    assert 'workhive_assignments_total{result="claimed"}' in body
+    assert "workhive_agents_connected 1.0" in body
