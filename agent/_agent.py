@@ -48,6 +48,7 @@ from ._types import (
 )
 
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
+SILENT_DIAL = 5.0  # seconds a dial may go without a Welcome
 MAX_REDIRECTS = 3
 """Consecutive redirects followed without backoff before going back to the list."""
 UNARY_TIMEOUT = 2.0
@@ -434,6 +435,7 @@ class Agent:
                 channel.close()
                 return _SessionEnd(welcomed=False)
             self._attempt = session
+            session.last_heard = self._clock()
             session.send(
                 cv.hello(
                     agent_id=self.agent_id,
@@ -450,6 +452,7 @@ class Agent:
             call = stub.Session(session.requests(), metadata=self._metadata)
             session.call = call
             for msg in call:
+                session.last_heard = self._clock()
                 hint = self._on_message(session, msg)
                 if hint is not None:
                     return _SessionEnd(welcomed=session.welcomed, redirect=hint, code="REDIRECT")
@@ -731,6 +734,27 @@ class Agent:
                 self.counters.heartbeats_sent += 1
             elif lease and not self._finished:
                 self._fallback_heartbeat(lease, seq)
+            self._check_silence()
+
+    def _check_silence(self) -> None:
+        """Abandon a stream the coordinator stopped answering (a paused or
+        partitioned process keeps TCP open, so gRPC alone notices late): no
+        Welcome within SILENT_DIAL seconds, or no message (heartbeats are
+        acknowledged) for half the lease TTL. The connection loop then dials
+        the next address and the unary heartbeat keeps the lease alive."""
+        with self._lock:
+            attempt = self._attempt
+            ttl = self._ttl
+        if attempt is None:
+            return
+        limit = max(ttl / 2.0, 3 * self._hb_interval) if attempt.welcomed else SILENT_DIAL
+        if self._clock() - attempt.last_heard > limit:
+            self._log.warning(
+                "coordinator silent: abandoning the session",
+                address=attempt.address,
+                silent_for=round(self._clock() - attempt.last_heard, 2),
+            )
+            attempt.close()
 
     def _fallback_heartbeat(self, lease: int, seq: int) -> None:
         """Keep the lease alive through any replica while the stream is down."""

@@ -46,6 +46,7 @@ class Session:
     def __init__(self, address: str) -> None:
         self.address = address
         self.welcomed = False
+        self.last_heard = 0.0  # clock() of the last message from the coordinator
         self.call: grpc.RpcContext | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = threading.Event()

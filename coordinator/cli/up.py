@@ -269,7 +269,7 @@ def _run(
         makespan_seconds=round(makespan, 2),
         lower_bound_seconds=round(bound, 2),
         ratio=round(makespan / bound, 3) if bound else 0.0,
-        steals=int(final.metrics.get("total_steals", 0)),
+        steals=report.stolen,
         leader_changes=max(0, len(leaders) - 1),
         requeued=report.requeued,
         agents=len(plan),

@@ -33,6 +33,7 @@ class AuditReport:
     terms: int = 0
     claim_writes: int = 0
     requeued: int = 0
+    stolen: int = 0  # unstarted claims moved to another agent
     lost: list[str] = field(default_factory=list)
     committed_twice: list[str] = field(default_factory=list)
     early_start: list[str] = field(default_factory=list)
@@ -111,8 +112,12 @@ def audit(
             rep.deposed_writes.append(f"{key} claim at rev {ev.revision} by term {term}")
         if ev.prev is not None:
             prev = decode_claim(key, ev.prev)
-            if prev.started and prev.agent != claim.agent:
-                rep.moved_started.append(f"{key}: started on {prev.agent}, moved to {claim.agent}")
+            if prev.agent != claim.agent:
+                rep.stolen += 1
+                if prev.started:
+                    rep.moved_started.append(
+                        f"{key}: started on {prev.agent}, moved to {claim.agent}"
+                    )
         if claim.started:
             pid = key.project
             for d in deps.get(key, ()):
