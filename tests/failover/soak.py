@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +34,7 @@ KINDS = (
 )
 AGENTS = 5
 IN_FLIGHT = 2
+PROGRESS_TIMEOUT = 60.0  # seconds a fault may stop all work
 
 
 def _pick(rng: random.Random) -> str:
@@ -49,6 +51,8 @@ class _Soak:
         self.restarts: list[tuple[float, Proc]] = []
         self.submitted = 0
         self.finished: set[str] = set()
+        self.unplanned_restarts = 0
+        self.recover: list[float] = []
 
     # -- projects ------------------------------------------------------------------------
 
@@ -74,13 +78,32 @@ class _Soak:
 
     # -- faults --------------------------------------------------------------------------
 
-    def _restart_due(self, force: bool = False) -> None:
+    def supervise(self, force: bool = False) -> None:
+        """Restart every process that is down and due (a supervisor's job):
+        killed ones after their delay, and any that exited on its own (an agent
+        gives up after 60 s without a coordinator)."""
         now = time.monotonic()
+        scheduled = {id(p) for _, p in self.restarts}
         for when, proc in list(self.restarts):
-            if force or now >= when:
+            if (force or now >= when) and not proc.alive:
                 self.restarts.remove((when, proc))
-                if not proc.alive:
-                    proc.start()
+                proc.start()
+        for proc in [*self.sc.coordinators, *self.sc.agents]:
+            if id(proc) not in scheduled and not proc.alive:
+                self.unplanned_restarts += 1
+                proc.start()
+
+    def wait_progress(self, since: float, timeout: float) -> float | None:
+        """Seconds from ``since`` to the first task start after it (None: none)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rec = self.sc.first_start_after(since)
+            if rec is not None:
+                return rec
+            self.supervise()
+            self.top_up()
+            time.sleep(0.1)
+        return None
 
     def _leader(self) -> Proc | None:
         try:
@@ -147,15 +170,27 @@ def run_soak(
         soak.top_up()
         skipped = 0
         while sum(soak.done.values()) < faults:
+            n = sum(soak.done.values())
             assert time.monotonic() - t_start < budget, (
-                f"soak exceeded {budget:.0f}s after {sum(soak.done.values())} faults; {run_dir}"
+                f"soak exceeded {budget:.0f}s after {n} faults; {run_dir}"
             )
-            soak._restart_due()
+            soak.supervise()
             soak.top_up()
-            if not soak.inject(_pick(rng)):
+            kind = _pick(rng)
+            t_fault = time.time()
+            if not soak.inject(kind):
                 skipped += 1
-            time.sleep(rng.uniform(0.2, 1.5))
-        soak._restart_due(force=True)
+                continue
+            # the next fault only once work runs again: every fault is survived
+            soak.supervise()
+            rec = soak.wait_progress(t_fault, PROGRESS_TIMEOUT)
+            assert rec is not None, (
+                f"no task started within {PROGRESS_TIMEOUT:.0f}s after fault {n + 1} "
+                f"({kind}); {run_dir}"
+            )
+            soak.recover.append(rec)
+            time.sleep(rng.uniform(0.1, 1.0))
+        soak.supervise(force=True)
         remaining = max(60.0, budget - (time.monotonic() - t_start))
         deadline = time.monotonic() + remaining
         for spec in list(sc.projects):
@@ -167,6 +202,9 @@ def run_soak(
             "faults_survived": sum(soak.done.values()),
             "by_kind": dict(sorted(soak.done.items())),
             "skipped_no_target": skipped,
+            "unplanned_restarts": soak.unplanned_restarts,
+            "recover_median_s": round(statistics.median(soak.recover), 3) if soak.recover else None,
+            "recover_worst_s": round(max(soak.recover), 3) if soak.recover else None,
             "projects": len(sc.projects),
             "tasks": report.tasks,
             "tasks_run": len(starts),
