@@ -77,8 +77,17 @@ def test_an_agent_killed_mid_task_has_its_tasks_rerun_elsewhere(make_cluster: Ma
     h = make_cluster({"WORKHIVE_AGENT_LEASE_TTL": "3"}).start(coordinators=2, agents=3)
     spec = independent(24, sleep=0.5, project="killed")
     h.client.submit(spec)
-    time.sleep(1.2)
     victim = h.cluster.agents[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill it while it runs a task
+        log = h.cluster.exec_log.read_text() if h.cluster.exec_log.exists() else ""
+        if any(
+            json.loads(line).get("event") == "start"
+            and json.loads(line).get("agent") == victim.name
+            for line in log.splitlines()
+        ):
+            break
+        time.sleep(0.05)
     victim.kill()
     done = h.wait_finished(spec.id)
     assert done.counts["succeeded"] == 24
