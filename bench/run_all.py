@@ -162,7 +162,8 @@ def _plots(results: dict[str, dict[str, Any]]) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         modes = list(fo["modes"])
         data = [fo["modes"][m]["samples_s"] or [0] for m in modes]
-        ax.boxplot(data, labels=modes, showfliers=True)
+        ax.boxplot(data, showfliers=True)
+        ax.set_xticks(range(1, len(modes) + 1), modes, fontsize=8)
         ax.axhline(15, color="gray", ls="--", lw=1, label="client-go lease 15 s")
         ax.set_yscale("log")
         ax.set_ylabel("signal -> first new assignment, s")
@@ -362,7 +363,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="")
     p.add_argument("--skip", default="")
+    p.add_argument("--report-only", action="store_true", help="rebuild report.md from latest.json")
     a = p.parse_args()
+    if a.report_only:
+        doc = json.loads((RESULTS / "latest.json").read_text())
+        plots = _plots(doc["results"])
+        quick = doc["mode"] == "quick"
+        (RESULTS / "report.md").write_text(_report(doc["results"], quick, doc["seconds"], plots))
+        return
     names = [n for n in ORDER if (not a.only or n in a.only.split(","))]
     names = [n for n in names if n not in a.skip.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
