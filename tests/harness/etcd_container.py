@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from tests.harness.docker_env import ETCD_IMAGE
-from tests.harness.ports import free_port, wait_for_port
+from workhive.coordinator.local_cluster.ports import free_port, wait_for_port
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
