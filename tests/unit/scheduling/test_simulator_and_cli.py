@@ -21,7 +21,7 @@ from workhive.coordinator.scheduling import (
     skewed_start,
 )
 
-STG = Path(__file__).resolve().parents[3] / "shared" / "data" / "stg"  # beside the repo
+STG = Path(__file__).resolve().parents[4] / "shared" / "data" / "stg"  # beside the repo
 
 
 def layered(n: int = 60) -> ProjectSpec:

@@ -16,7 +16,7 @@ from workhive.coordinator.scheduling import (
     parse_stg,
 )
 
-STG = Path(__file__).resolve().parents[3] / "shared" / "data" / "stg"  # beside the repo
+STG = Path(__file__).resolve().parents[4] / "shared" / "data" / "stg"  # beside the repo
 needs_data = pytest.mark.skipif(not STG.is_dir(), reason="STG data set not present")
 
 
