@@ -107,7 +107,7 @@ def redistribution(quick: bool) -> dict[str, Any]:
             "mean_ms": round(h["sum"] / h["count"] * 1000, 2) if h.get("count") else None,
             "p50_le_ms": _q_ms(h, 0.5),
             "p99_le_ms": _q_ms(h, 0.99),
-            "note": "observed once per leader turn with the scheduler's running mean",
+            "note": "leader-side histogram (steal decision -> start)",
         },
         "leader_status_metrics": {
             k: v for k, v in metrics.items() if "steal" in k or "redistribution" in k
