@@ -4,7 +4,8 @@
 
 Modes: ``noop`` returns at once; ``sleepN`` sleeps N ms per task;
 ``hang`` sleeps until killed (for the dead-agent benchmark). Each handler
-start is printed to stdout as ``START <wall time> <project> <task> <agent>``.
+start is printed to stdout as ``START <wall time> <project> <task> <agent> <term>``,
+each return as ``END <wall time> <project> <task>``.
 Runs until SIGTERM/SIGINT (stops every agent) or SIGKILL.
 """
 
@@ -45,6 +46,9 @@ def main() -> None:
                 time.sleep(3600)
             elif delay:
                 time.sleep(delay)
+            with out_lock:
+                sys.stdout.write(f"END {time.time():.6f} {task.project_id} {task.task_id}\n")
+                sys.stdout.flush()
 
         return handle
 

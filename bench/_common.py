@@ -244,6 +244,16 @@ class Bench:
                 raise TimeoutError(f"project {pid} did not finish within {timeout:.0f}s")
             time.sleep(poll)
 
+    def last_end(self, pid: str) -> float | None:
+        """Wall time of the last handler return of ``pid`` in the helper processes."""
+        last: float | None = None
+        for path in self.run_dir.glob("agents-*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if line.startswith("END ") and f" {pid} " in line:
+                    t = float(line.split()[1])
+                    last = t if last is None or t > last else last
+        return last
+
     def counts(self, pid: str) -> dict[str, int]:
         assert self.client is not None
         st = self.client.status(pid)

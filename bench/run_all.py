@@ -380,6 +380,13 @@ def main() -> None:
         results[name] = run_one(name, a.quick)
         print(json.dumps(results[name], sort_keys=True), flush=True)
     wall = time.monotonic() - t0
+    latest = RESULTS / "latest.json"
+    if (a.only or a.skip) and latest.exists():
+        # a partial run updates the named benchmarks of the last run of the same mode
+        old = json.loads(latest.read_text())
+        if old.get("mode") == ("quick" if a.quick else "full"):
+            results = {**old["results"], **results}
+            results = {k: results[k] for k in ORDER if k in results}
     doc = {
         "mode": "quick" if a.quick else "full",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),

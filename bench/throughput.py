@@ -73,22 +73,25 @@ def run_workhive(
         # warm up
         b.submit(to_spec("warm", [(f"w{i}", []) for i in range(32)]))
         b.wait_finished("warm", 60)
+        # GetStatus costs O(all tasks) on the leader: poll slowly, take the end
+        # time from the last handler return (wall clock, same machine).
         spec = to_spec("dag", dag)
-        t0 = time.monotonic()
+        w0 = time.time()
         out["submit_seconds"] = round(b.submit(spec), 3)
-        t1 = b.wait_finished("dag", 600, poll=0.02)
-        wall = t1 - t0
+        b.wait_finished("dag", 600, poll=0.5)
+        wall = (b.last_end("dag") or time.time()) - w0
         out["dag_seconds"] = round(wall, 3)
         out["tasks_per_s"] = round(len(dag) / wall, 1)
         out["tasks_per_s_after_submit"] = round(len(dag) / (wall - out["submit_seconds"]), 1)
         counts = b.counts("dag")
         out["succeeded"] = counts.get("succeeded", 0)
         cspec = to_spec("chain", chain_dag(chain))
-        t0 = time.monotonic()
+        w0 = time.time()
         b.submit(cspec)
-        t1 = b.wait_finished("chain", 300, poll=0.01)
-        out["chain_seconds"] = round(t1 - t0, 3)
-        out["chain_step_ms"] = round((t1 - t0) / chain * 1000, 2)
+        b.wait_finished("chain", 300, poll=0.5)
+        cwall = (b.last_end("chain") or time.time()) - w0
+        out["chain_seconds"] = round(cwall, 3)
+        out["chain_step_ms"] = round(cwall / chain * 1000, 2)
     return out
 
 
