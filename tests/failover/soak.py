@@ -157,6 +157,20 @@ class _Soak:
         return True
 
 
+def _etcd_state(etcd: EtcdContainer, run_dir: Path) -> str:
+    """The etcd container's status (and its log, saved to the run dir)."""
+    try:
+        assert etcd.container is not None
+        c = etcd.container.get_wrapped_container()
+        c.reload()
+        out, err = etcd.container.get_logs()
+        (run_dir / "etcd-container.log").write_bytes(out + err)
+        st = c.attrs.get("State", {})
+        return f"{st.get('Status')} (exit {st.get('ExitCode')}, oom {st.get('OOMKilled')})"
+    except Exception as exc:
+        return f"unknown ({exc})"
+
+
 def run_soak(
     etcd: EtcdContainer, run_dir: Path, faults: int, seed: int = 11, out: Path | None = None
 ) -> dict[str, object]:
@@ -186,7 +200,7 @@ def run_soak(
             rec = soak.wait_progress(t_fault, PROGRESS_TIMEOUT)
             assert rec is not None, (
                 f"no task started within {PROGRESS_TIMEOUT:.0f}s after fault {n + 1} "
-                f"({kind}); {run_dir}"
+                f"({kind}); etcd container {_etcd_state(etcd, run_dir)}; {run_dir}"
             )
             soak.recover.append(rec)
             time.sleep(rng.uniform(0.1, 1.0))
