@@ -341,7 +341,10 @@ class Bench:
         try:
             self.etcd.stop()
         finally:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            if os.environ.get("WORKHIVE_BENCH_KEEP"):
+                print(f"run directory kept: {self.run_dir}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- agents in this process

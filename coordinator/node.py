@@ -215,41 +215,57 @@ class CoordinatorNode:
         self.leader_info = info
 
     async def _campaign_loop(self) -> None:
+        """Campaign, lead, and campaign again, for as long as the replica runs.
+
+        Nothing that goes wrong in one round (etcd errors, a crashed driver)
+        ends the loop: the round's session is closed and a new one starts.
+        """
+        while not self._stopping.is_set():
+            session: Session | None = None
+            try:
+                session = await self._campaign_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("campaign round failed; starting over", error=str(exc))
+                await self._step_down()
+                await asyncio.sleep(0.5)
+            if session is not None and not self._stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(session.close)
+
+    async def _campaign_round(self) -> Session | None:
         assert self._client is not None
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            lost = asyncio.Event()
-            try:
-                session = await asyncio.to_thread(
-                    Session, self._client, ttl=self.settings.election_ttl, keeper=self._keeper
-                )
-            except EtcdError as exc:
-                log.warning("cannot open an etcd session", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            self._session = session
-
-            def on_state(state: SessionState, lost: asyncio.Event = lost) -> None:
-                if state is SessionState.LOST:
-                    loop.call_soon_threadsafe(lost.set)
-
-            session.add_listener(on_state)
-            election = Election(
-                self._client, session, self.ks, candidate_id=self.id, address=self.address
+        lost = asyncio.Event()
+        try:
+            session = await asyncio.to_thread(
+                Session, self._client, ttl=self.settings.election_ttl, keeper=self._keeper
             )
-            self._election = election
-            self.metrics.elections.inc()
-            try:
-                await asyncio.to_thread(election.campaign)
-            except (LeaseLost, EtcdError) as exc:
-                log.warning("campaign ended without leadership", error=str(exc))
-                await asyncio.to_thread(session.close)
-                continue
-            if lost.is_set() or self._stopping.is_set():
-                continue
+        except EtcdError as exc:
+            log.warning("cannot open an etcd session", error=str(exc))
+            await asyncio.sleep(0.5)
+            return None
+        self._session = session
+
+        def on_state(state: SessionState) -> None:
+            if state is SessionState.LOST:
+                loop.call_soon_threadsafe(lost.set)
+
+        session.add_listener(on_state)
+        election = Election(
+            self._client, session, self.ks, candidate_id=self.id, address=self.address
+        )
+        self._election = election
+        self.metrics.elections.inc()
+        try:
+            await asyncio.to_thread(election.campaign)
+        except (LeaseLost, EtcdError) as exc:
+            log.warning("campaign ended without leadership", error=str(exc))
+            return session
+        if not lost.is_set() and not self._stopping.is_set():
             await self._lead(election, lost)
-            if not self._stopping.is_set():
-                await asyncio.to_thread(session.close)
+        return session
 
     async def _lead(self, election: Election, lost: asyncio.Event) -> None:
         assert self._client is not None and self._keeper is not None
@@ -295,26 +311,37 @@ class CoordinatorNode:
 
     async def _fast_failover_loop(self) -> None:
         while True:
-            await asyncio.sleep(0.05)
-            leader = self.leader_info
-            if not self.settings.fast_failover or leader is None or self.driver is not None:
-                continue
-            if leader.id == self.id:
-                continue
             try:
-                async with peer_health_channel(self.settings, leader.address) as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    async for _ in stub.Watch(health_pb2.HealthCheckRequest(service="")):
-                        if self.leader_info != leader:
-                            break
-            except grpc.aio.AioRpcError:
-                pass
-            if self.leader_info != leader:
-                continue
-            if await _refuses_connections(leader.address):
-                await self._revoke_leader(leader)
-            else:
-                await asyncio.sleep(0.25)
+                await self._watch_leader_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fast-failover check failed")
+                await asyncio.sleep(0.5)
+
+    async def _watch_leader_once(self) -> None:
+        """Hold a health stream to the leader; when it breaks and the leader's
+        address refuses connections, revoke the dead leader's lease."""
+        await asyncio.sleep(0.05)
+        leader = self.leader_info
+        if not self.settings.fast_failover or leader is None or self.driver is not None:
+            return
+        if leader.id == self.id:
+            return
+        try:
+            async with peer_health_channel(self.settings, leader.address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                async for _ in stub.Watch(health_pb2.HealthCheckRequest(service="")):
+                    if self.leader_info != leader:
+                        break
+        except grpc.aio.AioRpcError:
+            pass
+        if self.leader_info != leader:
+            return
+        if await _refuses_connections(leader.address):
+            await self._revoke_leader(leader)
+        else:
+            await asyncio.sleep(0.25)
 
     async def _revoke_leader(self, leader: LeaderInfo) -> None:
         assert self._client is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from workhive.coordinator.etcd import (
     Feed,
     Fence,
     Finish,
+    InvalidArgument,
     ItemResult,
     Keyspace,
     LeaseKeeper,
@@ -458,7 +460,9 @@ class LeaderDriver:
                 )
                 for r in done
             ]
-            results = await self._io(self.claims.complete, comps)
+            results = await self._io(
+                functools.partial(self.claims.complete, comps, known=self.mirror.tasks)
+            )
             for r, c, res in zip(done, comps, results, strict=True):
                 if res.ok:
                     self.mirror.note_delete(self.ks.claim(c.key), res.revision)
@@ -504,6 +508,31 @@ class LeaderDriver:
             raise NotLeading()
         return results
 
+    async def _fenced_on_leases(
+        self,
+        fn: Callable[..., list[ItemResult]],
+        items: Sequence[Any],
+        lease_of: Callable[[Any], int],
+    ) -> list[ItemResult]:
+        """``_fenced`` for writes that attach keys to agent leases. etcd refuses a
+        whole txn naming a lease that just expired: find the dead leases, answer
+        CONFLICT for their items, and commit the rest (the agent's departure
+        reaches the scheduler through the watch)."""
+        try:
+            return await self._fenced(fn, items)
+        except InvalidArgument as exc:
+            if "lease not found" not in str(exc):
+                raise
+        dead = {
+            lease
+            for lease in {lease_of(i) for i in items}
+            if await self._io(self.client.lease_ttl, lease) <= 0
+        }
+        log.info("claims named expired agent leases", leases=[f"{x:x}" for x in dead])
+        keep = [i for i in items if lease_of(i) not in dead]
+        done = iter(await self._fenced(fn, keep) if keep else [])
+        return [ItemResult(Outcome.CONFLICT) if lease_of(i) in dead else next(done) for i in items]
+
     def _record(self, key: TaskKey) -> TaskRecord | None:
         assert self.mirror is not None
         return self.mirror.tasks.get(key)
@@ -544,7 +573,9 @@ class LeaderDriver:
                 events.append(AssignRejected(c.key, c.agent_id, now))
                 continue
             reqs.append((c, ClaimRequest(rec, c.agent_id, lease, started=c.start_now)))
-        results = await self._fenced(self.claims.create, [r for _, r in reqs])
+        results = await self._fenced_on_leases(
+            self.claims.create, [r for _, r in reqs], lambda r: int(r.lease_id)
+        )
         for (c, req), res in zip(reqs, results, strict=True):
             if res.ok and res.claim is not None:
                 self._fold_claim(res.claim, req.lease_id)
@@ -665,7 +696,9 @@ class LeaderDriver:
                 events.append(StealRejected(c.key, c.from_agent, c.to_agent, now))
                 continue
             moves.append((c, claim, Steal(claim, c.to_agent, lease)))
-        results = await self._fenced(self.claims.steal, [m for _, _, m in moves])
+        results = await self._fenced_on_leases(
+            self.claims.steal, [m for _, _, m in moves], lambda m: int(m.lease_id)
+        )
         starts: list[tuple[StealTask, Claim]] = []
         moved = 0
         for (c, old, _), res in zip(moves, results, strict=True):

@@ -30,6 +30,7 @@ only as SHA-256 digests and never logged.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -321,6 +322,12 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(uu, None, ser)
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
+            if not inspect.isasyncgenfunction(inner_us):  # writes with context.write
+
+                async def us_writer(raw: Any, context: Ctx) -> None:
+                    await inner_us(await _decode(de, raw, context), context)
+
+                return grpc.unary_stream_rpc_method_handler(us_writer, None, ser)
 
             async def us(raw: Any, context: Ctx) -> AsyncIterator[Any]:
                 async for reply in inner_us(await _decode(de, raw, context), context):
@@ -340,6 +347,12 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.stream_unary_rpc_method_handler(su, None, ser)
         inner_ss: Any = handler.stream_stream
+        if not inspect.isasyncgenfunction(inner_ss):
+
+            async def ss_writer(requests: AsyncIterator[Any], context: Ctx) -> None:
+                await inner_ss(decoded(requests, context), context)
+
+            return grpc.stream_stream_rpc_method_handler(ss_writer, None, ser)
 
         async def ss(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
             async for reply in inner_ss(decoded(requests, context), context):

@@ -179,6 +179,9 @@ def test_every_replica_reports_serving_and_names_the_leader(make_cluster: Make) 
             for service in ("", "workhive.v1.AgentService"):
                 resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                 assert resp.status == health_pb2.HealthCheckResponse.SERVING
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
             info = agent_pb2_grpc.AgentServiceStub(ch).GetLeader(
                 agent_pb2.GetLeaderRequest(), timeout=5
             )
