@@ -107,7 +107,7 @@ class _Soak:
 
     def _leader(self) -> Proc | None:
         try:
-            proc, _ = self.sc.leader_proc(timeout=20.0)
+            proc, _ = self.sc.leader_proc(timeout=5.0)
         except AssertionError:
             return None
         return proc if proc.alive and not proc.paused else None
@@ -179,6 +179,9 @@ def run_soak(
     budget = 120.0 + faults * 8.0  # the run is bounded whatever happens
     t_start = time.monotonic()
     with scenario([etcd.url], run_dir, env={"WORKHIVE_AGENT_LEASE_TTL": "4"}) as sc:
+        # short client retries: with every coordinator down, polling must not
+        # keep the supervisor from restarting them
+        sc.client_timeout = 3.0
         sc.start(coordinators=3, agents=AGENTS)
         soak = _Soak(sc, etcd, rng)
         soak.top_up()
@@ -207,6 +210,8 @@ def run_soak(
         soak.supervise(force=True)
         remaining = max(60.0, budget - (time.monotonic() - t_start))
         deadline = time.monotonic() + remaining
+        sc.client_timeout = 30.0
+        sc.reset_client()
         for spec in list(sc.projects):
             sc.wait_finished(spec.id, max(10.0, deadline - time.monotonic()))
         report = sc.check()

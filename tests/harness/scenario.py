@@ -106,6 +106,7 @@ class Scenario:
         self.cluster = LocalCluster(self.etcd_url, self.run_dir, prefix=self.prefix, extra_env=env)
         self.coordinator_flags = list(coordinator_flags)
         self._client: WorkhiveClient | None = None
+        self.client_timeout = 30.0  # how long a client call may keep retrying
         self.projects: list[ProjectSpec] = []
         self._history: list[WatchEvent] | None = None
 
@@ -149,9 +150,17 @@ class Scenario:
         if self._client is None:
             # short per-call deadline: a SIGSTOPped leader must not stall the poll
             self._client = WorkhiveClient(
-                self.cluster.coordinator_addresses, timeout=30.0, call_deadline=1.5
+                self.cluster.coordinator_addresses,
+                timeout=self.client_timeout,
+                call_deadline=1.5,
             )
         return self._client
+
+    def reset_client(self) -> None:
+        """Drop the client (e.g. after changing ``client_timeout``)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def submit(self, spec: ProjectSpec) -> str:
         self.client.submit(spec)
