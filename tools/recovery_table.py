@@ -52,7 +52,7 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "shared",
     ),
     "sigstop-leader": (
-        f"SIGSTOP the leader {s.ELECTION_TTL + 3} s (> election TTL {s.ELECTION_TTL} s)",
+        f"SIGSTOP the leader {s.SIGSTOP_HOLD:.0f} s (> election TTL {s.ELECTION_TTL} s)",
         "first task started by the new leader",
         "shared",
     ),
