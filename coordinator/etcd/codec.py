@@ -5,21 +5,20 @@ does not break an older reader.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from workhive.coordinator.etcd.types import KeyValue, ProjectMeta, TaskRecord
 from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskSpec, TaskState
 
-_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
-
-
 def dumps(obj: Any) -> bytes:
-    return _dumps(obj).encode()
+    """Compact UTF-8 JSON with sorted keys (deterministic bytes)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 def loads(data: bytes) -> Any:
-    return json.loads(data)
+    return orjson.loads(data)
 
 
 # -- task spec / record ------------------------------------------------------
