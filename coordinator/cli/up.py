@@ -170,6 +170,7 @@ def up(
     if exec_cmd is None:
         spec = _with_sleep_payloads(spec)
     plan = _agent_plan(spec, agents)
+    _interrupt_on(signal.SIGTERM, signal.SIGHUP)
     run_dir = Path(tempfile.mkdtemp(prefix="workhive-up-"))
     etcd = EtcdServer(data_dir=run_dir / "etcd", log_path=run_dir / "etcd.log")
     cluster = LocalCluster(etcd.url, run_dir)
@@ -201,6 +202,16 @@ def up(
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     raise typer.Exit(code)
+
+
+def _interrupt_on(*signals: signal.Signals) -> None:
+    """Treat these signals like Ctrl-C, so the cluster is always torn down."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in signals:
+        signal.signal(sig, interrupt)
 
 
 def _run(

@@ -12,6 +12,7 @@ import orjson
 from workhive.coordinator.etcd.types import KeyValue, ProjectMeta, TaskRecord
 from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskSpec, TaskState
 
+
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON with sorted keys (deterministic bytes)."""
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)

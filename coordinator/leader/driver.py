@@ -5,8 +5,8 @@ One asyncio task owns the ``SchedulerState`` and the etcd mirror. Inputs
 (watch batches, agent messages, timers) land on one queue; each turn drains
 everything pending, commits completions as one batch, feeds the resulting
 events to the scheduler, and executes its commands grouped by kind, one
-batched fenced txn per kind (group commit). etcd calls run on a single
-writer thread, so transactions keep the order in which they were decided.
+batched fenced txn per kind (group commit). etcd calls run on a small
+writer pool; a turn awaits all of its writes before the next turn decides.
 
 Invariants: every leader write carries the election fence (a deposed leader
 writes nothing); a task is pushed to an agent only after its claim committed;
@@ -168,7 +168,9 @@ class LeaderDriver:
         self.state = SchedulerState(config)
         self.mirror: ClusterState | None = None
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="leader-writer")
+        # Two writers: a turn may commit claims and starts concurrently; turns
+        # themselves never overlap, so decisions stay ordered.
+        self._writer = ThreadPoolExecutor(2, thread_name_prefix="leader-writer")
         self._feed: Feed | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._absent: dict[str, float] = {}  # agent id -> since when it has no session
@@ -550,8 +552,11 @@ class LeaderDriver:
         for c in commands:
             by_kind[type(c)].append(c)
         events: list[Event] = []
-        events += await self._assign(by_kind[AssignTask], now)
-        events += await self._start(by_kind[StartTask], now)
+        # New claims and start confirmations touch different tasks: commit both at once.
+        assigned, started = await asyncio.gather(
+            self._assign(by_kind[AssignTask], now), self._start(by_kind[StartTask], now)
+        )
+        events += assigned + started
         events += await self._steal(by_kind[StealTask], now)
         await self._requeue(by_kind[RequeueTask])
         await self._finish(by_kind[MarkTaskFailed], by_kind[CancelTask])

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from workhive.coordinator.local_cluster.ports import free_port, wait_for_port
+from workhive.coordinator.local_cluster.processes import die_with_parent
 
 
 def etcd_binary() -> Path:
@@ -65,6 +66,7 @@ class EtcdServer:
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_for_port(self.client_port, timeout)

@@ -20,6 +20,16 @@ from workhive.coordinator.local_cluster.ports import free_port, wait_for_port
 CLI = [sys.executable, "-m", "workhive.coordinator.cli"]
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when its parent dies, however it
+    dies (Linux ``PR_SET_PDEATHSIG``), so no cluster process outlives its owner."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Proc:
     """One child process and what it is."""
@@ -49,6 +59,7 @@ class Proc:
             stdin=subprocess.DEVNULL,
             env=self.env,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         self.paused = False

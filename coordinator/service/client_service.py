@@ -7,6 +7,7 @@ mirror); submit and cancel are leader-only and redirect otherwise.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
+STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused
 
 
 def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
@@ -70,6 +72,7 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     def __init__(self, node: CoordinatorNode) -> None:
         self.node = node
+        self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
     async def _view(self) -> ClusterState:
         driver = self.node.driver
@@ -123,6 +126,18 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetStatus(
         self, request: client_pb2.GetStatusRequest, context: Ctx
     ) -> client_pb2.GetStatusResponse:
+        """Status scans every task (O(tasks)): answers are reused for up to
+        STATUS_MAX_AGE seconds, so polling clients cannot starve the leader."""
+        key = (request.project_id, request.include_tasks)
+        cached = self._status_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < STATUS_MAX_AGE:
+            return cached[1]
+        resp = await self._status(request)
+        self._status_cache[key] = (time.monotonic(), resp)
+        return resp
+
+    async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
         cs = await self._view()
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
         pids = [request.project_id] if request.project_id else sorted(cs.projects)

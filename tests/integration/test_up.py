@@ -66,7 +66,10 @@ def test_up_rejects_an_invalid_project_with_exit_code_1(tmp_path: Path) -> None:
     assert "cycle" in r.stderr and "bad.yaml" in r.stderr
 
 
-def test_ctrl_c_stops_every_process_and_removes_the_run_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_stops_every_process_and_removes_the_run_directory(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     run_tmp = tmp_path / "tmp"
     run_tmp.mkdir()
     proc = subprocess.Popen(
@@ -87,11 +90,33 @@ def test_ctrl_c_stops_every_process_and_removes_the_run_directory(tmp_path: Path
         assert children, "up never started its processes"
         time.sleep(2)  # let the project start
         children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=60) == 130
         _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {[p.cmdline()[:4] for p in alive]}"
         assert list(run_tmp.iterdir()) == [], "the run directory was not removed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_children_die_with_a_killed_up(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "up", "--coordinators", "1", "--agents", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(tmp_path),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(children) < 3:
+            children = psutil.Process(proc.pid).children(recursive=True)
+            time.sleep(0.2)
+        proc.kill()
+        proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"outlived a SIGKILLed up: {[p.cmdline()[:4] for p in alive]}"
     finally:
         if proc.poll() is None:
             proc.kill()
