@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
-STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused
+STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
 
 
 def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
@@ -126,15 +126,17 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetStatus(
         self, request: client_pb2.GetStatusRequest, context: Ctx
     ) -> client_pb2.GetStatusResponse:
-        """Status scans every task (O(tasks)): answers are reused for up to
-        STATUS_MAX_AGE seconds, so polling clients cannot starve the leader."""
+        """Status scans every task (O(tasks)): an answer is reused for
+        STATUS_MAX_AGE seconds, or ten times what computing it took, so
+        polling clients cannot take more than ~10% of the leader's loop."""
         key = (request.project_id, request.include_tasks)
         cached = self._status_cache.get(key)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < STATUS_MAX_AGE:
+        if cached is not None and now < cached[0]:
             return cached[1]
         resp = await self._status(request)
-        self._status_cache[key] = (time.monotonic(), resp)
+        spent = time.monotonic() - now
+        self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
     async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
