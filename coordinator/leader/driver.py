@@ -133,8 +133,7 @@ class Deferred:
 Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick | Deferred | str
 
 MAX_PLANS = 2  # exact plans per project (the first, and one re-plan)
-MAX_ROUNDS = 4  # handle/execute rounds per turn before deferring the rest
-RETRY_DELAY = 0.05
+RETRY_DELAY = 0.05  # seconds before rejected commands are decided again
 
 
 class LeaderDriver:
@@ -181,6 +180,7 @@ class LeaderDriver:
         self.planner = PlannerConfig(time_box=plan_time_box, workers=1)
         self._plans: dict[str, int] = {}  # project -> plans computed (bounded)
         self._planning: set[asyncio.Task[None]] = set()
+        self._inflight: asyncio.Task[list[Event]] | None = None
         # assignments refused because another agent's claim still exists:
         # retried (AssignRejected) once that claim is gone
         self._parked: dict[TaskKey, AssignRejected] = {}
@@ -203,9 +203,10 @@ class LeaderDriver:
 
     async def stop(self) -> None:
         """Stop the loops first (nothing more is written), then release resources."""
-        for t in [*self._tasks, *self._planning]:
+        inflight = [self._inflight] if self._inflight is not None else []
+        for t in [*self._tasks, *self._planning, *inflight]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *inflight]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self._feed is not None:
@@ -291,6 +292,7 @@ class LeaderDriver:
         reports: list[Report] = []
         for item in items:
             if isinstance(item, ClusterState):
+                events += await self._settle()  # nothing in flight across a re-list
                 self.mirror = item
                 self.state = SchedulerState(self.config)
                 events.append(restore.restored(item, now))
@@ -322,18 +324,33 @@ class LeaderDriver:
             stale, self._stale_leases = self._stale_leases, set()
             for lease in stale:
                 await self._revoke_agent("(stale lease)", lease)
-        if reports:
-            events += await self._commit_reports(reports, now)
-        for _ in range(MAX_ROUNDS):
-            if not events:
-                break
+        # Pipeline: these completions commit while the previous turn's claims
+        # and starts are still in flight (different tasks, independent txns);
+        # the scheduler then sees both outcomes, in order.
+        commit = asyncio.create_task(self._commit_reports(reports, now)) if reports else None
+        try:
+            events += await self._settle()
+        finally:
+            if commit is not None:
+                events += await commit
+        if events:
             commands = self.state.handle(*events)
+            self._inflight = asyncio.create_task(self._execute_then_wake(commands))
+
+    async def _settle(self) -> list[Event]:
+        """Wait for the turn in flight; its rejections become events now."""
+        task, self._inflight = self._inflight, None
+        return await task if task is not None else []
+
+    async def _execute_then_wake(self, commands: list[Command]) -> list[Event]:
+        try:
             events = await self._execute(commands, self.clock())
-        if events:  # rejections keep coming: retry on a later turn, not in a tight loop
-            leftover = list(events)
-            asyncio.get_running_loop().call_later(
-                RETRY_DELAY, self._inbox.put_nowait, Deferred(tuple(leftover))
-            )
+        except BaseException:
+            self._inbox.put_nowait("wake")  # the next turn re-raises it
+            raise
+        if events:  # rejections: a later turn retries them, not a tight loop
+            asyncio.get_running_loop().call_later(RETRY_DELAY, self._inbox.put_nowait, "wake")
+        return events
 
     # -- watch -------------------------------------------------------------------------
 
