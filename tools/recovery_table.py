@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -137,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             for k in range(args.runs):
-                with tempfile.TemporaryDirectory(prefix=f"wh-recovery-{name}-") as d:
-                    try:
-                        out = _run_one(name, Path(d), seed=100 + k, shared=shared)
-                        row = {**out.to_dict(), "ok": bool(out.audit and out.audit.ok)}
-                    except Exception as exc:  # reported in the table, not hidden
-                        traceback.print_exc()
-                        row = {"scenario": name, "ok": False, "error": str(exc)[:500]}
+                run_dir = Path(tempfile.mkdtemp(prefix=f"wh-recovery-{name}-"))
+                try:
+                    out = _run_one(name, run_dir, seed=100 + k, shared=shared)
+                    row = {**out.to_dict(), "ok": bool(out.audit and out.audit.ok)}
+                except Exception as exc:  # reported in the table, not hidden
+                    traceback.print_exc()
+                    row = {"scenario": name, "ok": False, "error": str(exc)[:500]}
+                if row["ok"]:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                else:
+                    row["logs"] = str(run_dir)  # kept for diagnosis
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 runs[name].append(row)
     finally:
