@@ -184,6 +184,7 @@ class Agent:
         self._hb_seq = 0
         self._session: Session | None = None  # the welcomed session, if any
         self._attempt: Session | None = None  # the session being dialled or served
+        self._silent_until: dict[str, float] = {}  # address -> avoid it until
         self._lease_id = 0
         self._ttl = 0
         self._hb_interval = DEFAULT_HEARTBEAT_INTERVAL
@@ -403,7 +404,7 @@ class Agent:
         hint: LeaderHint | None = None
         redirects = 0
         while not self._closed and not self._finished:
-            address = hint.address if hint else self.coordinators[index % len(self.coordinators)]
+            address = hint.address if hint else self._next_address(index)
             end = self._run_session(address)
             if self._done():
                 return
@@ -413,6 +414,7 @@ class Agent:
                 end.redirect is not None
                 and end.redirect.address != address
                 and redirects < MAX_REDIRECTS
+                and not self._shunned(end.redirect.address)
             ):
                 redirects += 1
                 hint = end.redirect
@@ -426,6 +428,21 @@ class Agent:
             self._log.info("reconnecting", after=round(delay, 3), last=address, code=end.code)
             self.counters.reconnects += 1
             self._sleep(delay)
+
+    def _shunned(self, address: str) -> bool:
+        """True while ``address`` recently went silent on us (see _check_silence)."""
+        with self._lock:
+            until = self._silent_until.get(address, 0.0)
+        return self._clock() < until
+
+    def _next_address(self, index: int) -> str:
+        """The index-th configured address, skipping silent ones when possible."""
+        n = len(self.coordinators)
+        for k in range(n):
+            candidate = self.coordinators[(index + k) % n]
+            if not self._shunned(candidate):
+                return candidate
+        return self.coordinators[index % n]
 
     def _run_session(self, address: str) -> _SessionEnd:
         session = Session(address)
@@ -749,6 +766,11 @@ class Agent:
             return
         limit = max(ttl / 2.0, 3 * self._hb_interval) if attempt.welcomed else SILENT_DIAL
         if self._clock() - attempt.last_heard > limit:
+            # A silent coordinator (paused, partitioned) is avoided for a lease
+            # TTL, even when a follower still names it leader: by then its lease
+            # has expired and another replica leads.
+            with self._lock:
+                self._silent_until[attempt.address] = self._clock() + max(ttl, SILENT_DIAL)
             self._log.warning(
                 "coordinator silent: abandoning the session",
                 address=attempt.address,

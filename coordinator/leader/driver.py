@@ -569,13 +569,15 @@ class LeaderDriver:
         for c in commands:
             by_kind[type(c)].append(c)
         events: list[Event] = []
+        # Requeues first: a task requeued and re-assigned in the same turn must be
+        # claimed with its new attempt number.
+        await self._requeue(by_kind[RequeueTask])
         # New claims and start confirmations touch different tasks: commit both at once.
         assigned, started = await asyncio.gather(
             self._assign(by_kind[AssignTask], now), self._start(by_kind[StartTask], now)
         )
         events += assigned + started
         events += await self._steal(by_kind[StealTask], now)
-        await self._requeue(by_kind[RequeueTask])
         await self._finish(by_kind[MarkTaskFailed], by_kind[CancelTask])
         for rp in by_kind[RequestReplan]:
             log.info("plan dropped", project=rp.project_id, reason=rp.reason)
