@@ -420,6 +420,10 @@ class SchedulerState:
             self._seq += 1
             a = _Agent(info, self._seq, self._group(info.capabilities))
             self._agents[info.id] = a
+            # A plan is a schedule for the agents it was made for: more capacity
+            # makes it wrong (its tasks would never reach the newcomer).
+            for p in list(self._planned.values()):
+                self._drop_plan(p, f"agent {info.id} joined")
         self._touch(a)
 
     def _on_left(self, agent_id: str, now: float) -> None:
