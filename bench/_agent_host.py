@@ -6,7 +6,8 @@ Modes: ``noop`` returns at once; ``sleepN`` sleeps N ms per task;
 ``hang`` sleeps until killed (for the dead-agent benchmark). Each handler
 start is printed to stdout as ``START <wall time> <project> <task> <agent> <term>``,
 each return as ``END <wall time> <project> <task>``.
-Runs until SIGTERM/SIGINT (stops every agent) or SIGKILL.
+Runs until SIGTERM/SIGINT (stops every agent) or SIGKILL. Agents log
+warnings only, like the coordinators the benchmarks start (and dask's workers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from types import FrameType
 
+from bench._common import quiet_logs
 from workhive.agent import Agent, Task
 
 
@@ -30,6 +32,7 @@ def main() -> None:
     p.add_argument("--prefix", default="h-")
     p.add_argument("--mode", default="noop")
     args = p.parse_args()
+    quiet_logs()
     out_lock = threading.Lock()
     delay = 0.0
     if args.mode.startswith("sleep"):

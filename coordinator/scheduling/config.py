@@ -36,6 +36,10 @@ class SchedulerConfig:
             steal in predictive mode.
         steal_on_idle: try to steal whenever an agent goes idle.
         steal_cooldown: a stolen task stays put at least this long.
+        move_min_wait: a queued task moves to another agent's free slot only
+            when it would otherwise wait longer than this on its own agent (a
+            move costs a fenced txn and two messages; moving a task its agent
+            starts sooner than that only adds work).
         ewma_alpha: weight of a new observation in the per-kind EWMA.
         default_duration: prediction for tasks with neither estimate nor kind data.
         duration_drift: relative EWMA change that invalidates cached ranks.
@@ -53,6 +57,7 @@ class SchedulerConfig:
     max_predictive_load_ms: float = 10_000.0
     steal_on_idle: bool = True
     steal_cooldown: float = 10.0
+    move_min_wait: float = 0.02
     ewma_alpha: float = 0.3
     default_duration: float = 1.0
     duration_drift: float = 0.2
@@ -65,6 +70,8 @@ class SchedulerConfig:
             raise ValueError("steal_threshold and max_steal_batch must be >= 1")
         if self.steal_interval <= 0:
             raise ValueError("steal_interval must be > 0")
+        if self.move_min_wait < 0:
+            raise ValueError("move_min_wait must be >= 0")
 
     @property
     def predictive_threshold(self) -> float:

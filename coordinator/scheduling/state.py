@@ -874,13 +874,37 @@ class SchedulerState:
         """A free slot takes ``t`` from a saturated agent's queue (steal on idle)."""
         thief = self._pick_agent(t, _SLOT)
         victim = t.agent
-        if thief is None or victim is None:
-            heapq.heappop(self._qheap)  # nobody free can run it now; re-pushed on requeue
+        if thief is None or victim is None or not self._worth_moving(t, now):
+            # nobody free can run it now, or its own agent starts it soon:
+            # re-pushed at the end of this step
+            heapq.heappop(self._qheap)
             t.qheap_id = -1
             self._push_queued_later.append(t)
             return True
         self._move(t, victim, thief, now)
         return True
+
+    def _worth_moving(self, t: _Task, now: float) -> bool:
+        """Whether queued ``t`` would wait on its own agent longer than a move
+        costs: until the agent's first slot frees, plus the work queued ahead."""
+        a = t.agent
+        if a is None or a.free_slots > 0:
+            return False
+        wait = self._frees_in(a, now)
+        for q in a.queue:
+            if q is t:
+                break
+            wait += q.predicted
+        return wait > self.config.move_min_wait
+
+    @staticmethod
+    def _frees_in(a: _Agent, now: float) -> float:
+        """Predicted seconds until ``a``'s first busy slot frees (0: one is free)."""
+        if a.free_slots > 0:
+            return 0.0
+        return min(
+            (_remaining(r.predicted, r.started_at, now) for r in a.running.values()), default=0.0
+        )
 
     def _start_queued(self, now: float) -> None:
         ranked = self.config.policy in ("default", "critical-path")
@@ -897,6 +921,7 @@ class SchedulerState:
                         and q[0] < own
                         and (r is None or q[0] < self._key(r))
                         and q[2].spec.requires <= a.info.capabilities
+                        and self._worth_moving(q[2], now)
                     ):
                         victim = q[2].agent
                         assert victim is not None
@@ -991,6 +1016,7 @@ class SchedulerState:
             room=max(0, a.free_slots) + max(0, a.queue_room),
             running_load=running,
             free_slots=max(0, a.free_slots),
+            frees_in=self._frees_in(a, now),
         )
 
     def _steal(self, now: float, thieves: Iterable[str] | None) -> None:
@@ -1049,3 +1075,12 @@ class SchedulerState:
         if count_event:
             self._stats.steal_events += 1
         self._out.append(StealTask(t.key, victim.info.id, thief.info.id, t.attempt, start))
+
+
+def _remaining(predicted: float, started_at: float | None, now: float) -> float:
+    """Predicted seconds left of a running task; an overdue one is expected to
+    run as long again as it has overrun."""
+    if started_at is None:
+        return predicted
+    elapsed = now - started_at
+    return predicted - elapsed if elapsed <= predicted else elapsed - predicted

@@ -15,12 +15,15 @@ Rules (BRIEF "Scheduling", issue 4):
 - steal on idle: an idle thief (a free slot, nothing queued) may take queued
   work from a victim whose slots are all busy even below the threshold, as
   long as the task would start sooner (count mode: the victim has a queue;
-  predictive: thief load + task < victim load). The task goes straight into
-  the thief's free slot, so queued loads stay within the old [min, max].
+  predictive: thief load + task < victim load) and it would otherwise wait
+  longer than ``move_min_wait`` (the victim's ``frees_in`` plus the predicted
+  work ahead of it). The task goes straight into the thief's free slot, so
+  queued loads stay within the old [min, max].
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -48,7 +51,9 @@ class AgentQueue:
 
     ``tasks`` lists what the agent holds in queue order; ``room`` is how many
     more tasks it may accept (free slots + free prefetch places);
-    ``running_load`` the predicted seconds left of its started work.
+    ``running_load`` the predicted seconds left of its started work;
+    ``frees_in`` the predicted seconds until its first busy slot frees
+    (``inf``: unknown, e.g. hung).
     """
 
     agent_id: str
@@ -57,6 +62,7 @@ class AgentQueue:
     room: int = 0
     running_load: float = 0.0
     free_slots: int = 0
+    frees_in: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +118,11 @@ def plan_steals(
                 vid = v.agent_id
                 if v.free_slots > 0 or vid == tid or role.get(vid) == "thief":
                     continue
+                wait = _waits(v)
                 vt = _movable(v, config, now)[::-1]  # tail first among equals
                 for t in sorted(vt, key=lambda t: t.priority):
+                    if wait[t.key] <= config.move_min_wait:
+                        continue  # its own agent starts it before a move would land
                     if n >= min(th.free_slots, config.max_steal_batch, room[tid]):
                         break
                     d = t.predicted if pred else 0.0
@@ -190,3 +199,13 @@ def _movable(q: AgentQueue, config: SchedulerConfig, now: float) -> list[QueuedT
         and t.priority < config.priority_threshold
         and (t.last_moved is None or now - t.last_moved >= config.steal_cooldown)
     ]
+
+
+def _waits(q: AgentQueue) -> dict[TaskKey, float]:
+    """Predicted seconds each held task waits on ``q`` before it starts."""
+    out: dict[TaskKey, float] = {}
+    ahead = q.frees_in
+    for t in q.tasks:
+        out[t.key] = ahead
+        ahead += t.predicted
+    return out

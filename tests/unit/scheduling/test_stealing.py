@@ -82,6 +82,14 @@ def test_idle_thief_takes_from_saturated_victim_below_threshold() -> None:
     assert [m.to_agent for m in plan_steals([victim, idle], CFG, 0.0)] == ["b"]
 
 
+def test_idle_thief_leaves_a_task_its_agent_starts_before_a_move_would_land() -> None:
+    soon = q("a", 1, room=0, free_slots=0, frees_in=CFG.move_min_wait / 2)
+    idle = q("b", 0, room=1, free_slots=1, frees_in=0.0)
+    assert plan_steals([soon, idle], CFG, 0.0) == []
+    later = q("a", 1, room=0, free_slots=0, frees_in=CFG.move_min_wait * 2)
+    assert len(plan_steals([later, idle], CFG, 0.0)) == 1
+
+
 def test_disabled_stealing_plans_nothing() -> None:
     cfg = SchedulerConfig(stealing_enabled=False)
     assert plan_steals([q("a", 9), q("b", 0)], cfg, 0.0) == []
