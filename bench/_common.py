@@ -269,32 +269,26 @@ class Bench:
         mode: str = "noop",
         prefetch: int = 1,
         processes: int = 1,
+        swarm: bool = False,
     ) -> list[subprocess.Popen[bytes]]:
-        """Agents as threads inside ``processes`` helper processes."""
+        """Agents inside ``processes`` helper processes: SDK agents as threads,
+        or with ``swarm`` light protocol-level agents as coroutines
+        (``bench._swarm``: no-op tasks, one slot, no prefetch)."""
         procs = []
         per = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
         for i, n in enumerate(per):
             if n == 0:
                 continue
             logf = open(self.run_dir / f"agents-{prefix}{i}.log", "ab")  # noqa: SIM115
+            common = ["--coordinators", ",".join(self.addresses), "--count", str(n)]
+            common += ["--prefix", f"{prefix}{i}-"]
+            if swarm:
+                argv = ["bench._swarm", *common]
+            else:
+                argv = ["bench._agent_host", *common, "--slots", str(slots)]
+                argv += ["--prefetch", str(prefetch), "--mode", mode]
             p = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench._agent_host",
-                    "--coordinators",
-                    ",".join(self.addresses),
-                    "--count",
-                    str(n),
-                    "--slots",
-                    str(slots),
-                    "--prefetch",
-                    str(prefetch),
-                    "--prefix",
-                    f"{prefix}{i}-",
-                    "--mode",
-                    mode,
-                ],
+                [sys.executable, "-m", *argv],
                 stdout=logf,
                 stderr=logf,
                 stdin=subprocess.DEVNULL,
