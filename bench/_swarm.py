@@ -83,7 +83,8 @@ class SwarmAgent:
                     if msg.assign.started:
                         await self._run(call, ref)
                     else:
-                        await self._send(call, agent_pb2.AgentMessage(start=agent_pb2.StartRequest(task=ref)))
+                        ask = agent_pb2.StartRequest(task=ref)
+                        await self._send(call, agent_pb2.AgentMessage(start=ask))
                 elif kind == "start_granted":
                     await self._run(call, msg.start_granted.task)
         finally:
@@ -93,7 +94,8 @@ class SwarmAgent:
 
     async def _run(self, call: grpc.aio.StreamStreamCall, ref: common_pb2.TaskRef) -> None:
         term = self.terms.pop((ref.project_id, ref.task_id, ref.fence), 0)
-        sys.stdout.write(f"START {time.time():.6f} {ref.project_id} {ref.task_id} {self.id} {term}\n")
+        line = f"START {time.time():.6f} {ref.project_id} {ref.task_id} {self.id} {term}"
+        sys.stdout.write(line + "\n")
         done = agent_pb2.TaskCompleted(task=ref, duration_seconds=0.0)
         await self._send(call, agent_pb2.AgentMessage(completed=done))
 
