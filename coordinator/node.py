@@ -36,6 +36,7 @@ from workhive.coordinator.etcd import (
     Keyspace,
     LeaseKeeper,
     LeaseLost,
+    LeaseRefresher,
     Session,
     SessionState,
     Store,
@@ -90,6 +91,7 @@ class CoordinatorNode:
         self.port = 0
         self._client: EtcdClient | None = None
         self._keeper: LeaseKeeper | None = None
+        self._refresher: LeaseRefresher | None = None
         self._election: Election | None = None
         self._session: Session | None = None
         self._stopping = asyncio.Event()
@@ -108,19 +110,29 @@ class CoordinatorNode:
         return self._keeper
 
     async def refresh_lease(self, lease_id: int) -> int:
-        """Remaining TTL of an agent lease after a refresh (0: gone)."""
+        """Remaining TTL of an agent lease after a refresh (0: gone). Heartbeats
+        within a third of the TTL of the last keepalive are answered without one."""
         if lease_id <= 0:
             return 0
+        assert self._refresher is not None
+        ttl = self._refresher.cached(lease_id)
+        if ttl:
+            return ttl
         try:
-            return await asyncio.to_thread(self.keeper.refresh, lease_id)
+            return await asyncio.to_thread(self._refresher.refresh, lease_id)
         except EtcdError:
             self.metrics.keepalive_failures.inc()
             return 0
 
     async def agent_lease(self, resume: int) -> tuple[int, bool]:
         """The agent's lease: ``resume`` if it is alive, else a fresh one."""
-        if resume and await self.refresh_lease(resume) > 0:
-            return resume, True
+        if resume:  # asked of etcd itself: a lease revoked a moment ago must not resume
+            try:
+                alive = await asyncio.to_thread(self.keeper.refresh, resume) > 0
+            except EtcdError:
+                alive = False
+            if alive:
+                return resume, True
         lease = await asyncio.to_thread(self.keeper.grant, self.settings.agent_lease_ttl)
         return lease, False
 
@@ -141,6 +153,7 @@ class CoordinatorNode:
         self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
         self._keeper = LeaseKeeper(self._client)
+        self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 3)
         server, health, self.port = build_server(
             AgentServicer(self),
             ClientServicer(self),

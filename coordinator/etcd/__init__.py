@@ -18,6 +18,7 @@ from workhive.coordinator.etcd.errors import (
     LeaseLost,
 )
 from workhive.coordinator.etcd.keys import DEFAULT_PREFIX, Keyspace
+from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
 from workhive.coordinator.etcd.snapshot import Feed, snapshot
 from workhive.coordinator.etcd.store import ClusterState, Store
@@ -58,6 +59,7 @@ __all__ = [
     "Keyspace",
     "LeaseKeeper",
     "LeaseLost",
+    "LeaseRefresher",
     "Observer",
     "Outcome",
     "ProjectExists",

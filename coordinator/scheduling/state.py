@@ -1033,7 +1033,7 @@ class SchedulerState:
                 for a in self._queued.values()
                 if cfg.predictive_stealing
                 or len(a.queue) >= cfg.steal_threshold
-                or a.free_slots <= 0
+                or (a.free_slots <= 0 and self._worth_moving(a.queue[-1], now))
             ]
             if not victims:
                 return

@@ -140,11 +140,14 @@ def plan_steals(
                     role[vid], role[tid] = "victim", "thief"
                 if n >= min(th.free_slots, config.max_steal_batch, room[tid]):
                     break
-    pool = [
-        q
-        for q in queues
-        if role.get(q.agent_id) != "victim" and (thieves is None or q.agent_id in thieves)
-    ]
+    pool = sorted(
+        (
+            q
+            for q in queues
+            if role.get(q.agent_id) != "victim" and (thieves is None or q.agent_id in thieves)
+        ),
+        key=lambda q: (load[q.agent_id], q.agent_id),
+    )
     for v in victims:
         vid = v.agent_id
         if role.get(vid) == "thief":
@@ -152,9 +155,12 @@ def plan_steals(
         cands = [q for q in pool if q.agent_id != vid and role.get(q.agent_id) != "victim"]
         if not cands:
             continue
-        cands.sort(key=lambda q: (load[q.agent_id], q.agent_id))
         if load[vid] - load[cands[0].agent_id] < threshold:
-            continue
+            if role.get(vid) == "victim":
+                continue  # it gave work away on idle: its load fell out of order
+            # untouched victims come by falling load and thieves' loads only
+            # rise: no later victim can clear the threshold either
+            break
         pending = [t for t in _movable(v, config, now) if t.key not in taken]
         if not pending:
             continue
@@ -188,6 +194,7 @@ def plan_steals(
             if got:
                 role[vid] = "victim"
                 role[tid] = "thief"
+        pool.sort(key=lambda q: (load[q.agent_id], q.agent_id))  # nearly sorted: linear
     return moves
 
 

@@ -1,0 +1,73 @@
+"""LeaseRefresher: heartbeats coalesced into at most one keepalive per interval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from workhive.coordinator.etcd import LeaseRefresher
+
+
+class CountingKeeper:
+    """Stands in for the keepalive stream: answers a fixed TTL per lease."""
+
+    def __init__(self, ttls: dict[int, int]) -> None:
+        self.ttls = ttls
+        self.calls: list[int] = []
+
+    def refresh(self, lease_id: int) -> int:
+        self.calls.append(lease_id)
+        return self.ttls.get(lease_id, 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refresher(ttls: dict[int, int], interval: float = 2.0) -> tuple[LeaseRefresher, Any, Clock]:
+    keeper, clock = CountingKeeper(ttls), Clock()
+    return LeaseRefresher(keeper, interval, clock=clock), keeper, clock  # type: ignore[arg-type]
+
+
+def test_heartbeats_within_the_interval_cost_one_keepalive() -> None:
+    r, keeper, clock = refresher({7: 6})
+    answers = []
+    for _ in range(4):
+        answers.append(r.refresh(7))
+        clock.now += 0.5
+    assert keeper.calls == [7]
+    assert answers == [6, 5, 5, 4]  # the TTL counts down between keepalives
+
+
+def test_a_keepalive_is_sent_once_the_interval_has_passed() -> None:
+    r, keeper, clock = refresher({7: 6})
+    r.refresh(7)
+    clock.now += 2.0
+    assert r.refresh(7) == 6
+    assert keeper.calls == [7, 7]
+
+
+def test_a_gone_lease_is_asked_of_etcd_every_time() -> None:
+    r, keeper, _ = refresher({})
+    assert r.refresh(9) == 0
+    assert r.refresh(9) == 0
+    assert keeper.calls == [9, 9]
+    assert r.cached(9) == 0
+
+
+def test_leases_are_tracked_separately() -> None:
+    r, keeper, _ = refresher({1: 6, 2: 6})
+    r.refresh(1)
+    r.refresh(2)
+    r.refresh(1)
+    assert keeper.calls == [1, 2]
+
+
+def test_negative_interval_is_rejected() -> None:
+    with pytest.raises(ValueError, match="min_interval"):
+        LeaseRefresher(CountingKeeper({}), -1)  # type: ignore[arg-type]
