@@ -39,6 +39,7 @@ from workhive.coordinator.etcd import (
     LeaseRefresher,
     Session,
     SessionState,
+    StandbyMirror,
     Store,
     observe,
 )
@@ -92,6 +93,7 @@ class CoordinatorNode:
         self._client: EtcdClient | None = None
         self._keeper: LeaseKeeper | None = None
         self._refresher: LeaseRefresher | None = None
+        self._standby: StandbyMirror | None = None
         self._election: Election | None = None
         self._session: Session | None = None
         self._stopping = asyncio.Event()
@@ -187,6 +189,9 @@ class CoordinatorNode:
             for t in tasks:
                 t.cancel()
             await self._step_down()
+            if self._standby is not None:
+                standby, self._standby = self._standby, None
+                await asyncio.to_thread(standby.cancel)
             if self._election is not None and self._election.is_leader:
                 with contextlib.suppress(EtcdError):
                     await asyncio.to_thread(self._election.resign)
@@ -271,6 +276,8 @@ class CoordinatorNode:
         )
         self._election = election
         self.metrics.elections.inc()
+        if self.settings.warm_standby and self._standby is None:
+            self._standby = StandbyMirror(self._client, self.ks)
         try:
             await asyncio.to_thread(election.campaign)
         except (LeaseLost, EtcdError) as exc:
@@ -298,7 +305,8 @@ class CoordinatorNode:
         self.metrics.is_leader.set(1)
         self.metrics.leader_transitions.inc()
         log.info("leading", id=self.id, term=election.term)
-        await driver.start()
+        standby, self._standby = self._standby, None
+        await driver.start(standby)
         waits = [
             asyncio.create_task(lost.wait()),
             asyncio.create_task(driver.lost.wait()),

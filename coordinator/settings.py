@@ -52,6 +52,7 @@ class Settings:
     agent_lease_ttl: int = 6
     heartbeat_interval_ms: int = 1000
     fast_failover: bool = True
+    warm_standby: bool = True  # followers keep the cluster mirror current for a fast takeover
     agent_grace: float = 1.5  # seconds a broken stream may stay away before its lease is revoked
     stealing_enabled: bool = True
     steal_threshold: int = 3

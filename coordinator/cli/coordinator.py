@@ -29,6 +29,11 @@ def coordinator(
     fast_failover: bool | None = typer.Option(
         None, "--fast-failover/--no-fast-failover", help="Revoke a dead leader's lease at once."
     ),
+    warm_standby: bool | None = typer.Option(
+        None,
+        "--warm-standby/--no-warm-standby",
+        help="As a follower, keep the cluster mirror current so a takeover skips the re-read.",
+    ),
     config: Path | None = typer.Option(
         None, help="Settings file (YAML/JSON) [env WORKHIVE_CONFIG]."
     ),
@@ -71,6 +76,7 @@ def coordinator(
         "metrics_port": metrics_port,
         "election_ttl": election_ttl,
         "fast_failover": fast_failover,
+        "warm_standby": warm_standby,
         "log_format": log_format,
         "tls_cert": tls_cert,
         "tls_key": tls_key,

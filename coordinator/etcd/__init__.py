@@ -21,6 +21,7 @@ from workhive.coordinator.etcd.keys import DEFAULT_PREFIX, Keyspace
 from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
 from workhive.coordinator.etcd.snapshot import Feed, snapshot
+from workhive.coordinator.etcd.standby import StandbyMirror
 from workhive.coordinator.etcd.store import ClusterState, Store
 from workhive.coordinator.etcd.submit import ProjectExists, SubmitConflict, submit_project
 from workhive.coordinator.etcd.txn import Fence, fenced_txn
@@ -66,6 +67,7 @@ __all__ = [
     "ProjectMeta",
     "Session",
     "SessionState",
+    "StandbyMirror",
     "Steal",
     "Store",
     "SubmitConflict",

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -42,6 +42,7 @@ from workhive.coordinator.etcd import (
     Keyspace,
     LeaseKeeper,
     Outcome,
+    StandbyMirror,
     Steal,
     Store,
     TaskRecord,
@@ -184,18 +185,25 @@ class LeaderDriver:
         # assignments refused because another agent's claim still exists:
         # retried (AssignRejected) once that claim is gone
         self._parked: dict[TaskKey, AssignRejected] = {}
+        self._early: list[Input] = []  # agent/client inputs that came before the state
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, standby: StandbyMirror | None = None) -> None:
+        """Start leading: take over ``standby``'s warm mirror (once it has seen
+        this term's election key), else snapshot the keyspace now."""
         loop = asyncio.get_running_loop()
 
         def push(item: Input) -> None:
             loop.call_soon_threadsafe(self._inbox.put_nowait, item)
 
-        self._feed = Feed(self.client, self.ks, on_reset=push, on_events=push)
+        if standby is not None:
+            self._feed = standby.feed
+            standby.hand_over(push, min_revision=self.fence.term)
+        else:
+            self._feed = Feed(self.client, self.ks, on_reset=push, on_events=push)
         self._tasks = [
             asyncio.create_task(self._main(), name="leader-main"),
             asyncio.create_task(self._ticker(), name="leader-ticker"),
@@ -290,7 +298,9 @@ class LeaderDriver:
         now = self.clock()
         events: list[Event] = []
         reports: list[Report] = []
-        for item in items:
+        todo = deque(items)
+        while todo:
+            item = todo.popleft()
             if isinstance(item, ClusterState):
                 events += await self._settle()  # nothing in flight across a re-list
                 self.mirror = item
@@ -300,8 +310,12 @@ class LeaderDriver:
                     if not self.hub.connected(agent_id):
                         self._absent.setdefault(agent_id, time.monotonic())
                 self.ready.set()
+                todo.extend(self._early)  # what arrived before the state, in order
+                self._early.clear()
             elif self.mirror is None:
-                continue  # nothing is decided before the snapshot
+                if isinstance(item, Report | Hello | Gone | Cancel):
+                    self._early.append(item)  # decided once the state is here
+                continue
             elif isinstance(item, WatchBatch):
                 events += self._watched(item, now)
             elif isinstance(item, Report):
