@@ -6,7 +6,8 @@ An SDK agent costs ~6 threads; a thousand of them starve a 2-core machine
 before the coordinator is measured. Here each agent is one coroutine and
 one ``AgentService.Session`` stream (grpc.aio, a channel per 50 agents):
 Hello (slots 1, no prefetch, resuming its lease after a reconnect),
-heartbeats on the stream at the Welcome's interval, a no-op "run" of every
+heartbeats on the stream at the Welcome's interval (unary ones between
+sessions, like the SDK), a no-op "run" of every
 started assignment answered with ``TaskCompleted`` (a queued one is asked
 for with ``StartRequest`` first), ``Redirect`` followed to the leader.
 Prints ``START <wall time> <project> <task> <agent> <term>`` per run like
@@ -44,12 +45,22 @@ class SwarmAgent:
         self._write = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
+        last_beat = 0.0
         while not stop.is_set():
             try:
                 await self._session(stop)
             except grpc.aio.AioRpcError:
                 self.addr = random.choice([a for a in self.addrs if a != self.addr] or self.addrs)
+            if self.lease and time.monotonic() - last_beat >= 1.0:
+                last_beat = time.monotonic()  # like the SDK: keep the lease alive between sessions
+                await self._unary_beat()
             await asyncio.sleep(random.uniform(0.05, 0.3))
+
+    async def _unary_beat(self) -> None:
+        stub = agent_pb2_grpc.AgentServiceStub(self.channels[random.choice(self.addrs)])
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            req = agent_pb2.HeartbeatRequest(agent_id=self.id, lease_id=self.lease)
+            await stub.Heartbeat(req, timeout=1.0)
 
     async def _send(self, call: grpc.aio.StreamStreamCall, msg: agent_pb2.AgentMessage) -> None:
         async with self._write:

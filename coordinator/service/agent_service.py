@@ -69,6 +69,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return False
         owner = self._owners.get(lease_id)
         if owner is None:
+            known = self._registered(agent_id)
+            if known is not None and known.lease_id == lease_id:
+                owner = self._owners[lease_id] = agent_id
+        if owner is None:
             try:
                 kv = await asyncio.to_thread(self.node.client.get, self.node.ks.agent(agent_id))
             except EtcdError:
@@ -79,6 +83,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 self._owners.clear()
             owner = self._owners[lease_id] = agent_id
         return owner == agent_id
+
+    def _registered(self, agent_id: str) -> AgentInfo | None:
+        """The agent's registration as the leader's mirror holds it (None: unknown)."""
+        driver = self.node.driver
+        mirror = driver.mirror if driver is not None else None
+        return mirror.agents.get(agent_id) if mirror is not None else None
 
     async def GetLeader(
         self, request: agent_pb2.GetLeaderRequest, context: Ctx
@@ -138,7 +148,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             prefetch=hello.prefetch or 1,
             lease_id=lease,
         )
-        await self.node.register_agent(info, lease)
+        if self._registered(info.id) != info:  # a resumed agent is usually registered as is
+            await self.node.register_agent(info, lease)
         conn = AgentConn(info, lease)
         self.node.hub.attach(conn)
         log.info("agent connected", agent_id=info.id, lease=f"{lease:x}", resumed=resumed)
