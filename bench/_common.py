@@ -94,6 +94,48 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
     }
 
 
+# ---------------------------------------------------------------- CPU
+
+
+def _role(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    if "etcd" in text and "--data-dir" in text:
+        return "etcd"
+    if "coordinator" in text and "workhive.coordinator.cli" in text:
+        return "coordinator"
+    if "bench._agent_host" in text or "bench._swarm" in text:
+        return "agents"
+    if "distributed" in text or "multiprocessing" in text or "spawn_main" in text:
+        return "dask_workers"
+    return "bench_process"
+
+
+def tree_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of this process and every descendant."""
+    import psutil
+
+    me = psutil.Process()
+    out: dict[int, tuple[str, float]] = {}
+    for p in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            role = "bench_process" if p.pid == me.pid else _role(p.cmdline())
+            out[p.pid] = (role, t.user + t.system)
+    return out
+
+
+def cpu_ms_per_task(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], tasks: int
+) -> dict[str, float]:
+    """CPU milliseconds per task by role between two :func:`tree_cpu` samples."""
+    by_role: dict[str, float] = {}
+    for pid, (role, cpu) in after.items():
+        by_role[role] = by_role.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
+    out = {r: round(v * 1000 / max(1, tasks), 3) for r, v in sorted(by_role.items())}
+    out["total"] = round(sum(by_role.values()) * 1000 / max(1, tasks), 3)
+    return out
+
+
 # ---------------------------------------------------------------- DAGs
 
 

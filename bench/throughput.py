@@ -7,7 +7,9 @@ agents as threads in one helper process, no-op Python handler. Every
 assignment is a claim in etcd (durable) before the agent runs it.
 dask.distributed: LocalCluster(processes=True, n_workers=8,
 threads_per_worker=1), the same graph as a dask graph dict via ``client.get``.
-Also a pure chain (time per step) on both.
+Also a pure chain (time per step) on both, and the CPU each side spends per
+task of the DAG (every process of the run, by role): on 2 shared cores the
+total bounds the rate.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import contextlib
 import time
 from typing import Any
 
-from bench._common import Bench, chain_dag, emit, log, mixed_dag, parse_args, to_spec
+from bench._common import (
+    Bench,
+    chain_dag,
+    cpu_ms_per_task,
+    emit,
+    log,
+    mixed_dag,
+    parse_args,
+    to_spec,
+    tree_cpu,
+)
 
 AGENTS = 8
 
@@ -48,9 +60,11 @@ def run_dask(dag: list[tuple[str, list[str]]], chain: int) -> dict[str, Any]:
         client.get({f"warm{i}": (_noop,) for i in range(32)}, [f"warm{i}" for i in range(32)])
         dsk = {t: (_noop, *deps) for t, deps in dag}
         keys = [t for t, _ in dag]
+        cpu0 = tree_cpu()
         t0 = time.monotonic()
         client.get(dsk, keys)
         wall = time.monotonic() - t0
+        out["cpu_ms_per_task"] = cpu_ms_per_task(cpu0, tree_cpu(), len(dag))
         out["dag_seconds"] = round(wall, 3)
         out["tasks_per_s"] = round(len(dag) / wall, 1)
         cdsk = {t: (_noop, *deps) for t, deps in chain_dag(chain)}
@@ -76,9 +90,11 @@ def run_workhive(
         # GetStatus costs O(all tasks) on the leader: poll slowly, take the end
         # time from the last handler return (wall clock, same machine).
         spec = to_spec("dag", dag)
+        cpu0 = tree_cpu()
         w0 = time.time()
         out["submit_seconds"] = round(b.submit(spec), 3)
         b.wait_finished("dag", 600, poll=0.5)
+        out["cpu_ms_per_task"] = cpu_ms_per_task(cpu0, tree_cpu(), len(dag))
         wall = (b.last_end("dag") or time.time()) - w0
         out["dag_seconds"] = round(wall, 3)
         out["tasks_per_s"] = round(len(dag) / wall, 1)

@@ -4,6 +4,7 @@ audit (nothing lost, nothing doubled, no early start, no deposed write)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -146,9 +147,19 @@ def test_an_agent_pointed_at_a_follower_works_for_the_leader(make_cluster: Make)
 
 
 def _follower_channel(h: Harness) -> tuple[grpc.Channel, str]:
+    """A channel to a follower that has observed the leader (a replica that
+    just started may not have yet: it then answers UNAVAILABLE, no leader)."""
     leader = h.wait_leader().leader
     follower = next(c for c in h.cluster.coordinators if c.name != leader.leader_id)
-    return grpc.insecure_channel(follower.address), leader.address
+    channel = grpc.insecure_channel(follower.address)
+    agents = agent_pb2_grpc.AgentServiceStub(channel)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(grpc.RpcError):
+            if agents.GetLeader(agent_pb2.GetLeaderRequest(), timeout=2).address:
+                return channel, leader.address
+        time.sleep(0.05)
+    raise AssertionError(f"follower {follower.name} did not learn the leader in 10 s")
 
 
 def test_a_follower_redirects_leader_only_calls_with_the_leaders_address(
