@@ -12,14 +12,17 @@ class Backoff:
     The random source is injectable so tests are deterministic. ``reset()``
     after a success. Full jitter ("Exponential Backoff And Jitter", AWS) keeps
     a thousand agents that lost the same leader from reconnecting in lockstep;
-    ``floor`` keeps a minimum gap so a tight loop can never spin.
+    ``floor`` keeps a minimum gap so a tight loop can never spin. The 1 s cap
+    bounds how long an agent sleeps past the moment a new leader is elected
+    (its lease stays alive meanwhile through unary heartbeats); a thousand
+    agents spread over it cost a coordinator a thousand cheap refusals a second.
     """
 
     def __init__(
         self,
         *,
         base: float = 0.1,
-        cap: float = 5.0,
+        cap: float = 1.0,
         floor: float = 0.02,
         rand: Callable[[], float] = random.random,
     ) -> None:

@@ -219,6 +219,15 @@ def _report(results: dict[str, dict[str, Any]], quick: bool, wall: float, plots:
                 f"| chain of {tp['chain_length']}, ms/step | {w['chain_step_ms']} | "
                 f"{d.get('chain_step_ms', 'n/a')} | {tp.get('ratio_chain_step', 'n/a')} |"
             )
+            wc, dc = w.get("cpu_ms_per_task", {}), d.get("cpu_ms_per_task", {})
+            if wc and dc:
+                parts = ", ".join(f"{k} {v}" for k, v in wc.items() if k != "total")
+                dparts = ", ".join(f"{k} {v}" for k, v in dc.items() if k != "total")
+                L.append(
+                    f"| CPU ms per DAG task, all processes | {wc['total']} ({parts}) | "
+                    f"{dc['total']} ({dparts}; the scheduler runs in the bench process) | "
+                    f"{round(wc['total'] / dc['total'], 2) if dc['total'] else 'n/a'} |"
+                )
             L.append("")
             L.append(
                 f"Target >= 2x dask: {_fmt(tp.get('target_2x_dask'))}; chain step no worse "

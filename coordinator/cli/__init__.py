@@ -46,6 +46,9 @@ def _register_all() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from workhive.coordinator.local_cluster.processes import adopt_parent_death
+
+    adopt_parent_death()
     _register_all()
     try:
         app()

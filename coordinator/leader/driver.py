@@ -306,9 +306,10 @@ class LeaderDriver:
                 self.mirror = item
                 self.state = SchedulerState(self.config)
                 events.append(restore.restored(item, now))
-                for agent_id in item.agents:
-                    if not self.hub.connected(agent_id):
-                        self._absent.setdefault(agent_id, time.monotonic())
+                # Agents not connected yet are not marked absent: their streams
+                # broke with the old leader, not with them. Alive ones come back
+                # and resume their leases; a dead one's lease expires in one TTL
+                # and etcd releases its claims.
                 self.ready.set()
                 todo.extend(self._early)  # what arrived before the state, in order
                 self._early.clear()

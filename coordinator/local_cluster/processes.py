@@ -20,14 +20,38 @@ from workhive.coordinator.local_cluster.ports import free_port, wait_for_port
 CLI = [sys.executable, "-m", "workhive.coordinator.cli"]
 
 
-def die_with_parent() -> None:
-    """``preexec_fn``: the child gets SIGTERM when its parent dies, however it
-    dies (Linux ``PR_SET_PDEATHSIG``), so no cluster process outlives its owner."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+PARENT_ENV = "WORKHIVE_DIE_WITH_PARENT"
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if sys.platform.startswith("linux"):
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, never in a forked child
+else:  # pragma: no cover - Linux only
+    _prctl = None
+
+
+def die_with_parent() -> None:
+    """The calling process gets SIGTERM when its parent dies, however it dies
+    (Linux ``PR_SET_PDEATHSIG``), so no cluster process outlives its owner.
+
+    Used as ``preexec_fn`` only for etcd (a Go binary, started before the
+    owner runs gRPC threads): a fork of a process with busy gRPC threads may
+    crash or hang in the child, so Python children call
+    :func:`adopt_parent_death` themselves instead and are spawned without one.
+    """
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def adopt_parent_death() -> None:
+    """In a child started by :class:`Proc`: die with the parent named in
+    ``WORKHIVE_DIE_WITH_PARENT`` (exit now if it is already gone)."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent:
+        return
+    die_with_parent()
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 @dataclass
@@ -57,9 +81,8 @@ class Proc:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
+            env={**self.env, PARENT_ENV: str(os.getpid())},
+            start_new_session=True,  # no preexec_fn: the child adopts the death signal
         )
         log.close()
         self.paused = False

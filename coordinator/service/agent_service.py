@@ -75,9 +75,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if owner is None:
             try:
                 kv = await asyncio.to_thread(self.node.client.get, self.node.ks.agent(agent_id))
-            except EtcdError:
+            except EtcdError as exc:
+                log.warning("lease ownership unknown: etcd", agent_id=agent_id, error=str(exc))
                 return False
             if kv is None or kv.lease != lease_id:
+                held = f"{kv.lease:x}" if kv is not None else "none"
+                log.info(
+                    "lease not the agent's", agent_id=agent_id, lease=f"{lease_id:x}", held=held
+                )
                 return False
             if len(self._owners) >= 100_000:
                 self._owners.clear()
