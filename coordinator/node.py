@@ -111,9 +111,11 @@ class CoordinatorNode:
         assert self._keeper is not None
         return self._keeper
 
-    async def refresh_lease(self, lease_id: int) -> int:
-        """Remaining TTL of an agent lease after a refresh (0: gone). Heartbeats
-        within a third of the TTL of the last keepalive are answered without one."""
+    async def refresh_lease(self, lease_id: int) -> int | None:
+        """Remaining TTL of an agent lease after a refresh: 0 when it is gone,
+        ``None`` when etcd did not answer (unknown: the agent must not be
+        dropped for it). Heartbeats within a third of the TTL of the last
+        keepalive are answered without one."""
         if lease_id <= 0:
             return 0
         assert self._refresher is not None
@@ -124,7 +126,7 @@ class CoordinatorNode:
             return await asyncio.to_thread(self._refresher.refresh, lease_id)
         except EtcdError:
             self.metrics.keepalive_failures.inc()
-            return 0
+            return None
 
     async def agent_lease(self, resume: int) -> tuple[int, bool]:
         """The agent's lease: ``resume`` if it is alive, else a fresh one."""

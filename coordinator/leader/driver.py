@@ -135,6 +135,7 @@ Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick |
 
 MAX_PLANS = 2  # exact plans per project (the first, and one re-plan)
 RETRY_DELAY = 0.05  # seconds before rejected commands are decided again
+LEASE_ROUNDS = 4  # txn attempts while agent leases named in it keep expiring
 
 
 class LeaderDriver:
@@ -551,21 +552,32 @@ class LeaderDriver:
         """``_fenced`` for writes that attach keys to agent leases. etcd refuses a
         whole txn naming a lease that just expired: find the dead leases, answer
         CONFLICT for their items, and commit the rest (the agent's departure
-        reaches the scheduler through the watch)."""
-        try:
-            return await self._fenced(fn, items)
-        except InvalidArgument as exc:
-            if "lease not found" not in str(exc):
-                raise
-        dead = {
-            lease
-            for lease in {lease_of(i) for i in items}
-            if await self._io(self.client.lease_ttl, lease) <= 0
-        }
-        log.info("claims named expired agent leases", leases=[f"{x:x}" for x in dead])
-        keep = [i for i in items if lease_of(i) not in dead]
-        done = iter(await self._fenced(fn, keep) if keep else [])
-        return [ItemResult(Outcome.CONFLICT) if lease_of(i) in dead else next(done) for i in items]
+        reaches the scheduler through the watch). Leases may keep dying while
+        this runs (a fleet reconnecting after a takeover): a few rounds, then
+        every item left is a CONFLICT the scheduler decides again."""
+        results: dict[int, ItemResult] = {}
+        todo = list(enumerate(items))
+        for _ in range(LEASE_ROUNDS):
+            try:
+                done = await self._fenced(fn, [i for _, i in todo]) if todo else []
+            except InvalidArgument as exc:
+                if "lease not found" not in str(exc):
+                    raise
+            else:
+                results.update((n, r) for (n, _), r in zip(todo, done, strict=True))
+                todo = []
+                break
+            dead = {
+                lease
+                for lease in {lease_of(i) for _, i in todo}
+                if await self._io(self.client.lease_ttl, lease) <= 0
+            }
+            log.info("claims named expired agent leases", leases=[f"{x:x}" for x in dead])
+            gone = [(n, i) for n, i in todo if lease_of(i) in dead]
+            results.update((n, ItemResult(Outcome.CONFLICT)) for n, _ in gone)
+            todo = [(n, i) for n, i in todo if lease_of(i) not in dead]
+        results.update((n, ItemResult(Outcome.CONFLICT)) for n, _ in todo)
+        return [results[n] for n in range(len(items))]
 
     def _record(self, key: TaskKey) -> TaskRecord | None:
         assert self.mirror is not None

@@ -110,6 +110,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             request.agent_id, request.lease_id
         )
         ttl = await self.node.refresh_lease(request.lease_id) if owned else 0
+        if ttl is None:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.UNAVAILABLE, "ETCD_UNAVAILABLE", "etcd did not answer")
+            )
         if ttl <= 0:
             await context.abort_with_status(
                 error_status(
@@ -200,6 +204,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 kind = msg.WhichOneof("kind")
                 if kind == "heartbeat":
                     ttl = await self.node.refresh_lease(conn.lease_id)
+                    if ttl is None:
+                        continue  # etcd did not answer: no ack; the next heartbeat retries
                     conn.push(
                         agent_pb2.CoordinatorMessage(
                             heartbeat_ack=agent_pb2.HeartbeatAck(

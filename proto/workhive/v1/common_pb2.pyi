@@ -96,6 +96,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     PROTOCOL_VIOLATION: _ErrorReason.ValueType  # 10
     """INVALID_ARGUMENT: message out of order (e.g. no hello)"""
     UNAUTHENTICATED_AGENT: _ErrorReason.ValueType  # 11
+    ETCD_UNAVAILABLE: _ErrorReason.ValueType  # 12
+    """UNAVAILABLE: the coordinator could not reach etcd; retry"""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in google.rpc.ErrorInfo.reason."""
@@ -122,6 +124,8 @@ PAYLOAD_TOO_LARGE: ErrorReason.ValueType  # 9
 PROTOCOL_VIOLATION: ErrorReason.ValueType  # 10
 """INVALID_ARGUMENT: message out of order (e.g. no hello)"""
 UNAUTHENTICATED_AGENT: ErrorReason.ValueType  # 11
+ETCD_UNAVAILABLE: ErrorReason.ValueType  # 12
+"""UNAVAILABLE: the coordinator could not reach etcd; retry"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
