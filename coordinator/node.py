@@ -114,7 +114,7 @@ class CoordinatorNode:
     async def refresh_lease(self, lease_id: int) -> int | None:
         """Remaining TTL of an agent lease after a refresh: 0 when it is gone,
         ``None`` when etcd did not answer (unknown: the agent must not be
-        dropped for it). Heartbeats within a third of the TTL of the last
+        dropped for it). Heartbeats within a quarter of the TTL of the last
         keepalive are answered without one."""
         if lease_id <= 0:
             return 0
@@ -157,7 +157,10 @@ class CoordinatorNode:
         self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
         self._keeper = LeaseKeeper(self._client)
-        self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 3)
+        # a keepalive at most every other heartbeat: the last one is then at most
+        # TTL/4 + one heartbeat old, leaving more than half the TTL for event-loop
+        # stalls (a 100k-task submit blocks the leader's loop for seconds)
+        self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
         server, health, self.port = build_server(
             AgentServicer(self),
             ClientServicer(self),

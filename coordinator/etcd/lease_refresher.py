@@ -8,9 +8,11 @@ trip; a thousand agents made that most of an idle leader's CPU.
 Contract: ``refresh(lease)`` returns the remaining TTL in seconds (0: the
 lease is gone). Within ``min_interval`` of the last keepalive etcd answered
 with a positive TTL, it answers from memory (that TTL minus the time since)
-without a round trip. Invariant: a lease heartbeated at least every
-``min_interval`` is renewed by etcd at least every ``2 * min_interval``, so
-``min_interval <= TTL / 3`` keeps every live agent's lease alive. A lease
+without a round trip. Invariant: a lease heartbeated at least every ``h``
+seconds (``h <= min_interval``) is renewed by etcd at least every
+``min_interval + h``; what is left of the TTL is the margin for a stalled
+caller (the coordinator uses ``TTL / 4``: with 1 s heartbeats and a 6 s TTL
+a keepalive every 2 s, 4 s of margin). A lease
 found gone is not remembered (ids are never reused; etcd keeps answering 0),
 and entries past their interval are pruned, so memory follows the live
 agents. The clock is injected (monotonic seconds).
