@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import etcd_fixtures as _fixtures
 from tests.harness.etcd_fixtures import EtcdTarget
-from workhive.coordinator.etcd import EtcdClient, Keyspace, LeaseKeeper
+from workhive.coordinator.etcd import Election, EtcdClient, Keyspace, LeaseKeeper, Session
 
 # Re-exported fixtures (tests/conftest.py may import them too; same objects).
 etcd_server = _fixtures.etcd_server
@@ -38,3 +38,15 @@ def keeper(client: EtcdClient) -> Iterator[LeaseKeeper]:
         yield k
     finally:
         k.close()
+
+
+@pytest.fixture
+def leader(client: EtcdClient, ks: Keyspace) -> Iterator[Election]:
+    """This test's leader: a won election (its fence guards leader writes)."""
+    s = Session(client, ttl=5)
+    e = Election(client, s, ks, candidate_id="leader", address="l:1")
+    try:
+        e.campaign(timeout=5)
+        yield e
+    finally:
+        s.close()

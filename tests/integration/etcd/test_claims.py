@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +19,6 @@ from workhive.coordinator.etcd import (
     Keyspace,
     LeaseKeeper,
     Outcome,
-    Session,
     Steal,
     Store,
     Watcher,
@@ -31,17 +29,6 @@ from workhive.coordinator.model import TaskResult, TaskState
 from .helpers import submit_ready
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def leader(client: EtcdClient, ks: Keyspace) -> Iterator[Election]:
-    s = Session(client, ttl=5)
-    e = Election(client, s, ks, candidate_id="leader", address="l:1")
-    try:
-        e.campaign(timeout=5)
-        yield e
-    finally:
-        s.close()
 
 
 @pytest.fixture

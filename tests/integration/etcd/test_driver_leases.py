@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,7 +18,6 @@ from workhive.coordinator.etcd import (
     Keyspace,
     LeaseKeeper,
     Outcome,
-    Session,
 )
 from workhive.coordinator.leader.driver import LeaderDriver
 from workhive.coordinator.metrics import Metrics
@@ -28,17 +27,6 @@ from workhive.coordinator.service.agent_hub import AgentHub
 from .helpers import submit_ready
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def leader(client: EtcdClient, ks: Keyspace) -> Iterator[Election]:
-    s = Session(client, ttl=5)
-    e = Election(client, s, ks, candidate_id="leader", address="l:1")
-    try:
-        e.campaign(timeout=5)
-        yield e
-    finally:
-        s.close()
 
 
 def test_claims_on_leases_that_keep_expiring_are_conflicts_and_the_rest_commit(
