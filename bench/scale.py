@@ -1,6 +1,7 @@
 """Scale: many agents and one big project; submit time, leader RSS, rebuild after failover.
 
-``python -m bench.scale [--json] [--quick] [--agents N] [--tasks N] [--sdk-agents]``
+``python -m bench.scale [--json] [--quick] [--agents N] [--tasks N] [--sdk-agents]
+[--no-warm-standby]``
 
 2 coordinator processes on an embedded etcd; N agents with a no-op handler,
 then one project of T tasks (chains of 10). Measured: time until all agents
@@ -14,7 +15,9 @@ Full: 1,000 agents / 100,000 tasks; ``--quick``: 100 agents / 10,000 tasks.
 Agents are light protocol-level agents (``bench._swarm``: one coroutine and
 one session stream each, 250 per process) because an SDK agent costs ~6
 threads and a thousand of them starve a 2-core machine before the
-coordinator is measured; ``--sdk-agents`` uses SDK agents (threads, 100 per
+coordinator is measured; ``--no-warm-standby`` starts the coordinators with
+followers that do not keep the mirror (the new leader re-reads everything);
+``--sdk-agents`` uses SDK agents (threads, 100 per
 process) instead.
 """
 
@@ -55,7 +58,11 @@ def _first_start_after(b: Bench, wall: float, min_term: int) -> float | None:
 
 
 def run(
-    quick: bool, agents: int | None = None, tasks: int | None = None, sdk: bool = False
+    quick: bool,
+    agents: int | None = None,
+    tasks: int | None = None,
+    sdk: bool = False,
+    warm_standby: bool = True,
 ) -> dict[str, Any]:
     n_agents = agents or (100 if quick else 1000)
     n_tasks = tasks or (10_000 if quick else 100_000)
@@ -70,7 +77,9 @@ def run(
         "agent_kind": kind,
         "tasks": n_tasks,
     }
-    with Bench(coordinators=2) as b:
+    res["warm_standby"] = warm_standby
+    args = [] if warm_standby else ["--no-warm-standby"]
+    with Bench(coordinators=2, coordinator_args=args) as b:
         assert b.client is not None
         procs = max(1, -(-n_agents // PER_PROCESS[kind]))
         t0 = time.monotonic()
@@ -131,11 +140,12 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agents", type=int, default=None)
     p.add_argument("--tasks", type=int, default=None)
     p.add_argument("--sdk-agents", action="store_true", help="SDK agents (threads) instead")
+    p.add_argument("--no-warm-standby", action="store_true", help="followers keep no mirror")
 
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.agents, a.tasks, a.sdk_agents), a.json)
+    emit(run(a.quick, a.agents, a.tasks, a.sdk_agents, not a.no_warm_standby), a.json)
 
 
 if __name__ == "__main__":

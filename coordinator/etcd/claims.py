@@ -291,6 +291,24 @@ class Claims:
 
     # -- completions (claim-fenced; any replica) -------------------------------
 
+    def _completion_item(self, c: Completion, rec: TaskRecord, *, unread_result: bool) -> TxnItem:
+        """One completion: claim deleted, result written, record set to the
+        result's state; guarded by the claim's fence and lease and the record's
+        mod revision, and (when no read showed the result absent) by the result
+        not existing yet."""
+        ck, tk, rk = self.ks.claim(c.key), self.ks.task(c.key), self.ks.result(c.key)
+        tv = codec.encode_task(replace(rec, state=c.result.state))
+        rv = codec.encode_result(c.result)
+        cmps = [cmp_create(ck, c.fence), cmp_lease(ck, c.lease_id), cmp_mod(tk, rec.mod_revision)]
+        if unread_result:
+            cmps.append(cmp_version(rk, 0))
+        return TxnItem(
+            cmps,
+            [op_delete(ck), op_put(rk, rv), op_put(tk, tv)],
+            puts=[(rk, rv), (tk, tv)],
+            deletes=[ck],
+        )
+
     def _complete_known(
         self,
         comps: Sequence[Completion],
@@ -307,22 +325,7 @@ class Claims:
             if rec is None or rec.mod_revision <= 0 or any(comps[j].key == c.key for j in idx):
                 rest.append(i)
                 continue
-            ck, tk, rk = self.ks.claim(c.key), self.ks.task(c.key), self.ks.result(c.key)
-            tv = codec.encode_task(replace(rec, state=c.result.state))
-            rv = codec.encode_result(c.result)
-            items.append(
-                TxnItem(
-                    [
-                        cmp_create(ck, c.fence),
-                        cmp_lease(ck, c.lease_id),
-                        cmp_mod(tk, rec.mod_revision),
-                        cmp_version(rk, 0),
-                    ],
-                    [op_delete(ck), op_put(rk, rv), op_put(tk, tv)],
-                    puts=[(rk, rv), (tk, tv)],
-                    deletes=[ck],
-                )
-            )
+            items.append(self._completion_item(c, rec, unread_result=True))
             idx.append(i)
         for i, o in zip(idx, self._run(items, fence), strict=True):
             if o.ok:
@@ -385,21 +388,7 @@ class Claims:
                     res[i] = ItemResult(Outcome.CONFLICT)
                     continue
                 rec = codec.decode_task(c.key, tkv)
-                ck, tk, rk = self.ks.claim(c.key), self.ks.task(c.key), self.ks.result(c.key)
-                tv = codec.encode_task(replace(rec, state=c.result.state))
-                rv = codec.encode_result(c.result)
-                items.append(
-                    TxnItem(
-                        [
-                            cmp_create(ck, c.fence),
-                            cmp_lease(ck, c.lease_id),
-                            cmp_mod(tk, tkv.mod_revision),
-                        ],
-                        [op_delete(ck), op_put(rk, rv), op_put(tk, tv)],
-                        puts=[(rk, rv), (tk, tv)],
-                        deletes=[ck],
-                    )
-                )
+                items.append(self._completion_item(c, rec, unread_result=False))
                 idx.append(i)
             out = self._run(items, fence)
             todo = []

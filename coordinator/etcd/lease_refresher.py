@@ -43,7 +43,6 @@ class LeaseRefresher:
         self.keeper = keeper
         self.min_interval = min_interval
         self.clock = clock
-        self.keepalives_sent = 0
         self._lock = threading.Lock()
         self._confirmed: dict[int, tuple[float, int]] = {}  # lease -> (when, ttl then)
         self._prune_at = 1024  # entries past their interval are dropped beyond this size
@@ -66,7 +65,6 @@ class LeaseRefresher:
         ttl = self.keeper.refresh(lease_id)
         now = self.clock()
         with self._lock:
-            self.keepalives_sent += 1
             if ttl > 0:
                 self._confirmed[lease_id] = (now, ttl)
             else:

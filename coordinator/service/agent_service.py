@@ -59,7 +59,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     def __init__(self, node: CoordinatorNode) -> None:
         self.node = node
-        self._owners: dict[int, str] = {}  # lease -> agent id, as verified in etcd
+        self._owners: dict[int, str] = {}  # lease -> agent id, as seen in etcd or the mirror
 
     async def _owns(self, agent_id: str, lease_id: int) -> bool:
         """True if ``lease_id`` carries ``agent_id``'s registration: an agent
@@ -68,11 +68,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if lease_id <= 0:
             return False
         owner = self._owners.get(lease_id)
-        if owner is None:
-            known = self._registered(agent_id)
-            if known is not None and known.lease_id == lease_id:
-                owner = self._owners[lease_id] = agent_id
-        if owner is None:
+        if owner is not None:
+            return owner == agent_id
+        known = self._registered(agent_id)
+        if known is None or known.lease_id != lease_id:
             try:
                 kv = await asyncio.to_thread(self.node.client.get, self.node.ks.agent(agent_id))
             except EtcdError as exc:
@@ -84,10 +83,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     "lease not the agent's", agent_id=agent_id, lease=f"{lease_id:x}", held=held
                 )
                 return False
-            if len(self._owners) >= 100_000:
-                self._owners.clear()
-            owner = self._owners[lease_id] = agent_id
-        return owner == agent_id
+        if len(self._owners) >= 100_000:
+            self._owners.clear()
+        self._owners[lease_id] = agent_id
+        return True
 
     def _registered(self, agent_id: str) -> AgentInfo | None:
         """The agent's registration as the leader's mirror holds it (None: unknown)."""

@@ -14,6 +14,7 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 
 from tests.deploy._manifests import (
@@ -34,7 +35,6 @@ from tests.deploy._manifests import (
     workloads,
 )
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is needed to render kustomize")
 
 ALL = sorted(OVERLAYS)

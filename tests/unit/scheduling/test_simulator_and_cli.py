@@ -6,11 +6,11 @@ import itertools
 import json
 from pathlib import Path
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
 import workhive.coordinator.scheduling as sched
+from tests.harness.stg_data import STG, needs_stg
 from workhive.coordinator.cli.simulate import register
 from workhive.coordinator.model import ProjectSpec, TaskSpec
 from workhive.coordinator.scheduling import (
@@ -20,8 +20,6 @@ from workhive.coordinator.scheduling import (
     simulate,
     skewed_start,
 )
-
-STG = Path(__file__).resolve().parents[4] / "shared" / "data" / "stg"  # beside the repo
 
 
 def layered(n: int = 60) -> ProjectSpec:
@@ -67,7 +65,7 @@ def test_makespan_never_below_lower_bound() -> None:
         assert r.makespan >= r.lower_bound - 1e-9
 
 
-@pytest.mark.skipif(not STG.is_dir(), reason="STG data set not present")
+@needs_stg
 def test_planned_stg_run_matches_the_proven_optimum() -> None:
     spec = sched.load_stg(STG / "50/rand0000.stg")
     r = simulate(spec, SimConfig(agents=4, planner=PlannerConfig(time_box=5, workers=1)))

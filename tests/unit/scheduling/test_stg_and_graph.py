@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.harness.stg_data import STG, needs_stg
 from workhive.coordinator.model import ProjectSpec, TaskSpec
 from workhive.coordinator.scheduling import (
     ProjectError,
@@ -15,9 +15,6 @@ from workhive.coordinator.scheduling import (
     load_stg,
     parse_stg,
 )
-
-STG = Path(__file__).resolve().parents[4] / "shared" / "data" / "stg"  # beside the repo
-needs_data = pytest.mark.skipif(not STG.is_dir(), reason="STG data set not present")
 
 
 def chain_and_fork() -> ProjectSpec:
@@ -75,14 +72,14 @@ def test_100k_task_dag_analysed_quickly() -> None:
     assert elapsed < 4.0  # target < 2 s, measured ~0.5 s; slack for a shared CI machine
 
 
-@needs_data
+@needs_stg
 def test_stg_file_parses_with_dummy_entry_and_exit() -> None:
     spec = load_stg(STG / "50/rand0000.stg")
     assert len(spec.tasks) == 52 and spec.tasks[0].estimate == 0.0
     assert analyse(spec).critical_path_length == 55.0  # "# CP Length : 55" in the file
 
 
-@needs_data
+@needs_stg
 def test_best_known_table_has_1440_cases() -> None:
     bk = load_best_known(STG)
     assert len(bk) == 1440
