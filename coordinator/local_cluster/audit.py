@@ -175,9 +175,8 @@ class _Leases:
             agent = str(loads(ev.kv.value).get("agent", ""))
             key = TaskKey(parts[0], parts[1])
             self.claim_lease[(key, ev.kv.create_revision, agent)] = ev.kv.lease
-        elif kind == "agent" and ev.type is EventType.DELETE and ev.prev is not None:
-            if ev.prev.lease:
-                self.ended_at.setdefault(ev.prev.lease, ev.revision)
+        elif kind == "agent" and ev.type is EventType.DELETE and ev.prev and ev.prev.lease:
+            self.ended_at.setdefault(ev.prev.lease, ev.revision)
 
     def ended_before(self, key: TaskKey, run: _Run, revision: int) -> bool:
         """True if the lease ``run``'s claim was on ended before ``revision``."""
