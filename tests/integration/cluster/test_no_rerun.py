@@ -23,9 +23,7 @@ AGENT_TTL = 6  # the coordinators' default agent lease TTL (seconds)
 
 def _starts(h: Harness) -> Counter[str]:
     lines = h.cluster.exec_log.read_text().splitlines()
-    return Counter(
-        rec["task"] for rec in map(json.loads, lines) if rec["event"] == "start"
-    )
+    return Counter(rec["task"] for rec in map(json.loads, lines) if rec["event"] == "start")
 
 
 def _wait_running(h: Harness, pid: str, timeout: float = 20.0) -> None:
