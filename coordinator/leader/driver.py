@@ -249,10 +249,14 @@ class LeaderDriver:
         revoked at once, so queued claims are requeued without a grace wait."""
         log.info("agent draining", agent_id=conn.info.id)
 
-    async def cancel(self, project_id: str, reason: str) -> int:
+    def cancel(self, project_id: str, reason: str) -> asyncio.Future[int]:
+        """Queue the cancel of a project now; the future says how many tasks
+        were unfinished. The cancel happens whether or not anyone waits: a
+        caller that gives up only abandons the future (the loop completes it
+        only if it is not done), it never reaches the loop."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(Cancel(project_id, reason, fut))
-        return await fut
+        return fut
 
     # -- loops -------------------------------------------------------------------
 
@@ -329,7 +333,8 @@ class LeaderDriver:
             elif isinstance(item, Cancel):
                 before = self.state.unfinished()
                 events.append(ProjectCancelled(item.project_id, item.reason, now))
-                item.done.set_result(before)
+                if not item.done.done():  # its caller may have given up
+                    item.done.set_result(before)
             elif isinstance(item, StealTick):
                 events.append(item)
             elif isinstance(item, Deferred):
@@ -782,13 +787,17 @@ class LeaderDriver:
 
     async def _requeue(self, cmds: list[RequeueTask], retry: bool = True) -> None:
         assert self.mirror is not None
-        recs = [r for c in cmds if (r := self._record(c.key)) is not None]
-        results = await self._fenced(self.claims.requeue, recs)
+        todo = [(c, r) for c in cmds if (r := self._record(c.key)) is not None]
+        recs = [r for _, r in todo]
+        attempts = [c.attempt for c, _ in todo]
+        results = await self._fenced(
+            functools.partial(self.claims.requeue, attempts=attempts), recs
+        )
         again: list[RequeueTask] = []
-        for cmd, rec, res in zip(cmds, recs, results, strict=True):
+        for (cmd, rec), res in zip(todo, results, strict=True):
             if res.ok:
                 self.mirror.tasks[rec.key] = replace(
-                    rec, state=TaskState.READY, attempt=rec.attempt + 1, mod_revision=res.revision
+                    rec, state=TaskState.READY, attempt=cmd.attempt, mod_revision=res.revision
                 )
                 self.mirror.mods[self.ks.task(rec.key)] = res.revision
                 self._ready_at[rec.key] = time.monotonic()

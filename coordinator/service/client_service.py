@@ -260,5 +260,9 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             for s in effective_states(driver.mirror, request.project_id).values()
             if not s.terminal
         )
-        await driver.cancel(request.project_id, request.reason or "cancelled by user")
+        # queued before any await, and shielded: a caller whose deadline
+        # expires abandons the answer, not the cancel
+        await asyncio.shield(
+            driver.cancel(request.project_id, request.reason or "cancelled by user")
+        )
         return client_pb2.CancelProjectResponse(cancelled=before)
