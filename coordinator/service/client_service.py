@@ -26,6 +26,8 @@ from workhive.v1 import client_pb2, client_pb2_grpc
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
+MAX_ID_CHARS = 200  # the loader's limit for project and task ids
+STATUS_CACHE_ENTRIES = 128  # answers kept at most (keyed by client input: bounded)
 
 
 def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
@@ -58,6 +60,19 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
         reason=result.reason if result else "",
         finished_at=result.finished_at if result else 0.0,
     )
+
+
+async def _check_ids(context: Ctx, **ids: str) -> None:
+    """Refuse ids longer than any stored id can be (INVALID_ARGUMENT, not echoed whole)."""
+    for name, value in ids.items():
+        if len(value) > MAX_ID_CHARS:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"{name}: {len(value)} characters, limit {MAX_ID_CHARS}",
+                )
+            )
 
 
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
@@ -97,9 +112,15 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     f"project {spec.id!r} already exists",
                 )
             )
-        except (SubmitConflict, EtcdError) as exc:
+        except SubmitConflict as exc:
             await context.abort_with_status(
                 error_status(grpc.StatusCode.UNAVAILABLE, "NO_LEADER", f"submit failed: {exc}")
+            )
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE, "ETCD_UNAVAILABLE", f"submit failed: {exc}"
+                )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
         return client_pb2.SubmitProjectResponse(
@@ -112,6 +133,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         """Status scans every task (O(tasks)): an answer is reused for
         STATUS_MAX_AGE seconds, or ten times what computing it took, so
         polling clients cannot take more than ~10% of the leader's loop."""
+        await _check_ids(context, project_id=request.project_id)
         key = (request.project_id, request.include_tasks)
         cached = self._status_cache.get(key)
         now = time.monotonic()
@@ -119,7 +141,12 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             return cached[1]
         resp = await self._status(request)
         spent = time.monotonic() - now
-        self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
+        if not request.project_id or resp.projects:  # never cache answers for unknown ids
+            if len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                self._status_cache = {k: v for k, v in self._status_cache.items() if v[0] > now}
+                while len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                    self._status_cache.pop(next(iter(self._status_cache)))
+            self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
     async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
@@ -189,6 +216,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetTask(
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
+        await _check_ids(context, project_id=request.project_id, task_id=request.task_id)
         cs = await self._view()
         key = TaskKey(request.project_id, request.task_id)
         if key not in cs.tasks:
@@ -202,6 +230,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self, request: client_pb2.WatchProjectRequest, context: Ctx
     ) -> AsyncIterator[client_pb2.ProjectEvent]:
         pid = request.project_id
+        await _check_ids(context, project_id=pid)
         seen: dict[TaskKey, TaskState] = {}
         while True:
             cs = await self._view()
@@ -229,6 +258,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def CancelProject(
         self, request: client_pb2.CancelProjectRequest, context: Ctx
     ) -> client_pb2.CancelProjectResponse:
+        await _check_ids(context, project_id=request.project_id)
         driver = await self._leader_only(context)
         mirror = driver.cluster()
         if mirror is None or request.project_id not in mirror.projects:
