@@ -45,7 +45,6 @@ OVER_THE_LIMIT = {
     "agent/_agent.py",
     "coordinator/etcd/client.py",
     "coordinator/scheduling/state.py",
-    "coordinator/service/security.py",
 }
 
 

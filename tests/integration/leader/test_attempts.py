@@ -105,6 +105,8 @@ def test_a_queued_task_whose_agent_vanished_runs_again_at_the_same_attempt(etcd_
         assert tasks[queued.task.task_id].attempt == 1
         assert tasks[f"{queued.task.task_id}-child"].state == SUCCEEDED
         assert tasks[f"{started.task.task_id}-child"].state == CANCELLED
+        # no hot loop of re-assignments: 2 first, the requeued one, its child
+        assert client.status().metrics["assignments"] <= 6
         other.close()
         client.close()
         ch.close()
