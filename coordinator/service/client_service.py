@@ -10,27 +10,18 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
 
-from workhive.coordinator.etcd import (
-    ClusterState,
-    EtcdError,
-    ProjectExists,
-    SubmitConflict,
-    snapshot,
-    submit_project,
-)
+from workhive.coordinator.etcd import ClusterState, EtcdError, ProjectExists, SubmitConflict
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.loader import ProjectError
 from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.coordinator.service.node_view import LeaderView, NodeView
 from workhive.v1 import client_pb2, client_pb2_grpc
-
-if TYPE_CHECKING:
-    from workhive.coordinator.node import CoordinatorNode
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -85,20 +76,15 @@ async def _check_ids(context: Ctx, **ids: str) -> None:
 
 
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
-    def __init__(self, node: CoordinatorNode) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
     async def _view(self) -> ClusterState:
-        driver = self.node.driver
-        if driver is not None and driver.mirror is not None:
-            return driver.mirror
-        node = self.node
-        rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
-        return ClusterState.from_kvs(node.ks, rev, kvs)
+        return await self.node.cluster_state()
 
-    async def _leader_only(self, context: Ctx) -> Any:
-        driver = self.node.driver
+    async def _leader_only(self, context: Ctx) -> LeaderView:
+        driver = self.node.leading()
         if driver is None:
             leader = self.node.leader_info
             if leader is not None and leader.id != self.node.id:
@@ -109,18 +95,15 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def SubmitProject(
         self, request: client_pb2.SubmitProjectRequest, context: Ctx
     ) -> client_pb2.SubmitProjectResponse:
-        driver = await self._leader_only(context)
+        await self._leader_only(context)
         try:
             spec = project_from_proto(request.project, source="<submit>")
         except ProjectError as exc:
             await context.abort_with_status(
                 error_status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT", str(exc))
             )
-        node = self.node
         try:
-            meta = await asyncio.to_thread(
-                submit_project, node.client, node.ks, spec, fence=driver.fence, keeper=node.keeper
-            )
+            meta = await self.node.submit(spec)
         except ProjectExists:
             await context.abort_with_status(
                 error_status(
@@ -193,8 +176,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         queued: Counter[str] = Counter()
         for claim in cs.claims.values():
             (running if claim.started else queued)[claim.agent] += 1
-        driver = self.node.driver
-        loads = driver.state.loads() if driver is not None else {}
+        driver = self.node.leading()
+        loads = driver.loads() if driver is not None else {}
         for agent_id, info in sorted(cs.agents.items()):
             resp.agents.append(
                 client_pb2.AgentStatus(
@@ -212,10 +195,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
 
     def _metrics(self) -> dict[str, float]:
         out = {"leader_changes": float(max(0, self.node.leader_changes - 1))}
-        driver = self.node.driver
+        driver = self.node.leading()
         if driver is None:
             return out
-        m = driver.state.metrics(driver.clock())
+        m = driver.scheduler_metrics()
         out.update(
             total_steals=float(m.total_steals),
             average_steal_size=m.average_steal_size,
@@ -277,7 +260,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     ) -> client_pb2.CancelProjectResponse:
         await _check_ids(context, project_id=request.project_id)
         driver = await self._leader_only(context)
-        if driver.mirror is None or request.project_id not in driver.mirror.projects:
+        mirror = driver.cluster()
+        if mirror is None or request.project_id not in mirror.projects:
             await context.abort_with_status(
                 error_status(
                     grpc.StatusCode.NOT_FOUND,
@@ -286,9 +270,11 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         before = sum(
-            1
-            for s in effective_states(driver.mirror, request.project_id).values()
-            if not s.terminal
+            1 for s in effective_states(mirror, request.project_id).values() if not s.terminal
         )
-        await driver.cancel(request.project_id, request.reason or "cancelled by user")
+        # queued before any await, and shielded: a caller whose deadline
+        # expires abandons the answer, not the cancel
+        await asyncio.shield(
+            driver.cancel(request.project_id, request.reason or "cancelled by user")
+        )
         return client_pb2.CancelProjectResponse(cancelled=before)
