@@ -1,0 +1,1 @@
+"""The workhive client (see docs/client.md)."""
