@@ -507,6 +507,16 @@ class EtcdClient:
         req = etcdrpc.CompactionRequest(revision=revision, physical=physical)
         self.call("KV", "Compact", req, retry=True, timeout=max(self.timeout, 10.0))
 
+    def ping(self, timeout: float = 1.0) -> None:
+        """One status call to the current endpoint, no retry: raises
+        ``EtcdUnavailable`` unless etcd answers within ``timeout`` seconds."""
+        try:
+            self.call(
+                "Maintenance", "Status", etcdrpc.StatusRequest(), retry=False, timeout=timeout
+            )
+        except AmbiguousResult as exc:
+            raise EtcdUnavailable(f"etcd at {', '.join(self.targets)} is unreachable") from exc
+
     def status(self) -> int:
         """Status of the current endpoint; returns its revision."""
         r = self.call("Maintenance", "Status", etcdrpc.StatusRequest(), retry=True, timeout=2.0)

@@ -18,6 +18,7 @@ import structlog
 from workhive.coordinator.etcd import (
     ClusterState,
     EtcdError,
+    EtcdUnavailable,
     ProjectExists,
     SubmitConflict,
     snapshot,
@@ -74,13 +75,37 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
-    async def _view(self) -> ClusterState:
+    async def _view(self, context: Ctx) -> ClusterState:
+        """The leader's mirror, else a snapshot read from etcd; a snapshot that
+        fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry elsewhere)."""
         driver = self.node.driver
         if driver is not None and driver.mirror is not None:
             return driver.mirror
         node = self.node
-        rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
+        try:
+            rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"coordinator {node.id} cannot read etcd at "
+                    f"{', '.join(node.client.targets)}: {type(exc).__name__}",
+                )
+            )
         return ClusterState.from_kvs(node.ks, rev, kvs)
+
+    async def _stale_reason(self) -> str:
+        """'' when etcd answered just now; else why this replica's view (the
+        leader's mirror) may be out of date (docs/client.md, "stale")."""
+        client = self.node.client
+        try:
+            await asyncio.to_thread(client.ping, 1.0)
+        except EtcdUnavailable:
+            return (
+                f"etcd at {', '.join(client.targets)} is unreachable: showing the last state seen"
+            )
+        return ""
 
     async def _leader_only(self, context: Ctx) -> Any:
         driver = self.node.driver
@@ -134,14 +159,18 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         now = time.monotonic()
         if cached is not None and now < cached[0]:
             return cached[1]
-        resp = await self._status(request)
+        resp = await self._status(request, context)
         spent = time.monotonic() - now
         self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
-    async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
-        cs = await self._view()
+    async def _status(
+        self, request: client_pb2.GetStatusRequest, context: Ctx
+    ) -> client_pb2.GetStatusResponse:
+        cs = await self._view(context)
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
+        resp.stale_reason = await self._stale_reason()
+        resp.stale = bool(resp.stale_reason)
         pids = [request.project_id] if request.project_id else sorted(cs.projects)
         for pid in pids:
             meta = cs.projects.get(pid)
@@ -206,7 +235,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetTask(
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
-        cs = await self._view()
+        cs = await self._view(context)
         key = TaskKey(request.project_id, request.task_id)
         if key not in cs.tasks:
             return client_pb2.TaskStatus(
@@ -221,7 +250,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         pid = request.project_id
         seen: dict[TaskKey, TaskState] = {}
         while True:
-            cs = await self._view()
+            cs = await self._view(context)
             if pid not in cs.projects:
                 await context.abort_with_status(
                     error_status(
