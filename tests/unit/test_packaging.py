@@ -51,3 +51,8 @@ def test_every_source_and_static_file_ships_under_its_package_name(wheel_files: 
 def test_proto_sources_stay_out_of_the_wheel(wheel_files: set[str]) -> None:
     assert not [f for f in wheel_files if f.endswith(".proto")]
     assert "workhive/v1/client_pb2.pyi" in wheel_files
+
+
+def test_the_only_top_level_name_is_workhive(wheel_files: set[str]) -> None:
+    tops = {f.split("/")[0] for f in wheel_files}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"workhive"}
