@@ -335,7 +335,10 @@ class EtcdClient:
                 return
             except EtcdUnavailable:
                 if time.monotonic() > deadline:
-                    raise
+                    raise EtcdUnavailable(
+                        f"etcd at {', '.join(self.targets)} is unreachable"
+                        f" (no answer within {timeout:g}s)"
+                    ) from None
                 self._sleep(0.05)
 
     # -- core call machinery ------------------------------------------------
@@ -402,6 +405,8 @@ class EtcdClient:
             return Compacted(0)
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             return InvalidArgument(details)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # a request over etcd's size limit
+            return InvalidArgument(f"etcd refused the request as too large: {details}")
         if code == grpc.StatusCode.NOT_FOUND:
             return InvalidArgument(details)
         return EtcdError(f"{code.name}: {details}")

@@ -19,6 +19,8 @@ from workhive.coordinator.etcd import (
     ClusterState,
     EtcdError,
     EtcdUnavailable,
+    FenceLost,
+    InvalidArgument,
     ProjectExists,
     SubmitConflict,
     snapshot,
@@ -139,9 +141,26 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     f"project {spec.id!r} already exists",
                 )
             )
-        except (SubmitConflict, EtcdError) as exc:
+        except SubmitConflict as exc:
+            await context.abort_with_status(error_status(grpc.StatusCode.ABORTED, "", str(exc)))
+        except FenceLost:
+            await context.abort_with_status(no_leader())
+        except InvalidArgument as exc:  # etcd refused the write itself (e.g. too large)
             await context.abort_with_status(
-                error_status(grpc.StatusCode.UNAVAILABLE, "NO_LEADER", f"submit failed: {exc}")
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"project {spec.id!r} not stored: {exc}",
+                )
+            )
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"project {spec.id!r} not stored: etcd at "
+                    f"{', '.join(node.client.targets)}: {type(exc).__name__}",
+                )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
         return client_pb2.SubmitProjectResponse(
