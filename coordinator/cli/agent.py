@@ -36,11 +36,7 @@ def client_security(
     token_file: Path | None,
 ) -> tuple[grpc.ChannelCredentials | None, str | None]:
     """Channel credentials and bearer token from the CLI's TLS and token options."""
-    from workhive.coordinator.service.security import (
-        SecurityError,
-        channel_credentials,
-        read_token_file,
-    )
+    from workhive.client import CredentialsError, channel_credentials, read_token_file
 
     if token and token_file:
         raise typer.BadParameter("give --token or --token-file, not both", param_hint="--token")
@@ -48,14 +44,12 @@ def client_security(
         raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
     try:
         if token_file:
-            token = read_token_file(str(token_file))
+            token = read_token_file(token_file)
         creds = None
         if tls or ca or cert:
-            creds = channel_credentials(
-                str(ca) if ca else None, str(cert) if cert else None, str(key) if key else None
-            )
-    except SecurityError as exc:
-        raise typer.BadParameter(str(exc)) from None
+            creds = channel_credentials(ca, cert, key)
+    except CredentialsError as exc:
+        raise typer.BadParameter(exc.args[0]) from None
     return creds, token or None
 
 
