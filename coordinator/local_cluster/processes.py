@@ -65,10 +65,14 @@ class Proc:
     port: int = 0
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     paused: bool = False
+    host: str = "127.0.0.1"
+    # argv run before ``args``, e.g. ``["ip", "netns", "exec", NS]`` (it must exec
+    # ``args`` in place, so the child's pid is the process's)
+    command_prefix: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def alive(self) -> bool:
@@ -77,7 +81,7 @@ class Proc:
     def start(self) -> Proc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.popen = subprocess.Popen(
-            self.args,
+            [*self.command_prefix, *self.args],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -135,13 +139,23 @@ class LocalCluster:
     def coordinator_addresses(self) -> list[str]:
         return [c.address for c in self.coordinators]
 
-    def add_coordinator(self, extra: list[str] | None = None) -> Proc:
+    def add_coordinator(
+        self,
+        extra: list[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        command_prefix: list[str] | None = None,
+    ) -> Proc:
+        """One more coordinator; ``host`` is the address it listens on and
+        advertises (in its network namespace when ``command_prefix`` enters one)."""
         n = len(self.coordinators)
         port = free_port()
         name = f"coordinator-{n}"
         proc = Proc(
             name=name,
             port=port,
+            host=host,
+            command_prefix=list(command_prefix or []),
             log_path=self.run_dir / f"{name}.log",
             env={**self.env, "WORKHIVE_LOG_FORMAT": "json"},
             args=[
@@ -150,9 +164,9 @@ class LocalCluster:
                 "--etcd",
                 self.etcd_url,
                 "--listen",
-                f"127.0.0.1:{port}",
+                f"{host}:{port}",
                 "--advertise",
-                f"127.0.0.1:{port}",
+                f"{host}:{port}",
                 "--id",
                 name,
                 "--prefix",
@@ -176,6 +190,7 @@ class LocalCluster:
         agent_id: str | None = None,
         coordinators: list[str] | None = None,
         extra: list[str] | None = None,
+        command_prefix: list[str] | None = None,
     ) -> Proc:
         name = agent_id or f"agent-{len(self.agents)}"
         args = [
@@ -195,6 +210,7 @@ class LocalCluster:
         args += extra or []
         proc = Proc(
             name=name,
+            command_prefix=list(command_prefix or []),
             log_path=self.run_dir / f"{name}.log",
             env={
                 **self.env,
@@ -208,7 +224,7 @@ class LocalCluster:
 
     def wait_coordinators(self, timeout: float = 60.0) -> None:
         for c in self.coordinators:
-            wait_for_port(c.port, timeout)
+            wait_for_port(c.port, timeout, c.host)
 
     def stop(self) -> None:
         """SIGTERM every child (agents first), SIGKILL stragglers; idempotent."""
