@@ -151,7 +151,7 @@ def leader_agents_cut(run_dir: Path, seed: int = 22, hold: float = 20.0) -> Outc
         sc.start(coordinators=3, agents=4)
         pid = sc.submit(generated_project("cut-leader-agents", 60, seed=seed))
         sc.wait_succeeded(pid, 12, timeout=60.0)
-        proc, old = sc.leader_proc()
+        proc, _ = sc.leader_proc()
         t0 = time.time()
         sc.net.cut([sc.node_of[proc.name]], sc.nodes(sc.agents))
         finished_under_cut = False
