@@ -140,8 +140,20 @@ def leader_etcd_cut(run_dir: Path, seed: int = 21, hold: float = 12.0) -> Outcom
         out.metrics["new_leader"] = new.seen_at - t0
         out.metrics["recover"] = _need(sc.resume_under_new_term(t0, old.term), "resume", sc)
         out.info["cut_s"] = round(t_heal - t0, 1)
-        out.info["old_leader_says"] = sc.ask_directly(proc)
-        return _finish(sc, pid, out)
+        # after the heal the old leader notices its lost session and steps down
+        # (it went on answering as the leader for ~11 s after the heal: docs/failover.md)
+        deadline = time.monotonic() + 25.0
+        said = sc.ask_directly(proc)
+        while said == "leader" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            said = sc.ask_directly(proc)
+        out.info["old_leader_says"] = said
+        out.metrics["old_leader_steps_down_after_heal"] = time.time() - t_heal
+        out = _finish(sc, pid, out)
+        now = sc.wait_leader(10.0)
+        out.info["leader_after"] = f"{now.id} term {now.term}"
+        out.info["old_term"] = old.term
+        return out
 
 
 def leader_agents_cut(run_dir: Path, seed: int = 22, hold: float = 20.0) -> Outcome:
@@ -295,13 +307,13 @@ def etcd_member_isolated(run_dir: Path, seed: int = 25, hold: float = 10.0) -> O
 
 
 def leader_link_delayed(
-    run_dir: Path, seed: int = 26, delay: float = 2.0, hold: float = 15.0
+    run_dir: Path, seed: int = 26, delay: float = 2.0, hold: float = 10.0
 ) -> Outcome:
     """Delay by 2 s every packet the leader sends (RTT + 2 s to etcd, agents
     and peers) for 15 s, then remove the delay: slower, nothing lost or doubled."""
     with partitioned(run_dir, shaped=True) as sc:
         sc.start(coordinators=3, agents=4)
-        pid = sc.submit(generated_project("delay-leader", 60, seed=seed))
+        pid = sc.submit(generated_project("delay-leader", 120, seed=seed))
         sc.wait_succeeded(pid, 12, timeout=60.0)
         proc, old = sc.leader_proc()
         before = sc.project(pid)
@@ -320,8 +332,10 @@ def leader_link_delayed(
         out.info["succeeded_under_delay"] = (
             during.counts.get("succeeded", 0) if during else 0
         ) - done_before
-        out.metrics["first_start_under_delay"] = _need(sc.first_start_after(t0), "start", sc)
-        out.metrics["recover"] = _need(sc.first_start_after(t_heal), "start after the heal", sc)
+        out.metrics["recover"] = _need(sc.first_start_after(t0), "start under the delay", sc)
+        after_heal = sc.first_start_after(t_heal)
+        if after_heal is not None:  # None: the project finished under the delay
+            out.metrics["recover_after_heal"] = after_heal
         out = _finish(sc, pid, out)
         out.info["leader_after"] = sc.wait_leader(10.0).id
         out.info["old_leader"] = old.id
