@@ -143,6 +143,15 @@ class CoordinatorNode:
     async def register_agent(self, info: AgentInfo, lease: int) -> None:
         await asyncio.to_thread(Store(self.client, self.ks).register_agent, info, lease)
 
+    @property
+    def standby(self) -> StandbyMirror | None:
+        """The warm mirror while following (``None`` while leading, or off)."""
+        return self._standby
+
+    def lease_age(self, lease_id: int) -> float | None:
+        """Seconds since this replica last kept ``lease_id`` alive (``None``: not here)."""
+        return self._refresher.last_keepalive(lease_id) if self._refresher else None
+
     def stop(self) -> None:
         """Ask the replica to shut down (thread-safe)."""
         if self._loop is not None:
@@ -177,6 +186,12 @@ class CoordinatorNode:
         await set_serving(health, True)
         if s.metrics_port:
             self.metrics.serve(s.metrics_port)
+        dashboard = None
+        if s.dashboard_port:  # docs/dashboard.md
+            from workhive.coordinator.dashboard import Dashboard
+
+            dashboard = Dashboard(self)
+            await dashboard.start()
         observer = observe(self._client, self.ks, self._leader_seen)
         tasks = [
             asyncio.create_task(self._campaign_loop(), name="campaign"),
@@ -204,6 +219,8 @@ class CoordinatorNode:
                 with contextlib.suppress(EtcdError):
                     await asyncio.to_thread(self._session.close)
             self.hub.close_all()
+            if dashboard is not None:
+                await dashboard.stop()
             await server.stop(s.shutdown_grace)
             if health_server is not None:
                 await health_server[0].stop(None)
