@@ -25,6 +25,12 @@ def coordinator(
     ),
     prefix: str | None = typer.Option(None, help="etcd key prefix (default /workhive/)."),
     metrics_port: int | None = typer.Option(None, help="Prometheus metrics HTTP port (0: off)."),
+    dashboard_port: int | None = typer.Option(
+        None, help="Web dashboard HTTP port (0: off) [env WORKHIVE_DASHBOARD_PORT]."
+    ),
+    dashboard_listen: str | None = typer.Option(
+        None, help="Address the dashboard binds (default 127.0.0.1)."
+    ),
     election_ttl: int | None = typer.Option(None, help="Leader lease TTL, seconds (>= 2)."),
     fast_failover: bool | None = typer.Option(
         None, "--fast-failover/--no-fast-failover", help="Revoke a dead leader's lease at once."
@@ -74,6 +80,8 @@ def coordinator(
         "coordinator_id": coordinator_id,
         "prefix": prefix,
         "metrics_port": metrics_port,
+        "dashboard_port": dashboard_port,
+        "dashboard_listen": dashboard_listen,
         "election_ttl": election_ttl,
         "fast_failover": fast_failover,
         "warm_standby": warm_standby,
