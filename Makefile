@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test venv protos lint typecheck bench clean
+.PHONY: up test venv protos lint typecheck bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(ARGS)
+
+# The dashboard's browser tests, writing the PNGs that docs/dashboard.md shows.
+screenshots: $(STAMP)
+	$(BIN)/python tools/devlink.py >/dev/null
+	WORKHIVE_SCREENSHOTS=docs/dashboard $(BIN)/python -m pytest tests/dashboard/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ from workhive.coordinator.etcd.history import history
 from workhive.coordinator.local_cluster.audit import AuditReport, audit
 from workhive.coordinator.local_cluster.demo import demo_project
 from workhive.coordinator.local_cluster.etcd_server import EtcdServer
+from workhive.coordinator.local_cluster.ports import free_port
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.local_cluster.summary import Summary, lower_bound
 from workhive.coordinator.model import ProjectSpec
@@ -159,7 +160,15 @@ def up(
     seed: int = typer.Option(7, help="Seed of the demo project and the chaos timing."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the run directory (logs)."),
+    keep: bool = typer.Option(
+        False,
+        "--keep",
+        help="After the project, keep the cluster up for browsing until Ctrl-C/SIGTERM; "
+        "keep the run directory (logs).",
+    ),
+    dashboard: bool = typer.Option(
+        True, "--dashboard/--no-dashboard", help="Serve the web dashboard on every coordinator."
+    ),
 ) -> None:
     """Run a project on a local cluster: embedded etcd, coordinators, agents."""
     try:
@@ -177,9 +186,18 @@ def up(
     code = exit_codes.FAILED
     try:
         etcd.start()
+        urls = []
         for _ in range(coordinators):
-            cluster.add_coordinator()
+            extra = []
+            if dashboard:
+                port = free_port()
+                extra = ["--dashboard-port", str(port)]
+                urls.append(f"http://127.0.0.1:{port}/")
+            cluster.add_coordinator(extra)
         cluster.wait_coordinators()
+        if urls:
+            also = f" (every replica serves it: {', '.join(urls[1:])})" if urls[1:] else ""
+            err.print(f"dashboard: [bold]{urls[0]}[/bold]{also}")
         for slots, caps in plan:
             cluster.add_agent(exec_cmd or SLEEP_CMD, slots=slots, capabilities=tuple(sorted(caps)))
         summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out)
@@ -188,6 +206,8 @@ def up(
         else:
             _print_summary(summary)
         code = exit_codes.OK if summary.ok else exit_codes.FAILED
+        if keep:
+            _stay_up(urls)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: stopping the local cluster[/yellow]")
         code = exit_codes.INTERRUPTED
@@ -202,6 +222,17 @@ def up(
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     raise typer.Exit(code)
+
+
+def _stay_up(urls: list[str]) -> None:
+    """``--keep``: leave the cluster running until Ctrl-C or SIGTERM."""
+    where = f": {urls[0]}" if urls else ""
+    err.print(f"cluster kept up for browsing{where} (Ctrl-C or SIGTERM stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        err.print("stopping the local cluster")
 
 
 def _interrupt_on(*signals: signal.Signals) -> None:

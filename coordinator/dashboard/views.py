@@ -220,7 +220,7 @@ def task_view(snap: Snapshot, pid: str, tid: str, states: States, tracker: Track
             "attempt": claim.attempt,
             "started": claim.started,
             "fence": claim.fence,
-            "lease_id": claim.lease_id,
+            "lease_id": f"{claim.lease_id:x}" if claim.lease_id else "",
             "started_at": tracker.started_at.get(key),
         },
         "result": None
@@ -256,7 +256,7 @@ def agents_view(snap: Snapshot, lease_age: Callable[[int], float | None]) -> lis
                 "capabilities": sorted(a.capabilities),
                 "slots": a.slots,
                 "prefetch": a.prefetch,
-                "lease_id": a.lease_id,
+                "lease_id": f"{a.lease_id:x}" if a.lease_id else "",  # 64 bits: not a JS number
                 "running": run,
                 "queued": que,
                 "busy": len(run) / a.slots if a.slots else 0.0,

@@ -36,7 +36,7 @@ function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") el.className = v;
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "style") el.setAttribute("style", v);
+    else if (k === "style") el.style.cssText = v; // CSSOM: allowed by the CSP, attributes are not
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat()) {
@@ -438,10 +438,13 @@ function renderProject() {
       "div",
       { class: "card" },
       h("div", { class: "toolbar" }, h("h2", { style: "margin:0" }, "Tasks"), select, search, h("span", { class: "muted", id: "table-info" })),
-      h("table", { id: "tasks" }),
+      h("div", { class: "table-scroll" }, h("table", { id: "tasks" })),
     ),
   );
   setupDagInput(dag);
+  const g = geometry();
+  const kw = Math.min(1.5, (dag.clientWidth - 40) / Math.max(1, g.width));
+  dag.style.height = Math.round(Math.max(220, Math.min(560, g.height * kw + 60))) + "px";
   app.view = { x: 20, y: 20, k: fitScale() };
   updateProjectHeader();
   drawDag();
@@ -884,7 +887,7 @@ function renderAgents(agents) {
             h("td", { class: "num" }, a.load_seconds === null ? "–" : fmtDur(a.load_seconds)),
             h("td", {}, a.connected === null ? "(leader only)" : a.connected ? "yes" : "no"),
             h("td", { class: "num" }, a.last_keepalive_age === null ? "–" : fmtDur(a.last_keepalive_age) + " ago"),
-            h("td", { class: "num" }, a.lease_id ? a.lease_id.toString(16) : "–"),
+            h("td", { class: "num" }, a.lease_id || "–"),
           ),
         ),
       ),
