@@ -27,6 +27,7 @@ class Layout:
 
     layer: dict[str, int]
     order: list[str]
+    children: dict[str, list[str]]
     critical_path: list[str]
     critical_seconds: float
 
@@ -97,9 +98,15 @@ def layout(tasks: Mapping[str, TaskSpec]) -> Layout:
         path.append(cur)
         cur = best_parent[cur]
     path.reverse()
+    children: dict[str, list[str]] = {t: [] for t in tasks}
+    for t, spec in tasks.items():
+        for d in spec.depends_on:
+            if d in children:
+                children[d].append(t)
     return Layout(
         layer=layer,
         order=order,
+        children=children,
         critical_path=path,
         critical_seconds=finish[end] if end else 0.0,
     )

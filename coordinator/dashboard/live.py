@@ -91,8 +91,8 @@ class LiveFeed:
 
     def _encode(self, frame: Frame, projects: set[str]) -> tuple[bytes, dict[str, bytes]]:
         """Events for ``frame`` (worker thread)."""
-        snap, model = frame.snap, self.model
-        status = status_view(snap, frame.states, model.tracker)
+        model = self.model
+        status = status_view(frame.snap, frame.states, model.tracker)
         status["series"] = []
         status["point"] = frame.point
         since = self._last.revision if self._last is not None else 0
@@ -101,15 +101,9 @@ class LiveFeed:
             now = frame.states.get(pid)
             if now is None:
                 continue
-            delta = project_delta(
-                snap,
-                pid,
-                self._sent.get(pid),
-                now,
-                model.tracker,
-                model.layout_of(frame, pid),
-                DELTA_LIMIT,
-            )
+            before = self._sent.get(pid)
+            rows = model.rows_of(frame, pid)
+            delta = project_delta(pid, before, now, rows.__getitem__, DELTA_LIMIT)
             self._sent[pid] = now
             body: dict[str, Any] = {"reload": True} if delta is None else delta
             body.update(since=since, revision=frame.revision)

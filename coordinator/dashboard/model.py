@@ -10,7 +10,12 @@ Contract (docs/dashboard.md, "Cost to the leader"):
 - everything but the snapshot's dict copies runs on one worker thread
   (``run``): view computations, the tracker and DAG layouts never run on the
   event loop, and being serial they need no locks;
-- an etcd read (no mirror available) is paced the same way.
+- an etcd read (no mirror available) is paced the same way;
+- a frame costs O(changes), not O(tasks): states are updated from the
+  previous frame for the tasks whose record, claim or result changed (and
+  the children of those that finished), recomputed in full every
+  ``FULL_EVERY`` frames or when the source changes; the task rows of the
+  projects someone looks at are kept the same way.
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workhive.coordinator.dashboard.layout import Layout, layout
 from workhive.coordinator.dashboard.snapshot import Snapshot, take_snapshot
 from workhive.coordinator.dashboard.tracker import Tracker
-from workhive.coordinator.dashboard.views import States, counts_of, project_states
+from workhive.coordinator.dashboard.views import (
+    States,
+    changed_keys,
+    counts_of,
+    project_states,
+    task_row,
+    update_states,
+)
+from workhive.coordinator.model import TaskKey
 
 if TYPE_CHECKING:
     from workhive.coordinator.node import CoordinatorNode
 
 T = TypeVar("T")
 COST_FACTOR = 10.0
+FULL_EVERY = 60  # frames between two full recomputations (the others are incremental)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class Frame:
 
     snap: Snapshot
     states: States
+    touched: dict[str, set[str]] | None  # tasks recomputed since the last frame (None: all)
     point: dict[str, float]
     made_at: float  # monotonic
     cost: float  # seconds spent making it (snapshot + states)
@@ -60,6 +75,8 @@ class Model:
         self._lock = asyncio.Lock()
         self._frame: Frame | None = None
         self._layouts: dict[tuple[str, int], Layout] = {}
+        self._rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self._incremental = 0
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the dashboard's single worker thread."""
@@ -84,26 +101,68 @@ class Model:
             t0 = time.monotonic()
             snap = await take_snapshot(self.node)
             assert snap is not None
-            tracker = self.tracker
-
-            def compute() -> tuple[States, dict[str, float]]:
-                states = project_states(snap)
-                point = tracker.observe(snap, {p: counts_of(s) for p, s in states.items()})
-                return states, point
-
-            states, point = await self.run(compute)
+            states, touched, point = await self.run(lambda: self._compute(last, snap))
             now = time.monotonic()
-            self._frame = Frame(snap, states, point, now, now - t0)
+            self._frame = Frame(snap, states, touched, point, now, now - t0)
             return self._frame
+
+    @property
+    def latest(self) -> Frame | None:
+        return self._frame
+
+    def _compute(
+        self, last: Frame | None, snap: Snapshot
+    ) -> tuple[States, dict[str, set[str]] | None, dict[str, float]]:
+        """A frame's states from the last one (worker thread)."""
+        touched: dict[str, set[str]] | None = None
+        if last is None or last.snap.source != snap.source or self._incremental >= FULL_EVERY:
+            states = project_states(snap)
+            self._incremental = 0
+        else:
+            changed = changed_keys(last.snap, snap)
+            states, touched = update_states(
+                snap, last.states, changed, lambda pid: self._layout(snap, pid).children
+            )
+            self._incremental += 1
+        point = self.tracker.observe(snap, {p: counts_of(s) for p, s in states.items()})
+        for pid in list(self._rows):
+            if pid not in states:
+                del self._rows[pid]
+            elif touched is None:
+                del self._rows[pid]  # rebuilt on the next request
+            else:
+                rows = self._rows[pid]
+                lay = self._layout(snap, pid)
+                for tid in touched.get(pid, ()):
+                    st = states[pid].get(tid)
+                    if st is None:
+                        rows.pop(tid, None)
+                    else:
+                        rows[tid] = task_row(snap, TaskKey(pid, tid), st, self.tracker, lay)
+        return states, touched, point
+
+    def rows_of(self, frame: Frame, pid: str) -> dict[str, dict[str, Any]]:
+        """The task rows of ``pid`` as of the latest frame (worker thread);
+        kept up to date from then on."""
+        rows = self._rows.get(pid)
+        if rows is None:
+            snap, per = frame.snap, frame.states.get(pid, {})
+            lay = self._layout(snap, pid)
+            rows = self._rows[pid] = {
+                tid: task_row(snap, TaskKey(pid, tid), st, self.tracker, lay)
+                for tid, st in per.items()
+            }
+        return rows
 
     def layout_of(self, frame: Frame, pid: str) -> Layout | None:
         """The project's DAG layout (computed once; call on the worker thread)."""
-        meta = frame.snap.projects.get(pid)
-        if meta is None:
-            return None
-        key = (pid, meta.mod_revision)
+        return self._layout(frame.snap, pid) if pid in frame.snap.projects else None
+
+    def _layout(self, snap: Snapshot, pid: str) -> Layout:
+        meta = snap.projects.get(pid)
+        key = (pid, meta.mod_revision if meta else 0)
         got = self._layouts.get(key)
         if got is None:
-            specs = {k.task: r.spec for k, r in frame.snap.tasks.items() if k.project == pid}
+            specs = {k.task: r.spec for k, r in snap.tasks.items() if k.project == pid}
             got = self._layouts[key] = layout(specs)
         return got

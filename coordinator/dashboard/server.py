@@ -147,10 +147,12 @@ class Dashboard:
         f = await self.model.frame()
 
         def view() -> Any:
-            lay = self.model.layout_of(f, pid)
+            latest = self.model.latest or f  # rows follow the latest frame
+            lay = self.model.layout_of(latest, pid)
             if lay is None:
                 return None
-            return project_view(f.snap, pid, f.states, self.model.tracker, lay)
+            rows = self.model.rows_of(latest, pid)
+            return project_view(latest.snap, pid, latest.states, self.model.tracker, lay, rows)
 
         return await self._view(view)
 

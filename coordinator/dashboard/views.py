@@ -8,6 +8,7 @@ all succeeded counts as ready.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,9 +26,10 @@ PAYLOAD_CHARS = 4096
 States = dict[str, dict[str, TaskState]]  # project -> task id -> state
 
 
-def project_states(snap: Snapshot) -> States:
-    """Effective state of every visible task, by project (as ``GetStatus``)."""
-    out: States = {pid: {} for pid in snap.projects}
+def project_states(snap: Snapshot, only: set[str] | None = None) -> States:
+    """Effective state of every visible task, by project (as ``GetStatus``);
+    ``only``: just these projects."""
+    out: States = {pid: {} for pid in snap.projects if only is None or pid in only}
     for key, rec in snap.tasks.items():
         per = out.get(key.project)
         if per is not None:
@@ -41,10 +43,99 @@ def project_states(snap: Snapshot) -> States:
     return out
 
 
+def _diff(a: Mapping[TaskKey, object], b: Mapping[TaskKey, object]) -> list[TaskKey]:
+    """Keys added, removed or with another value object from ``a`` to ``b``.
+
+    Two copies of one mirror share key objects and keep insertion order, so
+    while the orders agree a walk in step compares by identity without
+    hashing a single key (a ``TaskKey`` hashes in Python: slow at 100k);
+    once they part (a key deleted in the middle), set logic takes over."""
+    out: list[TaskKey] = []
+    n = 0
+    for n, ((ka, va), (kb, vb)) in enumerate(zip(a.items(), b.items(), strict=False)):  # noqa: B007
+        if ka is not kb:
+            break
+        if va is not vb:
+            out.append(kb)
+    else:
+        n = min(len(a), len(b))
+        longer = b if len(b) > len(a) else a
+        out.extend(itertools.islice(longer, n, None))
+        return out
+    get = a.get
+    out = [k for k, v in b.items() if get(k) is not v]
+    out.extend(a.keys() - b.keys())
+    return out
+
+
+def changed_keys(prev: Snapshot, cur: Snapshot) -> set[TaskKey]:
+    """Tasks whose record, claim or result differs between two snapshots
+    (values are frozen: a change is a new object, so identity tells)."""
+    out: set[TaskKey] = set()
+    for a, b in (
+        (prev.tasks, cur.tasks),
+        (prev.claims, cur.claims),
+        (prev.results, cur.results),
+    ):
+        out.update(_diff(a, b))
+    return out
+
+
+def update_states(
+    snap: Snapshot,
+    prev: States,
+    changed: set[TaskKey],
+    children: Callable[[str], Mapping[str, list[str]]],
+) -> tuple[States, dict[str, set[str]]]:
+    """``project_states(snap)`` computed from ``prev`` (the states of the
+    snapshot ``changed`` was diffed against) in O(changes); also returns the
+    tasks whose state was recomputed, by project."""
+    fresh = {pid for pid in snap.projects if pid not in prev}
+    out: States = project_states(snap, fresh) if fresh else {}
+    touched: dict[str, set[str]] = {pid: set(per) for pid, per in out.items()}
+    for pid in snap.projects:
+        if pid not in fresh:
+            out[pid] = dict(prev[pid])
+            touched[pid] = set()
+    crossed: list[TaskKey] = []
+    for key in changed:
+        per = out.get(key.project)
+        rec = snap.tasks.get(key)
+        if per is None or key.project in fresh:
+            continue
+        if rec is None:
+            per.pop(key.task, None)
+            continue
+        old = per.get(key.task)
+        new = effective_state(rec, snap.claims.get(key), snap.results.get(key))
+        per[key.task] = new
+        touched[key.project].add(key.task)
+        if (old is TaskState.SUCCEEDED) != (new is TaskState.SUCCEEDED):
+            crossed.append(key)
+    for key in crossed:
+        touched[key.project].update(children(key.project).get(key.task, ()))
+    for pid, tids in touched.items():
+        if pid in fresh:
+            continue
+        per = out[pid]
+        for tid in tids:
+            st = per.get(tid)
+            if st is TaskState.PENDING or st is TaskState.READY:
+                key = TaskKey(pid, tid)
+                rec = snap.tasks[key]
+                raw = effective_state(rec, snap.claims.get(key), snap.results.get(key))
+                if raw is TaskState.PENDING and all(
+                    per.get(d) is TaskState.SUCCEEDED for d in rec.spec.depends_on
+                ):
+                    raw = TaskState.READY
+                per[tid] = raw
+    return out, touched
+
+
 def counts_of(states: Mapping[str, TaskState]) -> dict[str, int]:
     """Tasks per state, every state named (zeros included)."""
-    c = Counter(s.value for s in states.values())
-    return {s: c.get(s, 0) for s in STATES}
+    c = Counter(states.values())
+    return {s.value: c.get(s, 0) for s in TaskState}
 
 
 def _leader(snap: Snapshot) -> dict[str, Any] | None:
@@ -132,24 +223,29 @@ def task_row(
 
 
 def project_view(
-    snap: Snapshot, pid: str, states: States, tracker: Tracker, layout: Layout
+    snap: Snapshot,
+    pid: str,
+    states: States,
+    tracker: Tracker,
+    layout: Layout,
+    rows: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
-    """``GET /api/v1/projects/<pid>``: summary, every task, DAG layout, steals."""
+    """``GET /api/v1/projects/<pid>``: summary, every task, DAG layout, steals.
+    ``rows``: the task rows already made (``task_row``), else made here."""
     if pid not in snap.projects:
         return None
     per = states[pid]
-    rows = [
-        task_row(snap, TaskKey(pid, tid), per[tid], tracker, layout)
-        for tid in layout.order
-        if tid in per
-    ]
+    if rows is None:
+        rows = {
+            tid: task_row(snap, TaskKey(pid, tid), st, tracker, layout) for tid, st in per.items()
+        }
     return {
         **project_summary(snap, pid, per),
         "revision": snap.revision,
         "layers": layout.layers,
         "critical_path": layout.critical_path,
         "critical_seconds": layout.critical_seconds,
-        "tasks": rows,
+        "tasks": [rows[tid] for tid in layout.order if tid in rows],
         "steals": [
             {"at": s.at, "task": s.key.task, "from": s.from_agent, "to": s.to_agent}
             for s in tracker.steals
@@ -159,24 +255,19 @@ def project_view(
 
 
 def project_delta(
-    snap: Snapshot,
     pid: str,
     before: Mapping[str, TaskState] | None,
     now: Mapping[str, TaskState],
-    tracker: Tracker,
-    layout: Layout | None,
+    row: Callable[[str], dict[str, Any]],
     limit: int,
 ) -> dict[str, Any] | None:
-    """Rows of the tasks whose state changed since ``before``; ``None`` when
-    more than ``limit`` changed (the page then re-reads the project)."""
+    """Rows (``row(task id)``) of the tasks whose state changed since
+    ``before``; ``None`` when more than ``limit`` changed (the page then
+    re-reads the project)."""
     changed = [t for t, s in now.items() if before is None or before.get(t) is not s]
     if len(changed) > limit:
         return None
-    return {
-        "project": pid,
-        "counts": counts_of(now),
-        "tasks": [task_row(snap, TaskKey(pid, t), now[t], tracker, layout) for t in changed],
-    }
+    return {"project": pid, "counts": counts_of(now), "tasks": [row(t) for t in changed]}
 
 
 def _clip(text: str, n: int) -> str:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from tests.dashboard._fakes import chain_state, claim, snap_of, succeed
 from workhive.coordinator.dashboard.layout import layout
 from workhive.coordinator.dashboard.tracker import Tracker
 from workhive.coordinator.dashboard.views import (
     agents_view,
+    changed_keys,
     project_delta,
     project_states,
     project_view,
     status_view,
     task_view,
+    update_states,
 )
 from workhive.coordinator.model import TaskKey, TaskResult, TaskState
 from workhive.coordinator.service.client_service import effective_states
@@ -93,21 +96,65 @@ def test_task_view_shows_fence_and_output_tail() -> None:
     assert t0["result"]["output_tail"] == "boom" and t0["spec"]["children"] == ["t1"]
 
 
+def _row(tid: str) -> dict[str, str]:
+    return {"id": tid}
+
+
 def test_delta_lists_only_changed_tasks() -> None:
     cs = chain_state(n=4)
     before = project_states(snap_of(cs))["p"]
     succeed(cs, TaskKey("p", "t0"))
-    snap = snap_of(cs)
-    now = project_states(snap)["p"]
-    delta = project_delta(snap, "p", before, now, Tracker(), None, limit=10)
+    now = project_states(snap_of(cs))["p"]
+    delta = project_delta("p", before, now, _row, limit=10)
     assert delta is not None
     assert sorted(r["id"] for r in delta["tasks"]) == ["t0", "t1"]  # t1 became ready
+    assert delta["counts"]["succeeded"] == 1
 
 
 def test_delta_over_the_limit_asks_for_a_reload() -> None:
     cs = chain_state(n=4)
-    snap = snap_of(cs)
-    assert project_delta(snap, "p", None, project_states(snap)["p"], Tracker(), None, 3) is None
+    assert project_delta("p", None, project_states(snap_of(cs))["p"], _row, 3) is None
+
+
+def _children(cs: object) -> Callable[[str], dict[str, list[str]]]:
+    lay = _layout(cs)
+    return lambda pid: lay.children  # type: ignore[attr-defined,no-any-return]
+
+
+def test_incremental_states_equal_a_full_recomputation() -> None:
+    cs = chain_state(n=6)
+    prev_snap = snap_of(cs)
+    prev = project_states(prev_snap)
+    succeed(cs, TaskKey("p", "t0"))
+    succeed(cs, TaskKey("p", "t1"))
+    claim(cs, TaskKey("p", "t3"), "a1", started=True)
+    cur = snap_of(cs)
+    got, touched = update_states(cur, prev, changed_keys(prev_snap, cur), _children(cs))
+    assert got == project_states(cur)
+    assert {"t0", "t1", "t2", "t3"} <= touched["p"]  # t2 became ready: t1 is its parent
+
+
+def test_a_task_whose_parent_is_no_longer_succeeded_is_pending_again() -> None:
+    cs = chain_state(n=3)
+    succeed(cs, TaskKey("p", "t0"))
+    prev_snap = snap_of(cs)
+    prev = project_states(prev_snap)
+    del cs.results[TaskKey("p", "t0")]
+    cur = snap_of(cs)
+    got, _ = update_states(cur, prev, changed_keys(prev_snap, cur), _children(cs))
+    assert got["p"]["t1"] is TaskState.PENDING and got == project_states(cur)
+
+
+def test_a_new_project_is_computed_in_full() -> None:
+    cs = chain_state(n=2)
+    prev_snap = snap_of(cs)
+    prev = project_states(prev_snap)
+    other = chain_state("q", n=3)
+    cs.projects.update(other.projects)
+    cs.tasks.update(other.tasks)
+    cur = snap_of(cs)
+    got, touched = update_states(cur, prev, changed_keys(prev_snap, cur), _children(cs))
+    assert got == project_states(cur) and touched["q"] == {"t0", "t1", "t2"}
 
 
 def test_agents_show_running_and_queued_work() -> None:

@@ -1,0 +1,209 @@
+"""Leader overhead of an open dashboard, on a 10,000-task project (same run).
+
+One leader (dashboard and /metrics on), 8 agents (10 ms of work per task), a
+10k-task DAG of wide layers and chains. While the project runs, windows of
+``--window`` seconds alternate: dashboard *closed* (nobody connected) and
+*open* (a viewer streaming ``/api/v1/events?project=...``, polling
+``/api/v1/status`` every second and re-reading the whole project every 5 s,
+like a page that reloads). Alternating inside one run cancels the drift of
+the project and of the shared machine.
+
+The leader runs as ``bench._timed_coordinator`` (the production command
+plus two histograms on /metrics): the wall time of every leader turn and
+the lag of a 10 ms sleep on its event loop, differenced per window; plus
+the completions per second of each window. Output: JSON with per-window
+figures and the open/closed ratio (target: within 5 %). docs/dashboard.md
+("Cost to the leader") reports a run.
+
+    nice -n 10 .venv/bin/python -m bench.dashboard_overhead [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from bench._common import Bench, emit, log, mixed_dag, parse_args, to_spec
+from bench.stealing import _hist_quantile, _histogram
+from workhive.coordinator.local_cluster import processes
+from workhive.coordinator.local_cluster.ports import free_port
+
+TURN = "workhive_bench_leader_turn_seconds"
+LAG = "workhive_bench_loop_lag_seconds"
+# the leader runs with the benchmark's turn and loop-lag histograms (bench._timed_coordinator)
+processes.CLI = [sys.executable, "-m", "bench._timed_coordinator"]
+
+
+class Viewer:
+    """An open dashboard page: the event stream plus polling (two threads)."""
+
+    def __init__(self, port: int, pid: str) -> None:
+        self.base = f"http://127.0.0.1:{port}/api/v1/"
+        self.pid = pid
+        self.stop_flag = threading.Event()
+        self.events = 0
+        self.bytes = 0
+        self.polls = 0
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.stop_flag.clear()
+        self._threads = [
+            threading.Thread(target=self._stream, daemon=True),
+            threading.Thread(target=self._poll, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _stream(self) -> None:
+        with urllib.request.urlopen(f"{self.base}events?project={self.pid}", timeout=30) as r:
+            while not self.stop_flag.is_set():
+                line = r.readline()
+                if not line:
+                    return
+                self.bytes += len(line)
+                if line.startswith(b"event:"):
+                    self.events += 1
+
+    def _poll(self) -> None:
+        n = 0
+        while not self.stop_flag.wait(1.0):
+            paths = ["status"] + ([f"projects/{self.pid}"] if n % 5 == 0 else [])
+            for p in paths:
+                with contextlib.suppress(OSError), urllib.request.urlopen(self.base + p) as r:
+                    self.bytes += len(r.read())
+                    self.polls += 1
+            n += 1
+
+
+def _quantile(h0: dict[str, float], h1: dict[str, float], q: float) -> float | None:
+    """The ``q`` quantile (bucket upper bound, ms) of what was observed between h0 and h1."""
+    diff = {k: h1[k] - h0.get(k, 0.0) for k in h1}
+    le = _hist_quantile(diff, q)
+    return None if le is None else round(1000 * le, 2)
+
+
+def _window(
+    b: Bench, mport: int, pid: str, seconds: float, viewer: Viewer | None
+) -> dict[str, Any]:
+    def read() -> tuple[dict[str, float], dict[str, float], int, float]:
+        turns, lag = _histogram(mport, TURN), _histogram(mport, LAG)
+        return turns, lag, b.counts(pid).get("succeeded", 0), time.monotonic()
+
+    t0, l0, c0, w0 = read()
+    if viewer is not None:
+        viewer.start()
+    time.sleep(seconds)
+    if viewer is not None:
+        viewer.stop()
+    t1, l1, c1, w1 = read()
+    n = t1.get("count", 0.0) - t0.get("count", 0.0)
+    total = t1.get("sum", 0.0) - t0.get("sum", 0.0)
+    lag_n = l1.get("count", 0.0) - l0.get("count", 0.0)
+    lag_sum = l1.get("sum", 0.0) - l0.get("sum", 0.0)
+    return {
+        "dashboard": "open" if viewer is not None else "closed",
+        "turns": int(n),
+        "turn_mean_ms": round(1000 * total / n, 3) if n else None,
+        "turn_p50_ms": _quantile(t0, t1, 0.5),
+        "turn_p99_ms": _quantile(t0, t1, 0.99),
+        "loop_lag_mean_ms": round(1000 * lag_sum / lag_n, 3) if lag_n else None,
+        "loop_lag_p99_ms": _quantile(l0, l1, 0.99),
+        "completions_per_s": round((c1 - c0) / (w1 - w0), 1),
+        "_n": n,
+        "_sum": total,
+        "_lag_n": lag_n,
+        "_lag_sum": lag_sum,
+    }
+
+
+def run(quick: bool, window: float) -> dict[str, Any]:
+    n = 10_000
+    dport = free_port()
+    pid = "dash"
+    with Bench(
+        coordinators=1, coordinator_args=["--dashboard-port", str(dport)], metrics=True
+    ) as b:
+        mport = next(iter(b.metrics_ports.values()))
+        b.spawn_agents(8, mode="sleep10", processes=2)
+        b.wait_agents(8)
+        b.submit(to_spec(pid, mixed_dag(n)))
+        time.sleep(2.0)  # warm-up: first claims, plan
+        viewer = Viewer(dport, pid)
+        windows: list[dict[str, Any]] = []
+        opened = False
+        while True:
+            c = b.counts(pid)
+            if sum(c.get(s, 0) for s in ("succeeded", "failed", "cancelled")) >= n:
+                break
+            w = _window(b, mport, pid, window, viewer if opened else None)
+            log(
+                f"{w['dashboard']:6} turn {w['turn_mean_ms']} ms (p99 {w['turn_p99_ms']}), "
+                f"loop lag {w['loop_lag_mean_ms']} ms, {w['completions_per_s']}/s"
+            )
+            windows.append(w)
+            opened = not opened
+            if quick and len(windows) >= 6:
+                break
+        b.wait_finished(pid, 600, poll=0.5)
+    full = [w for w in windows if w["_n"] >= 50]  # the tail window is partial
+    agg: dict[str, dict[str, float]] = {}
+    for kind in ("closed", "open"):
+        ws = [w for w in full if w["dashboard"] == kind]
+        cnt = sum(w["_n"] for w in ws) or 1
+        lag_cnt = sum(w["_lag_n"] for w in ws) or 1
+        agg[kind] = {
+            "windows": len(ws),
+            "turns": int(sum(w["_n"] for w in ws)),
+            "turn_mean_ms": round(1000 * sum(w["_sum"] for w in ws) / cnt, 3),
+            "loop_lag_mean_ms": round(1000 * sum(w["_lag_sum"] for w in ws) / lag_cnt, 3),
+            "completions_per_s": round(
+                sum(w["completions_per_s"] for w in ws) / max(1, len(ws)), 1
+            ),
+        }
+    for w in windows:
+        for k in ("_n", "_sum", "_lag_n", "_lag_sum"):
+            w.pop(k)
+
+    def change(key: str) -> float | None:
+        c, o = agg["closed"][key], agg["open"][key]
+        return round(100 * (o - c) / c, 2) if c else None
+
+    return {
+        "benchmark": "dashboard_overhead",
+        "tasks": n,
+        "agents": 8,
+        "window_s": window,
+        "closed": agg["closed"],
+        "open": agg["open"],
+        "turn_latency_change_pct": change("turn_mean_ms"),
+        "loop_lag_change_pct": change("loop_lag_mean_ms"),
+        "throughput_change_pct": change("completions_per_s"),
+        "viewer": {"events": viewer.events, "polls": viewer.polls, "bytes": viewer.bytes},
+        "windows": windows,
+    }
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        lambda p: p.add_argument("--window", type=float, default=3.0, help="seconds per window"),
+    )
+    res = run(args.quick, args.window)
+    emit(res, args.json)
+    if not args.json:
+        print(json.dumps({"turn_latency_change_pct": res["turn_latency_change_pct"]}))
+
+
+if __name__ == "__main__":
+    main()
