@@ -2,11 +2,12 @@
 
 One leader (dashboard and /metrics on), 8 agents (10 ms of work per task), a
 10k-task DAG of wide layers and chains. While the project runs, windows of
-``--window`` seconds alternate: dashboard *closed* (nobody connected) and
-*open* (a viewer streaming ``/api/v1/events?project=...``, polling
+``--window`` seconds follow the pattern closed, open, open, closed (ABBA, so
+a linear drift of the project cancels within each block): dashboard
+*closed* (nobody connected) and *open* (a viewer streaming ``/api/v1/events?project=...``, polling
 ``/api/v1/status`` every second and re-reading the whole project every 5 s,
-like a page that reloads). Alternating inside one run cancels the drift of
-the project and of the shared machine.
+like a page that reloads). Alternating inside one run cancels most of the
+drift of the project and of the shared machine.
 
 The leader runs as ``bench._timed_coordinator`` (the production command
 plus two histograms on /metrics): the wall time of every leader turn and
@@ -22,11 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import sys
 import threading
 import time
 import urllib.request
 from typing import Any
+
+import psutil
 
 from bench._common import Bench, emit, log, mixed_dag, parse_args, to_spec
 from bench.stealing import _hist_quantile, _histogram
@@ -96,16 +100,25 @@ def _quantile(h0: dict[str, float], h1: dict[str, float], q: float) -> float | N
 def _window(
     b: Bench, mport: int, pid: str, seconds: float, viewer: Viewer | None
 ) -> dict[str, Any]:
+    leader = psutil.Process(b.leader().popen.pid)  # type: ignore[union-attr]
+    me = psutil.Process()
+
     def read() -> tuple[dict[str, float], dict[str, float], int, float]:
         turns, lag = _histogram(mport, TURN), _histogram(mport, LAG)
         return turns, lag, b.counts(pid).get("succeeded", 0), time.monotonic()
 
+    def cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
     t0, l0, c0, w0 = read()
+    cpu0, me0 = cpu(leader), cpu(me)
     if viewer is not None:
         viewer.start()
     time.sleep(seconds)
     if viewer is not None:
         viewer.stop()
+    cpu1, me1 = cpu(leader), cpu(me)
     t1, l1, c1, w1 = read()
     n = t1.get("count", 0.0) - t0.get("count", 0.0)
     total = t1.get("sum", 0.0) - t0.get("sum", 0.0)
@@ -120,6 +133,8 @@ def _window(
         "loop_lag_mean_ms": round(1000 * lag_sum / lag_n, 3) if lag_n else None,
         "loop_lag_p99_ms": _quantile(l0, l1, 0.99),
         "completions_per_s": round((c1 - c0) / (w1 - w0), 1),
+        "leader_cpu_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 1),
+        "bench_process_cpu_pct": round(100 * (me1 - me0) / (w1 - w0), 1),
         "_n": n,
         "_sum": total,
         "_lag_n": lag_n,
@@ -141,36 +156,42 @@ def run(quick: bool, window: float) -> dict[str, Any]:
         time.sleep(2.0)  # warm-up: first claims, plan
         viewer = Viewer(dport, pid)
         windows: list[dict[str, Any]] = []
-        opened = False
+        pattern = ("closed", "open", "open", "closed")  # ABBA: a linear drift cancels
         while True:
+            opened = pattern[len(windows) % 4] == "open"
             c = b.counts(pid)
             if sum(c.get(s, 0) for s in ("succeeded", "failed", "cancelled")) >= n:
                 break
             w = _window(b, mport, pid, window, viewer if opened else None)
             log(
                 f"{w['dashboard']:6} turn {w['turn_mean_ms']} ms (p99 {w['turn_p99_ms']}), "
-                f"loop lag {w['loop_lag_mean_ms']} ms, {w['completions_per_s']}/s"
+                f"loop lag {w['loop_lag_mean_ms']} ms, {w['completions_per_s']}/s, "
+                f"leader cpu {w['leader_cpu_pct']} %, bench cpu {w['bench_process_cpu_pct']} %"
             )
             windows.append(w)
-            opened = not opened
-            if quick and len(windows) >= 6:
+            if quick and len(windows) >= 8:
                 break
         b.wait_finished(pid, 600, poll=0.5)
-    full = [w for w in windows if w["_n"] >= 50]  # the tail window is partial
+    keys = ("turn_mean_ms", "loop_lag_mean_ms", "completions_per_s", "leader_cpu_pct")
+    blocks = []  # complete ABBA blocks of full windows (the tail window is partial)
+    for i in range(0, len(windows) - 3, 4):
+        block = windows[i : i + 4]
+        if all(w["_n"] >= 50 for w in block):
+            blocks.append(block)
+
+    def mean(ws: list[dict[str, Any]], key: str) -> float:
+        vals = [w[key] for w in ws if w[key] is not None]
+        return sum(vals) / len(vals) if vals else 0.0
+
     agg: dict[str, dict[str, float]] = {}
     for kind in ("closed", "open"):
-        ws = [w for w in full if w["dashboard"] == kind]
-        cnt = sum(w["_n"] for w in ws) or 1
-        lag_cnt = sum(w["_lag_n"] for w in ws) or 1
-        agg[kind] = {
-            "windows": len(ws),
-            "turns": int(sum(w["_n"] for w in ws)),
-            "turn_mean_ms": round(1000 * sum(w["_sum"] for w in ws) / cnt, 3),
-            "loop_lag_mean_ms": round(1000 * sum(w["_lag_sum"] for w in ws) / lag_cnt, 3),
-            "completions_per_s": round(
-                sum(w["completions_per_s"] for w in ws) / max(1, len(ws)), 1
-            ),
-        }
+        ws = [w for blk in blocks for w in blk if w["dashboard"] == kind]
+        agg[kind] = {"windows": len(ws), **{k: round(mean(ws, k), 3) for k in keys}}
+    per_block = []
+    for blk in blocks:
+        c = mean([w for w in blk if w["dashboard"] == "closed"], "turn_mean_ms")
+        o = mean([w for w in blk if w["dashboard"] == "open"], "turn_mean_ms")
+        per_block.append(round(100 * (o - c) / c, 2) if c else 0.0)
     for w in windows:
         for k in ("_n", "_sum", "_lag_n", "_lag_sum"):
             w.pop(k)
@@ -187,6 +208,10 @@ def run(quick: bool, window: float) -> dict[str, Any]:
         "closed": agg["closed"],
         "open": agg["open"],
         "turn_latency_change_pct": change("turn_mean_ms"),
+        "turn_latency_change_pct_median_block": round(statistics.median(per_block), 2)
+        if per_block
+        else None,
+        "turn_latency_change_pct_per_block": per_block,
         "loop_lag_change_pct": change("loop_lag_mean_ms"),
         "throughput_change_pct": change("completions_per_s"),
         "viewer": {"events": viewer.events, "polls": viewer.polls, "bytes": viewer.bytes},
@@ -197,7 +222,7 @@ def run(quick: bool, window: float) -> dict[str, Any]:
 def main() -> None:
     args = parse_args(
         __doc__.splitlines()[0],
-        lambda p: p.add_argument("--window", type=float, default=3.0, help="seconds per window"),
+        lambda p: p.add_argument("--window", type=float, default=1.5, help="seconds per window"),
     )
     res = run(args.quick, args.window)
     emit(res, args.json)
