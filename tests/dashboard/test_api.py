@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,20 @@ def test_reads_stay_open_with_tokens(tmp_path: Path) -> None:
         assert (await c.get("/api/v1/agents")).status == 200
 
     run(body, auth_tokens_file=_tokens(tmp_path))
+
+
+ASSETS = ("index.html", "app.js", "style.css")
+
+
+def test_assets_ship_as_package_data() -> None:
+    root = resources.files("workhive.coordinator.dashboard") / "static"
+    for name in ASSETS:
+        assert (root / name).is_file(), name
+
+
+def test_no_asset_loads_anything_from_the_internet() -> None:
+    root = resources.files("workhive.coordinator.dashboard") / "static"
+    for name in ASSETS:
+        text = (root / name).read_text()
+        assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text), name
+        assert "@import" not in text, name
