@@ -53,6 +53,7 @@ class Viewer:
         self.events = 0
         self.bytes = 0
         self.polls = 0
+        self.frame_costs: list[float] = []
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -85,8 +86,11 @@ class Viewer:
             paths = ["status"] + ([f"projects/{self.pid}"] if n % 5 == 0 else [])
             for p in paths:
                 with contextlib.suppress(OSError), urllib.request.urlopen(self.base + p) as r:
-                    self.bytes += len(r.read())
+                    body = r.read()
+                    self.bytes += len(body)
                     self.polls += 1
+                    if p == "status":
+                        self.frame_costs.append(json.loads(body)["frame_cost_ms"])
             n += 1
 
 
@@ -215,6 +219,10 @@ def run(quick: bool, window: float) -> dict[str, Any]:
         "loop_lag_change_pct": change("loop_lag_mean_ms"),
         "throughput_change_pct": change("completions_per_s"),
         "viewer": {"events": viewer.events, "polls": viewer.polls, "bytes": viewer.bytes},
+        "frame_cost_ms": {
+            "median": statistics.median(viewer.frame_costs) if viewer.frame_costs else None,
+            "max": max(viewer.frame_costs, default=None),
+        },
         "windows": windows,
     }
 

@@ -95,6 +95,7 @@ class LiveFeed:
         status = status_view(frame.snap, frame.states, model.tracker)
         status["series"] = []
         status["point"] = frame.point
+        status["frame_cost_ms"] = round(1000 * frame.cost, 2)
         since = self._last.revision if self._last is not None else 0
         out: dict[str, bytes] = {}
         for pid in projects:

@@ -140,7 +140,13 @@ class Dashboard:
 
     async def _status(self, request: web.Request) -> web.Response:
         f = await self.model.frame()
-        return await self._view(lambda: status_view(f.snap, f.states, self.model.tracker))
+
+        def view() -> Any:
+            doc = status_view(f.snap, f.states, self.model.tracker)
+            doc["frame_cost_ms"] = round(1000 * f.cost, 2)
+            return doc
+
+        return await self._view(view)
 
     async def _project(self, request: web.Request) -> web.Response:
         pid = request.match_info["pid"]
