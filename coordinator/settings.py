@@ -50,6 +50,7 @@ class Settings:
     metrics_port: int = 0  # 0 = no metrics endpoint
     dashboard_port: int = 0  # 0 = no web dashboard (docs/dashboard.md)
     dashboard_listen: str = "127.0.0.1"  # address the dashboard binds
+    dashboard_peers: tuple[str, ...] = ()  # other replicas' dashboard URLs (page failover)
     election_ttl: int = 5
     agent_lease_ttl: int = 6
     heartbeat_interval_ms: int = 1000
@@ -184,6 +185,10 @@ def _validate(s: Settings) -> Settings:
             raise bad(name, "must be a TCP port (0 disables)")
     if not s.dashboard_listen:
         raise bad("dashboard_listen", "expected a host or address to bind")
+    for url in s.dashboard_peers:
+        u = urlparse(url)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise bad("dashboard_peers", f"expected http(s)://host:port/ URLs, got {url!r}")
     if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:
         raise bad("agent_grace", "durations must be positive")
     if s.policy not in POLICIES:

@@ -31,6 +31,9 @@ def coordinator(
     dashboard_listen: str | None = typer.Option(
         None, help="Address the dashboard binds (default 127.0.0.1)."
     ),
+    dashboard_peers: str | None = typer.Option(
+        None, help="Other replicas' dashboard URLs (comma-separated): the page moves there."
+    ),
     election_ttl: int | None = typer.Option(None, help="Leader lease TTL, seconds (>= 2)."),
     fast_failover: bool | None = typer.Option(
         None, "--fast-failover/--no-fast-failover", help="Revoke a dead leader's lease at once."
@@ -82,6 +85,7 @@ def coordinator(
         "metrics_port": metrics_port,
         "dashboard_port": dashboard_port,
         "dashboard_listen": dashboard_listen,
+        "dashboard_peers": dashboard_peers,
         "election_ttl": election_ttl,
         "fast_failover": fast_failover,
         "warm_standby": warm_standby,

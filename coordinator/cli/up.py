@@ -186,13 +186,13 @@ def up(
     code = exit_codes.FAILED
     try:
         etcd.start()
-        urls = []
-        for _ in range(coordinators):
+        ports = [free_port() for _ in range(coordinators)] if dashboard else []
+        urls = [f"http://127.0.0.1:{p}/" for p in ports]
+        for i in range(coordinators):
             extra = []
-            if dashboard:
-                port = free_port()
-                extra = ["--dashboard-port", str(port)]
-                urls.append(f"http://127.0.0.1:{port}/")
+            if dashboard:  # every replica serves it; a page moves to a peer if its replica dies
+                peers = ",".join(u for j, u in enumerate(urls) if j != i)
+                extra = ["--dashboard-port", str(ports[i]), "--dashboard-peers", peers]
             cluster.add_coordinator(extra)
         cluster.wait_coordinators()
         if urls:

@@ -96,6 +96,7 @@ class LiveFeed:
         status["series"] = []
         status["point"] = frame.point
         status["frame_cost_ms"] = round(1000 * frame.cost, 2)
+        status["peers"] = list(model.node.settings.dashboard_peers)
         since = self._last.revision if self._last is not None else 0
         out: dict[str, bytes] = {}
         for pid in projects:

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import orjson
 import structlog
@@ -44,15 +45,22 @@ if TYPE_CHECKING:
 log = structlog.get_logger("workhive.dashboard")
 STATIC = Path(__file__).parent / "static"
 PING_EVERY = 15.0
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+
+
+def security_headers(peers: tuple[str, ...] = ()) -> dict[str, str]:
+    """Strict headers for every response; the page may probe ``peers`` (connect-src)."""
+    origins = " ".join(sorted({f"{u.scheme}://{u.netloc}" for u in map(urlparse, peers)}))
+    connect = f"'self' {origins}".strip()
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -79,6 +87,7 @@ class Dashboard:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._scheme = "https" if node.settings.tls_cert else "http"
+        self.headers = security_headers(node.settings.dashboard_peers)
 
     @property
     def url(self) -> str:
@@ -126,7 +135,7 @@ class Dashboard:
     ) -> web.StreamResponse:
         resp: web.StreamResponse = await handler(request)
         if not resp.prepared:
-            resp.headers.update(SECURITY_HEADERS)
+            resp.headers.update(self.headers)
         return resp
 
     # -- pages and reads -----------------------------------------------------------
@@ -144,6 +153,7 @@ class Dashboard:
         def view() -> Any:
             doc = status_view(f.snap, f.states, self.model.tracker)
             doc["frame_cost_ms"] = round(1000 * f.cost, 2)
+            doc["peers"] = list(self.node.settings.dashboard_peers)
             return doc
 
         return await self._view(view)
@@ -177,7 +187,7 @@ class Dashboard:
             return _error(503, "too many open dashboard pages")
         resp = web.StreamResponse(
             headers={
-                **SECURITY_HEADERS,
+                **self.headers,
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-store",
                 "X-Accel-Buffering": "no",

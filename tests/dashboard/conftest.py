@@ -112,9 +112,14 @@ class DashCluster:
         self.ports: dict[str, int] = {}
 
     def start(self, coordinators: int = 3, agents: int = 0) -> DashCluster:
-        for _ in range(coordinators):
-            port = free_port()
-            proc = self.h.cluster.add_coordinator(extra=["--dashboard-port", str(port)])
+        ports = [free_port() for _ in range(coordinators)]
+        urls = [f"http://127.0.0.1:{p}/" for p in ports]
+        for i, port in enumerate(ports):
+            peers = ",".join(u for j, u in enumerate(urls) if j != i) or ""
+            extra = ["--dashboard-port", str(port)]
+            if peers:
+                extra += ["--dashboard-peers", peers]
+            proc = self.h.cluster.add_coordinator(extra=extra)
             self.ports[proc.name] = port
         self.h.cluster.wait_coordinators()
         for port in self.ports.values():

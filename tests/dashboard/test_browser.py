@@ -89,6 +89,22 @@ def test_the_page_keeps_updating_after_the_leader_is_sigkilled(
     tab.shot("overview-after-failover")
 
 
+def test_a_page_on_the_sigkilled_leader_moves_to_another_replica(
+    dash_cluster: DashCluster, tab: Page
+) -> None:
+    c = dash_cluster.start(coordinators=3, agents=3)
+    c.h.client.submit(layered_dag(500, project="moved", sleep=(0.05, 0.12)))
+    leader = c.h.wait_leader().leader.leader_id
+    tab.page.goto(c.url(leader) + "#/")
+    wait_count(tab, "moved", "succeeded", 0)
+    c.h.leader_proc().kill()  # type: ignore[attr-defined]
+    dead = f":{c.ports[leader]}/"
+    tab.page.wait_for_url(lambda url: dead not in url, timeout=20_000)
+    tab.page.wait_for_selector('[data-count="moved:succeeded"]')
+    moved_at = count(tab, "moved", "succeeded")
+    assert wait_count(tab, "moved", "succeeded", moved_at) > moved_at
+
+
 def test_a_dag_of_1000_tasks_renders_under_2_seconds(dash_cluster: DashCluster, tab: Page) -> None:
     c = dash_cluster.start(coordinators=1, agents=0)
     c.h.client.submit(layered_dag(1000, project="big", width=30))

@@ -11,6 +11,7 @@ const CRITICAL = CSS.getPropertyValue("--critical").trim();
 const COLLAPSE_OVER = 40; // a layer with more tasks is drawn as one block until expanded
 const TABLE_ROWS = 500;
 const REFETCH_GAP_MS = 2000;
+const FAILOVER_AFTER_MS = 2500; // without the event stream this long, try a peer replica
 
 const app = {
   route: null,
@@ -26,6 +27,7 @@ const app = {
   pending: false,
   view: { x: 20, y: 20, k: 1 },
   filter: { state: "", text: "" },
+  failoverTimer: null,
 };
 
 // -- DOM helpers ---------------------------------------------------------------
@@ -130,14 +132,35 @@ function connect(project) {
   src.onopen = () => {
     conn.dataset.state = "live";
     conn.textContent = "live";
+    clearTimeout(app.failoverTimer);
+    app.failoverTimer = null;
   };
   src.onerror = () => {
     conn.dataset.state = "reconnecting";
     conn.textContent = "reconnecting…";
+    if (!app.failoverTimer) app.failoverTimer = setTimeout(tryPeers, FAILOVER_AFTER_MS);
   };
   src.addEventListener("status", (e) => onStatus(JSON.parse(e.data)));
   src.addEventListener("project", (e) => onProjectEvent(JSON.parse(e.data)));
   src.addEventListener("resync", () => refetch(true));
+}
+
+// This replica stopped answering: move to another replica's dashboard (the
+// same page: the route is in the hash), the first that answers.
+async function tryPeers() {
+  app.failoverTimer = null;
+  if (app.source && app.source.readyState === EventSource.OPEN) return;
+  const peers = (app.status && app.status.peers) || [];
+  for (const peer of peers) {
+    try {
+      await fetch(peer + "api/v1/status", { mode: "no-cors", cache: "no-store" });
+      location.replace(peer + location.hash);
+      return;
+    } catch (err) {
+      // that one is down too: try the next
+    }
+  }
+  app.failoverTimer = setTimeout(tryPeers, FAILOVER_AFTER_MS);
 }
 
 function onStatus(st) {
@@ -320,6 +343,8 @@ function renderOverview() {
       h("dd", { id: "leader-changes" }, st.leader_changes),
       h("dt", {}, "replicas"),
       h("dd", {}, st.replicas.map((r) => h("span", { class: "tag" }, r.id))),
+      h("dt", {}, "other dashboards"),
+      h("dd", { id: "peers" }, (st.peers || []).length ? st.peers.map((u) => h("a", { href: u + location.hash, class: "tag" }, u)) : "–"),
       h("dt", {}, "agents"),
       h("dd", { id: "agents-count" }, `${st.agents.registered} registered` + (st.agents.connected === null ? "" : `, ${st.agents.connected} with a session here`)),
       h("dt", {}, "slots"),
