@@ -30,22 +30,32 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from workhive.coordinator.etcd import (
+    ClusterState,
     Election,
     EtcdClient,
     EtcdError,
+    EtcdUnavailable,
+    FenceLost,
     Keyspace,
     LeaseKeeper,
     LeaseLost,
     LeaseRefresher,
+    ProjectMeta,
     Session,
     SessionState,
     StandbyMirror,
     Store,
+    SubmitConflict,
     observe,
+    snapshot,
+    submit_project,
 )
+from workhive.coordinator.etcd.retention import compact as compact_history
+from workhive.coordinator.etcd.retention import delete_project
 from workhive.coordinator.leader.driver import LeaderDriver
+from workhive.coordinator.leader.retention import RetentionLoop
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import AgentInfo, LeaderInfo
+from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
 from workhive.coordinator.scheduling import SchedulerConfig
 from workhive.coordinator.service.agent_hub import AgentHub
 from workhive.coordinator.service.agent_service import AgentServicer
@@ -143,6 +153,69 @@ class CoordinatorNode:
     async def register_agent(self, info: AgentInfo, lease: int) -> None:
         await asyncio.to_thread(Store(self.client, self.ks).register_agent, info, lease)
 
+    # -- the servicers' view (service.node_view.NodeView) ---------------------------
+
+    @property
+    def agent_lease_ttl(self) -> int:
+        return self.settings.agent_lease_ttl
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        return self.settings.heartbeat_interval_ms
+
+    def leading(self) -> LeaderDriver | None:
+        return self.driver
+
+    def mirror(self) -> ClusterState | None:
+        """The leader's cluster mirror, read-only (None: not leading, or not
+        rebuilt yet). Only the leader changes it, through its own mutators."""
+        return self.driver.cluster() if self.driver is not None else None
+
+    @property
+    def etcd_targets(self) -> str:
+        return ", ".join(self.client.targets)
+
+    async def etcd_problem(self) -> str:
+        try:
+            await asyncio.to_thread(self.client.ping, 1.0)
+        except EtcdUnavailable:
+            return f"etcd at {self.etcd_targets} is unreachable: showing the last state seen"
+        return ""
+
+    async def cluster_state(self) -> ClusterState:
+        mirror = self.mirror()
+        if mirror is not None:
+            return mirror
+        rev, kvs = await asyncio.to_thread(snapshot, self.client, self.ks.root)
+        return ClusterState.from_kvs(self.ks, rev, kvs)
+
+    async def submit(self, spec: ProjectSpec) -> ProjectMeta:
+        driver = self.driver
+        if driver is None:
+            raise SubmitConflict("this replica no longer leads")
+        return await asyncio.to_thread(
+            submit_project, self.client, self.ks, spec, fence=driver.fence, keeper=self.keeper
+        )
+
+    async def delete_project(self, pid: str, compact: bool) -> int:
+        """Delete a project in one fenced txn (0: no such project); with
+        ``compact``, compact etcd's history up to the delete."""
+        driver = self.driver
+        if driver is None:
+            raise FenceLost()
+        revision = await asyncio.to_thread(delete_project, self.client, self.ks, pid, driver.fence)
+        if revision and compact:
+            await asyncio.to_thread(compact_history, self.client, revision)
+        return revision
+
+    async def registered_lease(self, agent_id: str) -> int | None:
+        try:
+            kv = await asyncio.to_thread(self.client.get, self.ks.agent(agent_id))
+        except EtcdError as exc:
+            log.warning("lease ownership unknown: etcd", agent_id=agent_id, error=str(exc))
+            return None
+        return kv.lease if kv is not None else None
+
     @property
     def standby(self) -> StandbyMirror | None:
         """The warm mirror while following (``None`` while leading, or off)."""
@@ -186,12 +259,6 @@ class CoordinatorNode:
         await set_serving(health, True)
         if s.metrics_port:
             self.metrics.serve(s.metrics_port)
-        dashboard = None
-        if s.dashboard_port:  # docs/dashboard.md
-            from workhive.coordinator.dashboard import Dashboard
-
-            dashboard = Dashboard(self)
-            await dashboard.start()
         observer = observe(self._client, self.ks, self._leader_seen)
         tasks = [
             asyncio.create_task(self._campaign_loop(), name="campaign"),
@@ -219,8 +286,6 @@ class CoordinatorNode:
                 with contextlib.suppress(EtcdError):
                     await asyncio.to_thread(self._session.close)
             self.hub.close_all()
-            if dashboard is not None:
-                await dashboard.stop()
             await server.stop(s.shutdown_grace)
             if health_server is not None:
                 await health_server[0].stop(None)
@@ -329,13 +394,22 @@ class CoordinatorNode:
         log.info("leading", id=self.id, term=election.term)
         standby, self._standby = self._standby, None
         await driver.start(standby)
+        retention = None
+        if self.settings.retention_seconds > 0:
+            loop = RetentionLoop(
+                self.settings.retention_seconds,
+                driver.cluster,
+                lambda pid: self.delete_project(pid, compact=True),
+                driver.clock,
+            )
+            retention = asyncio.create_task(loop.run())
         waits = [
             asyncio.create_task(lost.wait()),
             asyncio.create_task(driver.lost.wait()),
             asyncio.create_task(self._stopping.wait()),
         ]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
+        for w in [*waits, *([retention] if retention else [])]:
             w.cancel()
         if not self._stopping.is_set():
             log.warning("lost leadership", id=self.id, term=election.term)

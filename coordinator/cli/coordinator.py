@@ -63,6 +63,17 @@ def coordinator(
     auth_tokens_file: Path | None = typer.Option(
         None, help="Per-agent bearer tokens (see docs/security.md) [env WORKHIVE_AUTH_TOKENS_FILE]."
     ),
+    retention: float | None = typer.Option(
+        None,
+        "--retention",
+        help="Delete projects this many seconds after they finished (0: keep) "
+        "[env WORKHIVE_RETENTION_SECONDS].",
+    ),
+    insecure_listen_anywhere: bool | None = typer.Option(
+        None,
+        "--insecure-listen-anywhere",
+        help="Allow a non-loopback --listen without auth_tokens_file (open APIs).",
+    ),
     health_listen: str | None = typer.Option(
         None, help="Plaintext grpc.health.v1-only address for kubelet probes (empty: off)."
     ),
@@ -97,6 +108,8 @@ def coordinator(
         "tls_server_name": tls_server_name,
         "auth_tokens_file": auth_tokens_file,
         "health_listen": health_listen,
+        "insecure_listen_anywhere": insecure_listen_anywhere,
+        "retention_seconds": retention,
         "etcd_cacert": etcd_cacert,
         "etcd_cert": etcd_cert,
         "etcd_key": etcd_key,
@@ -110,15 +123,48 @@ def coordinator(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_codes.USAGE) from None
     configure_logging(settings.log_format, settings.log_level)
+    if not settings.auth_tokens_file:
+        structlog.get_logger("workhive.security").warning(
+            "no auth_tokens_file: anyone who reaches the listen address may submit, cancel "
+            "and act as any agent",
+            listen=settings.listen,
+        )
     from workhive.coordinator.node import CoordinatorNode
 
     node = CoordinatorNode(settings)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if not settings.dashboard_port:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, node.stop)
+            await node.run()
+            return
+        # the dashboard sits beside the node, in its loop (docs/dashboard.md)
+        from workhive.coordinator.dashboard import Dashboard
+
+        dashboard = Dashboard(node)
+        stopping: set[asyncio.Task[None]] = set()
+
+        def stop() -> None:  # the dashboard goes first: no page reads a closing node
+            node.stop()
+            task = loop.create_task(dashboard.stop())
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, node.stop)
-        await node.run()
+            loop.add_signal_handler(sig, stop)
+        ready = asyncio.Event()
+        running = asyncio.create_task(node.run(ready))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait([running, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if ready.is_set():
+            await dashboard.start()
+        try:
+            await running
+        finally:
+            await dashboard.stop()
 
     try:
         asyncio.run(main())
@@ -126,7 +172,7 @@ def coordinator(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_codes.USAGE) from None
     except (EtcdError, TimeoutError) as exc:
-        structlog.get_logger().error("etcd unreachable", error=str(exc))
+        typer.echo(f"error: {exc or type(exc).__name__}", err=True)  # one line, no dump
         raise typer.Exit(exit_codes.UNAVAILABLE) from None
     except OSError as exc:
         structlog.get_logger().error("cannot serve", error=str(exc))

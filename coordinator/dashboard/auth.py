@@ -5,8 +5,10 @@ Contract (docs/dashboard.md, "Actions and security"):
 - reads (``GET``) are open to whoever reaches the port (default bind
   127.0.0.1); they show what ``workhive status`` shows;
 - actions (``POST``) need what the gRPC client API needs: with
-  ``auth_tokens_file``, ``Authorization: Bearer <token>`` of the ``*client*``
-  identity (none or unknown: 401, an agent's token: 403); with mutual TLS
+  ``auth_tokens_file``, ``Authorization: Bearer <token>`` of a client whose
+  role is ``admin`` and whose project prefix covers the project (none or an
+  unknown token: 401; an agent's token, a ``read``/``submit`` role or another
+  prefix: 403); with mutual TLS
   (``tls_ca`` and ``tls_client_auth``), a client certificate signed by
   ``tls_ca`` (403 without);
 - every action also needs the header ``X-Workhive-Action: 1`` and, when the
@@ -24,7 +26,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
-from workhive.coordinator.service.security import CLIENT_IDENTITY, TokenStore
+from workhive.coordinator.service.tokens import TokenStore
 from workhive.coordinator.settings import Settings
 
 ACTION_HEADER = "X-Workhive-Action"
@@ -59,8 +61,8 @@ class ActionGuard:
         auth = request.headers.get("Authorization", "")
         return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
 
-    def check(self, request: web.Request) -> Denied | None:
-        """``None`` when the request may act, else why not."""
+    def check(self, request: web.Request, project: str = "") -> Denied | None:
+        """``None`` when the request may act (on ``project``), else why not."""
         if request.headers.get(ACTION_HEADER) != "1":
             return Denied(403, f"actions need the header {ACTION_HEADER}: 1")
         origin = request.headers.get("Origin")
@@ -76,6 +78,12 @@ class ActionGuard:
             if who is None:
                 why = "an unknown bearer token" if token else "no bearer token"
                 return Denied(401, f"{why}: actions need the client token")
-            if who != CLIENT_IDENTITY:
+            if who.agent:
                 return Denied(403, "an agent token cannot use the client API")
+            if not who.may("admin"):
+                return Denied(
+                    403, f"client {who.name!r} (role {who.role}) may not act: admin needed"
+                )
+            if project and not who.sees(project):
+                return Denied(403, f"client {who.name!r} may not touch project {project!r}")
         return None

@@ -27,6 +27,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from workhive.client import AccessDenied, Client, UnknownProject, WorkhiveError
 from workhive.coordinator.dashboard.auth import ActionGuard, ssl_context
 from workhive.coordinator.dashboard.live import LiveFeed
 from workhive.coordinator.dashboard.model import Model
@@ -36,14 +37,13 @@ from workhive.coordinator.dashboard.views import (
     status_view,
     task_view,
 )
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
 from workhive.coordinator.service.security import channel_credentials
 
 if TYPE_CHECKING:
     from workhive.coordinator.node import CoordinatorNode
 
 log = structlog.get_logger("workhive.dashboard")
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"  # resolved: an editable install links files
 PING_EVERY = 15.0
 
 
@@ -214,14 +214,15 @@ class Dashboard:
     # -- actions ---------------------------------------------------------------------
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        denied = self.guard.check(request)
+        pid = request.match_info["pid"]
+        denied = self.guard.check(request, project=pid)
         if denied is not None:
             return _error(denied.status, denied.message)
-        pid = request.match_info["pid"]
         reason = "cancelled from the dashboard"
         driver = self.node.driver
-        if driver is not None and driver.mirror is not None:
-            if pid not in driver.mirror.projects:
+        mirror = driver.cluster() if driver is not None else None
+        if driver is not None and mirror is not None:
+            if pid not in mirror.projects:
                 return _error(404, f"no project {pid!r}")
             await driver.cancel(pid, reason)
             log.info("project cancelled from the dashboard", project=pid)
@@ -238,19 +239,21 @@ class Dashboard:
         with the caller's token."""
         s = self.node.settings
         creds = channel_credentials(s.tls_ca or None, s.tls_cert, s.tls_key) if s.tls_cert else None
-        meta = (("authorization", f"Bearer {token}"),) if token else ()
 
-        def call() -> Any:
-            with WorkhiveClient(
-                [address], timeout=5.0, call_deadline=5.0, credentials=creds, metadata=meta
+        def call() -> int:
+            with Client(
+                [address], timeout=5.0, call_deadline=5.0, credentials=creds, token=token or None
             ) as c:
                 return c.cancel(pid, reason)
 
         try:
             await asyncio.to_thread(call)
-        except ClientError as exc:
-            status = 404 if exc.reason == "UNKNOWN_PROJECT" else 502
-            return _error(status, f"leader refused: {exc}")
+        except UnknownProject as exc:
+            return _error(404, f"leader: {exc}")
+        except AccessDenied as exc:
+            return _error(403, f"leader refused: {exc}")
+        except WorkhiveError as exc:
+            return _error(502, f"leader did not cancel: {exc}")
         log.info("project cancel passed to the leader", project=pid, leader=address)
         return _json(orjson.dumps({"project": pid, "cancelled": True, "by": address}))
 

@@ -76,7 +76,7 @@ def leader_metrics(node: CoordinatorNode) -> dict[str, float]:
     driver = node.driver
     if driver is None:
         return {}
-    m = driver.state.metrics(driver.clock())
+    m = driver.scheduler_metrics()
     return {
         "total_steals": float(m.total_steals),
         "average_steal_size": m.average_steal_size,
@@ -95,12 +95,13 @@ async def take_snapshot(node: CoordinatorNode, *, allow_etcd: bool = True) -> Sn
     """A snapshot of ``node``'s view; ``None`` when only an etcd read would do
     and ``allow_etcd`` is false (the caller then keeps its last one)."""
     driver = node.driver
-    if driver is not None and driver.mirror is not None:
-        snap = _from(driver.mirror, node, "leader")
+    mirror = driver.cluster() if driver is not None else None
+    if driver is not None and mirror is not None:
+        snap = _from(mirror, node, "leader")
         return replace(
             snap,
             metrics=leader_metrics(node),
-            loads=driver.state.loads(),
+            loads=driver.loads(),
             connected=frozenset(node.hub.conns),
         )
     standby = node.standby

@@ -154,3 +154,15 @@ def test_no_asset_loads_anything_from_the_internet() -> None:
         text = (root / name).read_text()
         assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text), name
         assert "@import" not in text, name
+
+
+def test_a_read_only_client_token_cannot_act(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text("clients:\n  viewer: {token: viewer-token-0123456789, role: read}\n")
+
+    async def body(c: TestClient[Any, Any], node: FakeNode) -> None:
+        ro = {**ACT, "Authorization": "Bearer viewer-token-0123456789"}
+        r = await c.post("/api/v1/projects/p/cancel", headers=ro)
+        assert r.status == 403 and "admin" in (await r.json())["error"]
+
+    run(body, auth_tokens_file=str(path))
