@@ -125,6 +125,8 @@ class Model:
             )
             self._incremental += 1
         point = self.tracker.observe(snap, {p: counts_of(s) for p, s in states.items()})
+        for key in [k for k in self._layouts if k[0] not in snap.projects]:
+            del self._layouts[key]  # a deleted project (retention)
         for pid in list(self._rows):
             if pid not in states:
                 del self._rows[pid]
