@@ -118,8 +118,31 @@ def test_a_dag_of_1000_tasks_renders_under_2_seconds(dash_cluster: DashCluster, 
         timeout=10_000,
     )
     elapsed = time.monotonic() - start
+    print(f"1,000-task DAG drawn {elapsed:.2f}s after the click")
     assert elapsed < 2.0, f"the 1,000-task DAG took {elapsed:.2f}s"
     assert tab.page.locator("#tasks tr").count() == 501  # header + the first 500 rows
+
+
+def test_a_wide_layer_is_folded_and_a_click_unfolds_it(
+    dash_cluster: DashCluster, tab: Page
+) -> None:
+    c = dash_cluster.start(coordinators=1, agents=0)
+    c.h.client.submit(layered_dag(1000, project="wide", width=100))
+    c.wait(lambda: bool(c.api("coordinator-0", "api/v1/status")["projects"]), what="project")
+    tab.page.goto(c.url("coordinator-0") + "#/projects/wide")
+    dag = tab.page.locator("#dag[data-drawn='1000']")
+    dag.wait_for()
+    assert dag.get_attribute("data-collapsed") == "10"  # ten layers of 100 tasks
+    x, y = tab.page.evaluate(
+        """() => {
+          const b = app.geometry.blocks.find(Boolean);
+          const r = document.getElementById('dag').getBoundingClientRect();
+          return [r.left + app.view.x + (b.x + 5) * app.view.k,
+                  r.top + app.view.y + (b.y + b.h / 2) * app.view.k];
+        }"""
+    )
+    tab.page.mouse.click(x, y)
+    tab.page.wait_for_selector("#dag[data-collapsed='9']")
 
 
 def test_no_console_errors_on_any_page(dash_cluster: DashCluster, tab: Page) -> None:

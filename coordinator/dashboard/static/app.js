@@ -631,6 +631,7 @@ function drawDag() {
   });
   window.__dagDrawMs = performance.now() - t0;
   c.dataset.drawn = String(p.tasks.length);
+  c.dataset.collapsed = String(g.blocks.filter(Boolean).length);
   c.dataset.revision = String(p.revision);
 }
 
