@@ -179,7 +179,12 @@ class Dashboard:
 
     async def _agents(self, request: web.Request) -> web.Response:
         f = await self.model.frame()
-        return await self._view(lambda: {"agents": agents_view(f.snap, self.node.lease_age)})
+        refresher = self.node.refresher
+
+        def lease_age(lease_id: int) -> float | None:
+            return refresher.last_keepalive(lease_id) if refresher is not None else None
+
+        return await self._view(lambda: {"agents": agents_view(f.snap, lease_age)})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         page = self.live.open(request.query.get("project", ""))

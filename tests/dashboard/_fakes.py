@@ -90,5 +90,13 @@ class FakeNode:
     def standby(self) -> FakeStandby:
         return FakeStandby(self.cs)
 
-    def lease_age(self, lease_id: int) -> float | None:
+    @property
+    def refresher(self) -> FakeRefresher:
+        return FakeRefresher()
+
+
+class FakeRefresher:
+    """``LeaseRefresher.last_keepalive``: agent a1's lease was kept alive 0.5 s ago."""
+
+    def last_keepalive(self, lease_id: int) -> float | None:
         return 0.5 if lease_id == 0x11 else None
