@@ -54,9 +54,13 @@ def _require_browser() -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context() -> Iterator[Any]:
-    """One headless Chromium for the session, with a fresh profile directory."""
+    """One headless Chromium per test module, with a fresh profile directory.
+
+    Module scope, not session: while Playwright's sync API lives it keeps an
+    event loop running on the test thread, and later tests' ``asyncio.run``
+    would refuse to start."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.dashboard._fakes import FakeNode, chain_state, succeed
+from tests.dashboard._fakes import FakeNode, chain_state, run_async, succeed
 from workhive.coordinator.dashboard import Dashboard
 from workhive.coordinator.model import TaskKey
 from workhive.coordinator.settings import Settings
@@ -34,7 +34,7 @@ def run(body: Callable[[TestClient[Any, Any], FakeNode], Awaitable[None]], **set
             await dash.live.stop()
             dash.model.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_status_counts_every_state() -> None:

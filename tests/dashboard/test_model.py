@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.dashboard._fakes import FakeNode, chain_state, claim, succeed
+from tests.dashboard._fakes import FakeNode, chain_state, claim, run_async, succeed
 from workhive.coordinator.dashboard.model import Model
 from workhive.coordinator.dashboard.views import project_states, task_row
 from workhive.coordinator.model import TaskKey
@@ -18,7 +18,7 @@ def test_a_frame_is_reused_within_the_interval() -> None:
         finally:
             model.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_rows_kept_across_frames_equal_rows_made_afresh() -> None:
@@ -45,4 +45,4 @@ def test_rows_kept_across_frames_equal_rows_made_afresh() -> None:
         finally:
             model.close()
 
-    asyncio.run(main())
+    run_async(main)
