@@ -22,7 +22,7 @@ ready work waits.
 
 from __future__ import annotations
 
-__all__ = ["agent_key", "follows_plan", "task_key", "uses_affinity"]
+__all__ = ["agent_key", "follows_plan", "task_key", "uses_affinity", "uses_scarcity"]
 
 _RANKED = frozenset({"critical-path", "default"})
 _LOAD = frozenset({"balanced", "default"})
@@ -52,4 +52,10 @@ def uses_affinity(policy: str) -> bool:
 
 def follows_plan(policy: str) -> bool:
     """Whether the policy follows a planner's schedule when one is given."""
+    return policy == "default"
+
+
+def uses_scarcity(policy: str) -> bool:
+    """Whether agents with capabilities other work needs are kept for it
+    (scarcity.py): only ``default``."""
     return policy == "default"

@@ -59,11 +59,14 @@ from workhive.coordinator.scheduling.metrics import (
     lock_contention_rate,
 )
 from workhive.coordinator.scheduling.planner_types import Plan
+from workhive.coordinator.scheduling.priorities import effective_priorities, holds_the_end
+from workhive.coordinator.scheduling.scarcity import Needs
 from workhive.coordinator.scheduling.policies import (
     agent_key,
     follows_plan,
     task_key,
     uses_affinity,
+    uses_scarcity,
 )
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, plan_steals
 
@@ -79,6 +82,7 @@ class _Task:
     __slots__ = (
         "agent",
         "attempt",
+        "eff",
         "heap_id",
         "index",
         "key",
@@ -106,6 +110,7 @@ class _Task:
         self.agent: _Agent | None = None
         self.waiting = len(spec.depends_on)
         self.rank = 0.0
+        self.eff = spec.priority  # effective priority (priorities.py)
         self.predicted = 0.0
         self.ready_seq = 0
         self.heap_id = -1
@@ -120,8 +125,10 @@ class _Project:
     __slots__ = (
         "analysis",
         "by_id",
+        "capped",
         "cp_done",
         "finished",
+        "left",
         "plan",
         "plan_seqs",
         "rank_version",
@@ -136,6 +143,7 @@ class _Project:
         self.spec = spec
         self.tasks: list[_Task] = []
         self.by_id: dict[str, _Task] = {}
+        self.capped: list[_Task] = []  # tasks with requires (scarcity.py)
         self.analysis: GraphAnalysis | None = None
         self.remaining = len(spec.tasks)
         self.plan: Plan | None = None
@@ -144,6 +152,7 @@ class _Project:
         self.since_rank = 0
         self.unestimated = any(t.estimate is None for t in spec.tasks)
         self.cp_done = 0.0
+        self.left = 0.0  # predicted seconds of unfinished work
         self.finished: str | None = None
 
 
@@ -222,6 +231,8 @@ class SchedulerState:
         self._groups: dict[frozenset[str], _Group] = {}
         self._eligible: dict[frozenset[str], list[_Group]] = {}
         self._ready: dict[frozenset[str], list[tuple[tuple[float, ...], int, _Task]]] = {}
+        # the same ready tasks by upward rank alone (the tail rule, priorities.py)
+        self._by_rank: dict[frozenset[str], list[tuple[float, int, _Task]]] = {}
         self._branch_owner: dict[tuple[str, str], _Agent] = {}
         self._queued: dict[str, _Agent] = {}  # agents with a non-empty queue
         # queued tasks by urgency, for free slots to take from saturated agents
@@ -233,6 +244,7 @@ class SchedulerState:
         self._stats = _Stats()
         self._out: list[Command] = []
         self._push_queued_later: list[_Task] = []
+        self._needs: Needs | None = None
 
     # ------------------------------------------------------------ public API
 
@@ -398,15 +410,18 @@ class SchedulerState:
             t = _Task(TaskKey(spec.id, ts.id), ts, i, p)
             p.tasks.append(t)
             p.by_id[ts.id] = t
+            if ts.requires:
+                p.capped.append(t)
         self._rerank(p)
         return p
 
     def _rerank(self, p: _Project) -> None:
         pred = self.durations.predict
-        p.analysis = analyse(p.spec, pred)
-        for t, r, w in zip(p.tasks, p.analysis.rank, p.analysis.weight, strict=True):
-            t.rank = r
-            t.predicted = w
+        an = p.analysis = analyse(p.spec, pred)
+        eff = effective_priorities([t.spec.priority for t in p.tasks], an.children, an.order)
+        for t, r, w, e in zip(p.tasks, an.rank, an.weight, eff, strict=True):
+            t.rank, t.predicted, t.eff = r, w, e
+        p.left = sum(t.predicted for t in p.tasks if not t.state.terminal)
         p.rank_version = self.durations.version
         p.since_rank = 0
 
@@ -462,6 +477,7 @@ class SchedulerState:
         t.state = _OK
         self._stats.busy += ev.duration
         drift = self.durations.observe(t.spec, ev.duration)
+        p.left -= t.predicted
         if p.analysis and p.analysis.on_critical_path(t.index):
             p.cp_done += p.analysis.weight[t.index]
         if p.plan and t.spec.id in p.plan.tasks:
@@ -625,6 +641,20 @@ class SchedulerState:
         if heap is None:
             heap = self._ready[t.spec.requires] = []
         heapq.heappush(heap, (k, self._push, t))
+        if uses_scarcity(self.config.policy):
+            heapq.heappush(self._by_rank.setdefault(t.spec.requires, []), (-t.rank, self._push, t))
+
+    def _tail_task(self, req: frozenset[str]) -> tuple[tuple[float, ...], int, _Task] | None:
+        """The highest-ranked ready task needing ``req`` if it holds the end."""
+        h = self._by_rank.get(req)
+        while h and (h[0][2].heap_id != h[0][1] or h[0][2].state is not _R):
+            heapq.heappop(h)
+        if not h:
+            return None
+        t = h[0][2]
+        if not holds_the_end(t.rank, t.project.left, self._slots(), self.config.tail_margin):
+            return None
+        return ((-1e18, -t.rank, t.index), h[0][1], t)
 
     def _push_queued(self, t: _Task) -> None:
         if (
@@ -656,6 +686,7 @@ class SchedulerState:
     def _rebuild_ready(self) -> None:
         tasks = [e[2] for h in self._ready.values() for e in h if e[2].heap_id == e[1]]
         self._ready = {}
+        self._by_rank = {}
         for t in tasks:
             if t.state is _R and not t.planned:
                 self._push_ready(t)
@@ -797,6 +828,7 @@ class SchedulerState:
 
     def _pick_agent(self, t: _Task, tier: int) -> _Agent | None:
         req = t.spec.requires
+        nd = self._needs
         if t.spec.branch and uses_affinity(self.config.policy):
             o = self._branch_owner.get((t.key.project, t.spec.branch))
             if (
@@ -804,18 +836,54 @@ class SchedulerState:
                 and o.alive
                 and req <= o.info.capabilities
                 and (o.free_slots > 0 if tier == _SLOT else o.queue_room > 0)
+                and not (nd and self._reserved(t, o.group, tier, nd))
             ):
                 return o
         best: tuple[tuple[float, ...], int, _Agent] | None = None
         for g in self._eligible_groups(req):
             e = self._top_agent(g, tier)
-            if e is not None and (best is None or e[:2] < best[:2]):
+            if e is None:
+                continue
+            if nd is not None:
+                if self._reserved(t, g, tier, nd):
+                    continue
+                e = ((*nd.agent_cost(req, g.caps, _waiting), *e[0]), e[1], e[2])
+            if best is None or e[:2] < best[:2]:
                 best = e
         return best[2] if best else None
+
+    def _reserved(self, t: _Task, g: _Group, tier: int, nd: Needs) -> bool:
+        """Whether group ``g``'s places must be left to needy work (scarcity.py)."""
+        if g.caps <= t.spec.requires:
+            return False
+        ags = [a for a in self._agents.values() if a.group is g]
+        free = sum(a.free_slots if tier == _SLOT else a.queue_room for a in ags)
+        if tier == _QUEUE:
+            free += sum(a.free_slots for a in ags)
+        return nd.blocks(t.spec.requires, g.caps, free, t.predicted, _waiting)
+
+    def _build_needs(self, now: float) -> Needs | None:
+        """Capability-bound work ready now or once its running dependencies end."""
+        if len(self._groups) < 2 or not uses_scarcity(self.config.policy):
+            return None
+        nd = Needs()
+        for p in self._projects.values():
+            if p.finished or p.analysis is None:
+                continue
+            for t in p.capped:
+                if t.state is _R and not t.planned:
+                    nd.add(t.spec.requires, 0.0, t)
+                elif t.state is _P:
+                    deps = [p.tasks[i] for i in p.analysis.parents[t.index]]
+                    if all(d.state is _OK or d.state is _RUN for d in deps):
+                        left = [_remaining(d.predicted, d.started_at, now) for d in deps if d.state is _RUN]
+                        nd.add(t.spec.requires, max(left, default=0.0), t)
+        return nd if nd.entries else None
 
     # ------------------------------------------------------------ dispatch
 
     def _dispatch(self, now: float) -> None:
+        self._needs = self._build_needs(now)
         self._start_queued(now)
         if self._planned:
             self._dispatch_planned(now)
@@ -825,10 +893,12 @@ class SchedulerState:
                 for req, heap in self._ready.items():
                     while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
                         heapq.heappop(heap)
-                    if not heap or (best is not None and heap[0][:2] >= best[:2]):
+                    top = self._tail_task(req) if heap and self._by_rank else None
+                    top = top or (heap[0] if heap else None)
+                    if top is None or (best is not None and top[:2] >= best[:2]):
                         continue
-                    if any(self._top_agent(g, tier) for g in self._eligible_groups(req)):
-                        best = heap[0]
+                    if self._pick_agent(top[2], tier) is not None:
+                        best = top
                 if tier == _SLOT and self._qheap:
                     q = self._top_queued()
                     if (
@@ -840,8 +910,7 @@ class SchedulerState:
                 if best is None:
                     break
                 t = best[2]
-                heapq.heappop(self._ready[t.spec.requires])
-                t.heap_id = -1
+                t.heap_id = -1  # its heap entries are now stale (lazy deletion)
                 a = self._pick_agent(t, tier)
                 assert a is not None
                 self._assign(t, a, now)
@@ -863,12 +932,27 @@ class SchedulerState:
                 continue
             while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
                 heapq.heappop(heap)
-            if heap and (best is None or heap[0][:2] < best[:2]):
-                best = heap[0]
+            top = self._tail_task(req) if heap and self._by_rank else None
+            top = top or (heap[0] if heap else None)
+            if top and (best is None or top[:2] < best[:2]):
+                nd = self._needs
+                if nd is None or not self._reserved(top[2], a.group, _SLOT, nd):
+                    best = top
         return best[2] if best else None
 
+    def _urgency(self, t: _Task) -> tuple[float, ...]:
+        """``_key``, except that a task holding the project's end comes first."""
+        if uses_scarcity(self.config.policy) and holds_the_end(
+            t.rank, t.project.left, self._slots(), self.config.tail_margin
+        ):
+            return (-1e18, -t.rank, t.index)
+        return self._key(t)
+
+    def _slots(self) -> int:
+        return sum(a.info.slots for a in self._agents.values())
+
     def _key(self, t: _Task) -> tuple[float, ...]:
-        return task_key(self.config.policy, t.spec.priority, t.rank, t.index, t.ready_seq)
+        return task_key(self.config.policy, t.eff, t.rank, t.index, t.ready_seq)
 
     def _steal_to_slot(self, t: _Task, now: float) -> bool:
         """A free slot takes ``t`` from a saturated agent's queue (steal on idle)."""
@@ -914,12 +998,12 @@ class SchedulerState:
                     # a freed slot takes a more urgent ready task before its prefetch
                     r = self._best_ready_for(a)
                     q = self._top_queued() if self._qheap else None
-                    own = self._key(a.queue[0])
+                    own = self._urgency(a.queue[0])
                     if (
                         q is not None
                         and q[2].agent is not a
                         and q[0] < own
-                        and (r is None or q[0] < self._key(r))
+                        and (r is None or q[0] < self._urgency(r))
                         and q[2].spec.requires <= a.info.capabilities
                         and self._worth_moving(q[2], now)
                     ):
@@ -927,9 +1011,8 @@ class SchedulerState:
                         assert victim is not None
                         self._move(q[2], victim, a, now)
                         continue
-                    if r is not None and self._key(r) < own:
-                        heapq.heappop(self._ready[r.spec.requires])
-                        r.heap_id = -1
+                    if r is not None and self._urgency(r) < own:
+                        r.heap_id = -1  # lazy deletion from its heaps
                         self._assign(r, a, now)
                         continue
                 t = a.queue.pop(0)
@@ -1075,6 +1158,11 @@ class SchedulerState:
         if count_event:
             self._stats.steal_events += 1
         self._out.append(StealTask(t.key, victim.info.id, thief.info.id, t.attempt, start))
+
+
+def _waiting(t: object) -> bool:
+    """Whether needy work recorded in ``Needs`` still waits for a place."""
+    return isinstance(t, _Task) and (t.state is _R or t.state is _P)
 
 
 def _remaining(predicted: float, started_at: float | None, now: float) -> float:

@@ -139,6 +139,8 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "planner",
         "planner_types",
         "policies",
+        "priorities",
+        "scarcity",
         "simulator",
         "state",
         "stealing",
