@@ -68,7 +68,11 @@ def layered_dag(
             tid = f"t{i}"
             i += 1
             pool = [x for lay in layers[-2:] for x in lay]
-            deps = tuple(sorted(set(rng.sample(pool, min(len(pool), rng.randint(1, 3)))))) if pool else ()
+            deps = (
+                tuple(sorted(set(rng.sample(pool, min(len(pool), rng.randint(1, 3))))))
+                if pool
+                else ()
+            )
             est = float(rng.randint(1, 100))
             gpu = rng.random() < gpu_share
             prio = 5
@@ -154,7 +158,9 @@ def wf_cases(sizes: tuple[int, ...], agents: tuple[int, ...], seed: int) -> list
         for n in sizes:
             tasks = tuple(wf_workflow(recipe, n, seed))
             for m in agents:
-                spec = ProjectSpec(id=f"{recipe}-{n}-{m}", tasks=tasks, agents=(AgentGroup(count=m),))
+                spec = ProjectSpec(
+                    id=f"{recipe}-{n}-{m}", tasks=tasks, agents=(AgentGroup(count=m),)
+                )
                 out.append(Case(f"wf {m}", f"{recipe} n={len(tasks)} m={m}", spec))
     return out
 
@@ -200,7 +206,10 @@ def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> 
         still = []
         for li in free:
             caps = lanes[li]
-            pick = next((i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps), None)
+            pick = next(
+                (i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps),
+                None,
+            )
             if pick is None:
                 pick = next((i for i in ready if spec.tasks[i].requires <= caps), None)
             if pick is None:

@@ -43,9 +43,7 @@ class Needs:
     def _relevant(
         self, req: frozenset[str], caps: frozenset[str], waiting: Callable[[object], bool]
     ) -> list[float]:
-        return [
-            r for q, r, t in self.entries if q <= caps and not q <= req and waiting(t)
-        ]
+        return [r for q, r, t in self.entries if q <= caps and not q <= req and waiting(t)]
 
     def agent_cost(
         self, req: frozenset[str], caps: frozenset[str], waiting: Callable[[object], bool]

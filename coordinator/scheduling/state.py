@@ -59,8 +59,6 @@ from workhive.coordinator.scheduling.metrics import (
     lock_contention_rate,
 )
 from workhive.coordinator.scheduling.planner_types import Plan
-from workhive.coordinator.scheduling.priorities import effective_priorities, holds_the_end
-from workhive.coordinator.scheduling.scarcity import Needs
 from workhive.coordinator.scheduling.policies import (
     agent_key,
     follows_plan,
@@ -68,6 +66,8 @@ from workhive.coordinator.scheduling.policies import (
     uses_affinity,
     uses_scarcity,
 )
+from workhive.coordinator.scheduling.priorities import effective_priorities, holds_the_end
+from workhive.coordinator.scheduling.scarcity import Needs
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, plan_steals
 
 __all__ = ["SchedulerState"]
@@ -864,7 +864,7 @@ class SchedulerState:
 
     def _build_needs(self, now: float) -> Needs | None:
         """Capability-bound work ready now or once its running dependencies end."""
-        if len(self._groups) < 2 or not uses_scarcity(self.config.policy):
+        if not uses_scarcity(self.config.policy) or not any(g.caps for g in self._groups.values()):
             return None
         nd = Needs()
         for p in self._projects.values():
@@ -876,9 +876,13 @@ class SchedulerState:
                 elif t.state is _P:
                     deps = [p.tasks[i] for i in p.analysis.parents[t.index]]
                     if all(d.state is _OK or d.state is _RUN for d in deps):
-                        left = [_remaining(d.predicted, d.started_at, now) for d in deps if d.state is _RUN]
+                        left = [
+                            _remaining(d.predicted, d.started_at, now)
+                            for d in deps
+                            if d.state is _RUN
+                        ]
                         nd.add(t.spec.requires, max(left, default=0.0), t)
-        return nd if nd.entries else None
+        return nd
 
     # ------------------------------------------------------------ dispatch
 

@@ -1,0 +1,146 @@
+"""Rules of issue 18: effective priority, the tail rule, scarce capabilities."""
+
+from __future__ import annotations
+
+from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec
+from workhive.coordinator.scheduling import (
+    AgentJoined,
+    AssignTask,
+    ProjectSubmitted,
+    SchedulerConfig,
+    SchedulerState,
+)
+from workhive.coordinator.scheduling.priorities import effective_priorities, holds_the_end
+from workhive.coordinator.scheduling.scarcity import Needs
+
+GPU = frozenset({"gpu"})
+
+
+def K(t: str) -> TaskKey:
+    return TaskKey("p", t)
+
+
+def T(tid: str, *deps: str, est: float = 1.0, **kw: object) -> TaskSpec:
+    return TaskSpec(id=tid, depends_on=deps, estimate=est, **kw)  # type: ignore[arg-type]
+
+
+def agent(
+    aid: str, slots: int = 1, prefetch: int = 0, caps: frozenset[str] = frozenset()
+) -> AgentInfo:
+    return AgentInfo(id=aid, slots=slots, prefetch=prefetch, capabilities=caps)
+
+
+def submit(policy: str, agents: list[AgentInfo], *tasks: TaskSpec) -> list[object]:
+    s = SchedulerState(SchedulerConfig(policy=policy))
+    evs = [AgentJoined(a, 0) for a in agents]
+    return list(s.handle(*evs, ProjectSubmitted(ProjectSpec(id="p", tasks=tasks), 0)))
+
+
+def test_effective_priority_is_the_max_over_descendants() -> None:
+    # a -> b -> c(9); d(2) alone
+    children = [[1], [2], [], []]
+    assert effective_priorities([5, 5, 9, 2], children, [0, 1, 2, 3]) == [9, 9, 9, 2]
+
+
+def test_urgent_leaf_lifts_its_ancestor_before_a_longer_task() -> None:
+    cmds = submit(
+        "critical-path",
+        [agent("a")],
+        T("long", est=5),
+        T("b", est=1),
+        T("urgent", "b", est=1, priority=9),
+    )
+    assert cmds == [AssignTask(K("b"), "a", 1, True)]
+
+
+def test_task_holding_the_end_goes_before_a_more_urgent_one_with_slack() -> None:
+    cmds = submit("default", [agent("a")], T("long", est=10), T("urgent", est=1, priority=9))
+    assert cmds == [AssignTask(K("long"), "a", 1, True)]
+
+
+def test_urgent_task_goes_first_while_the_others_have_slack() -> None:
+    cmds = submit(
+        "default",
+        [agent("a")],
+        T("x", est=1),
+        T("y", est=1),
+        T("z", est=1),
+        T("urgent", est=1, priority=9),
+    )
+    assert cmds == [AssignTask(K("urgent"), "a", 1, True)]
+
+
+def test_holds_the_end_compares_rank_with_time_left() -> None:
+    assert holds_the_end(rank=8.0, left_work=40.0, slots=4, margin=0.3)
+    assert not holds_the_end(rank=6.0, left_work=40.0, slots=4, margin=0.3)
+
+
+def test_plain_task_prefers_the_agent_without_extra_capabilities() -> None:
+    cmds = submit("default", [agent("g", caps=GPU), agent("c")], T("x"))
+    assert cmds == [AssignTask(K("x"), "c", 1, True)]
+
+
+def test_ready_gpu_work_keeps_the_gpu_slot_from_a_higher_ranked_plain_task() -> None:
+    cmds = submit(
+        "default",
+        [agent("g", caps=GPU), agent("c")],
+        T("busy", est=10),
+        T("plain", est=10),
+        T("g1", est=1, requires=GPU),
+    )
+    assert cmds == [AssignTask(K("busy"), "c", 1, True), AssignTask(K("g1"), "g", 1, True)]
+
+
+def test_without_scarcity_rules_a_plain_task_takes_the_gpu_slot() -> None:
+    cmds = submit(
+        "critical-path",
+        [agent("g", caps=GPU), agent("c")],
+        T("busy", est=10),
+        T("plain", est=10),
+        T("g1", est=1, requires=GPU),
+    )
+    assert cmds == [AssignTask(K("busy"), "g", 1, True), AssignTask(K("plain"), "c", 1, True)]
+
+
+def _gpu_parent_running(plain2: float) -> SchedulerState:
+    s = SchedulerState(SchedulerConfig())
+    s.handle(
+        AgentJoined(agent("g0", caps=GPU), 0),
+        AgentJoined(agent("c"), 0),
+        ProjectSubmitted(
+            ProjectSpec(
+                id="p",
+                tasks=(
+                    T("parent", est=2, requires=GPU),
+                    T("child", "parent", est=1, requires=GPU),
+                    T("plain", est=5),
+                    T("plain2", est=plain2),
+                ),
+            ),
+            0,
+        ),
+    )
+    assert s.running("g0") == [K("parent")] and s.running("c") == [K("plain")]
+    return s
+
+
+def test_gpu_slot_is_kept_for_gpu_work_ready_before_a_plain_task_would_end() -> None:
+    # the gpu child is ready in 2 s; a 5 s plain task would still hold the slot
+    s = _gpu_parent_running(plain2=5)
+    assert s.handle(AgentJoined(agent("g1", caps=GPU), 0)) == []
+
+
+def test_gpu_slot_runs_a_plain_task_that_ends_before_gpu_work_is_ready() -> None:
+    s = _gpu_parent_running(plain2=1)
+    assert s.handle(AgentJoined(agent("g1", caps=GPU), 0)) == [
+        AssignTask(K("plain2"), "g1", 1, True)
+    ]
+
+
+def test_needs_blocks_only_capabilities_the_task_does_not_need() -> None:
+    nd = Needs()
+    nd.add(GPU, 0.0, "t")
+    waiting = lambda t: True  # noqa: E731
+    assert nd.blocks(frozenset(), GPU, free=1, duration=1.0, waiting=waiting)
+    assert not nd.blocks(GPU, GPU, free=1, duration=1.0, waiting=waiting)
+    assert not nd.blocks(frozenset(), GPU, free=2, duration=1.0, waiting=waiting)
