@@ -46,6 +46,9 @@ class SchedulerConfig:
         tail_margin: a ready task whose upward rank reaches ``1 - tail_margin``
             of its project's predicted time left (work left / slots) goes before
             any task with slack, whatever the priorities (``default`` only).
+        prefetch_horizon: ``default`` puts a task in an agent's prefetch queue
+            only when that agent is predicted to start it within this many
+            seconds (first slot free plus the work queued ahead).
         plan_drift_tolerance: relative error of an observed duration against
             the planned one beyond which the plan is abandoned (replan requested).
     """
@@ -66,6 +69,7 @@ class SchedulerConfig:
     duration_drift: float = 0.2
     plan_drift_tolerance: float = 0.1
     tail_margin: float = 0.3
+    prefetch_horizon: float = 0.05
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

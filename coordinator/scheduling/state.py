@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec, TaskState
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.durations import DurationModel
+from workhive.coordinator.scheduling.estimates import margin
 from workhive.coordinator.scheduling.events import (
     AgentJoined,
     AgentLeft,
@@ -245,6 +246,7 @@ class SchedulerState:
         self._out: list[Command] = []
         self._push_queued_later: list[_Task] = []
         self._needs: Needs | None = None
+        self._now = 0.0
 
     # ------------------------------------------------------------ public API
 
@@ -420,7 +422,9 @@ class SchedulerState:
         an = p.analysis = analyse(p.spec, pred)
         eff = effective_priorities([t.spec.priority for t in p.tasks], an.children, an.order)
         for t, r, w, e in zip(p.tasks, an.rank, an.weight, eff, strict=True):
-            t.rank, t.predicted, t.eff = r, w, e
+            t.rank, t.eff = r, e
+            if t.agent is None:  # agents' loads hold what was predicted at assignment
+                t.predicted = w
         p.left = sum(t.predicted for t in p.tasks if not t.state.terminal)
         p.rank_version = self.durations.version
         p.since_rank = 0
@@ -488,7 +492,6 @@ class SchedulerState:
         p.since_rank += 1
         if (
             drift
-            and p.unestimated
             and p.rank_version != self.durations.version
             and p.since_rank >= max(16, len(p.tasks) // 50)
         ):
@@ -652,7 +655,7 @@ class SchedulerState:
         if not h:
             return None
         t = h[0][2]
-        if not holds_the_end(t.rank, t.project.left, self._slots(), self.config.tail_margin):
+        if not holds_the_end(t.rank, t.project.left, self._slots(), self._margin()):
             return None
         return ((-1e18, -t.rank, t.index), h[0][1], t)
 
@@ -839,6 +842,8 @@ class SchedulerState:
                 and not (nd and self._reserved(t, o.group, tier, nd))
             ):
                 return o
+        if tier == _QUEUE and uses_scarcity(self.config.policy):
+            return self._soon_free_agent(t)
         best: tuple[tuple[float, ...], int, _Agent] | None = None
         for g in self._eligible_groups(req):
             e = self._top_agent(g, tier)
@@ -851,6 +856,27 @@ class SchedulerState:
             if best is None or e[:2] < best[:2]:
                 best = e
         return best[2] if best else None
+
+    def _soon_free_agent(self, t: _Task) -> _Agent | None:
+        """Prefetch place for ``t`` only on an agent whose slot is predicted to
+        free within ``prefetch_horizon`` (a queue is for hiding a round trip,
+        not for parking work behind a long task)."""
+        best: tuple[tuple[float, ...], _Agent] | None = None
+        nd = self._needs
+        for g in self._eligible_groups(t.spec.requires):
+            if nd is not None and self._reserved(t, g, _QUEUE, nd):
+                continue
+            cost = nd.agent_cost(t.spec.requires, g.caps, _waiting) if nd else ()
+            for a in self._agents.values():
+                if a.group is not g or a.queue_room <= 0:
+                    continue
+                wait = self._frees_in(a, self._now) + sum(q.predicted for q in a.queue)
+                if wait > self.config.prefetch_horizon:
+                    continue
+                k = (*cost, *agent_key(self.config.policy, a.load, a.seq))
+                if best is None or k < best[0]:
+                    best = (k, a)
+        return best[1] if best else None
 
     def _reserved(self, t: _Task, g: _Group, tier: int, nd: Needs) -> bool:
         """Whether group ``g``'s places must be left to needy work (scarcity.py)."""
@@ -881,13 +907,16 @@ class SchedulerState:
                             for d in deps
                             if d.state is _RUN
                         ]
-                        nd.add(t.spec.requires, max(left, default=0.0), t)
+                        soon = max(left, default=0.0)
+                        if soon <= self.config.prefetch_horizon:  # "about to be" ready
+                            nd.add(t.spec.requires, soon, t)
         return nd
 
     # ------------------------------------------------------------ dispatch
 
     def _dispatch(self, now: float) -> None:
         self._needs = self._build_needs(now)
+        self._now = now
         self._start_queued(now)
         if self._planned:
             self._dispatch_planned(now)
@@ -947,10 +976,13 @@ class SchedulerState:
     def _urgency(self, t: _Task) -> tuple[float, ...]:
         """``_key``, except that a task holding the project's end comes first."""
         if uses_scarcity(self.config.policy) and holds_the_end(
-            t.rank, t.project.left, self._slots(), self.config.tail_margin
+            t.rank, t.project.left, self._slots(), self._margin()
         ):
             return (-1e18, -t.rank, t.index)
         return self._key(t)
+
+    def _margin(self) -> float:
+        return margin(self.config.tail_margin, self.durations.errors.spread())
 
     def _slots(self) -> int:
         return sum(a.info.slots for a in self._agents.values())

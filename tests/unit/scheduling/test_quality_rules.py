@@ -125,14 +125,15 @@ def _gpu_parent_running(plain2: float) -> SchedulerState:
 
 
 def test_gpu_slot_is_kept_for_gpu_work_ready_before_a_plain_task_would_end() -> None:
-    # the gpu child is ready in 2 s; a 5 s plain task would still hold the slot
+    # at 1.98 s the gpu child is ready in 0.02 s; a 5 s plain task would still hold the slot
     s = _gpu_parent_running(plain2=5)
-    assert s.handle(AgentJoined(agent("g1", caps=GPU), 0)) == []
+    assert s.handle(AgentJoined(agent("g1", caps=GPU), 1.98)) == []
 
 
 def test_gpu_slot_runs_a_plain_task_that_ends_before_gpu_work_is_ready() -> None:
-    s = _gpu_parent_running(plain2=1)
-    assert s.handle(AgentJoined(agent("g1", caps=GPU), 0)) == [
+    # 0.01 s of plain work ends before the gpu child is ready (in 0.02 s)
+    s = _gpu_parent_running(plain2=0.01)
+    assert s.handle(AgentJoined(agent("g1", caps=GPU), 1.98)) == [
         AssignTask(K("plain2"), "g1", 1, True)
     ]
 

@@ -132,6 +132,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     modules = {
         "config",
         "durations",
+        "estimates",
         "events",
         "graph",
         "loader",
