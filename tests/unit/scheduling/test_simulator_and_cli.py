@@ -137,6 +137,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "graph",
         "loader",
         "metrics",
+        "placement",
         "planner",
         "planner_types",
         "policies",
