@@ -10,6 +10,8 @@ from workhive.coordinator.scheduling import (
     SchedulerConfig,
     SchedulerState,
 )
+from workhive.coordinator.scheduling.durations import DurationModel
+from workhive.coordinator.scheduling.estimates import EstimateErrors, margin
 from workhive.coordinator.scheduling.priorities import effective_priorities, holds_the_end
 from workhive.coordinator.scheduling.scarcity import Needs
 
@@ -145,3 +147,50 @@ def test_needs_blocks_only_capabilities_the_task_does_not_need() -> None:
     assert nd.blocks(frozenset(), GPU, free=1, duration=1.0, waiting=waiting)
     assert not nd.blocks(GPU, GPU, free=1, duration=1.0, waiting=waiting)
     assert not nd.blocks(frozenset(), GPU, free=2, duration=1.0, waiting=waiting)
+
+
+def test_no_prefetch_onto_an_agent_busy_beyond_the_horizon() -> None:
+    cmds = submit("default", [agent("a", prefetch=1)], T("x", est=5), T("y", est=3))
+    assert cmds == [AssignTask(K("x"), "a", 1, True)]
+
+
+def test_prefetch_onto_an_agent_whose_slot_frees_within_the_horizon() -> None:
+    cmds = submit("default", [agent("a", prefetch=1)], T("x", est=0.01), T("y", est=0.01))
+    assert cmds == [AssignTask(K("x"), "a", 1, True), AssignTask(K("y"), "a", 1, False)]
+
+
+def test_estimate_errors_scale_a_kind_after_enough_samples() -> None:
+    e = EstimateErrors(min_samples=5)
+    for _ in range(4):
+        e.observe("k", 1.0, 2.0)
+    assert e.scale("k") == 1.0
+    e.observe("k", 1.0, 2.0)
+    assert abs(e.scale("k") - 2.0) < 1e-9
+
+
+def test_exact_estimates_have_no_spread() -> None:
+    e = EstimateErrors(min_samples=2)
+    for x in (1.0, 5.0, 9.0, 2.0):
+        e.observe("k", x, x)
+    assert e.spread() == 0.0 and e.scale("k") == 1.0
+
+
+def test_spread_measures_the_error_around_the_kinds_calibration() -> None:
+    e = EstimateErrors(min_samples=2)
+    for r in (2.0, 0.5, 2.0, 0.5, 2.0, 0.5):
+        e.observe("k", 1.0, r)
+    assert 0.6 < e.spread() < 0.8  # |log 2| = 0.69
+
+
+def test_margin_widens_with_the_spread() -> None:
+    assert margin(0.3, 0.0) == 0.3
+    assert abs(margin(0.3, 0.25) - 0.65) < 1e-9
+    assert margin(0.3, 0.6) == 1.0
+
+
+def test_duration_model_calibrates_estimates_per_kind() -> None:
+    m = DurationModel()
+    for _ in range(5):
+        m.observe(T("d", est=1, kind="build"), 2.0)
+    assert abs(m.predict(T("x", est=3, kind="build")) - 6.0) < 1e-9
+    assert m.predict(T("y", est=3, kind="test")) == 3.0
