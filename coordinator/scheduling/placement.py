@@ -7,9 +7,10 @@ dispatch step, without mutating anything:
 - which agent a task goes to (``_pick_agent``): capabilities filter; the
   ``default`` policy then orders agents by scarcity (``scarcity.Needs``: an
   agent whose extra capabilities needy work can use comes last) and the
-  policy's own key, never takes a place reserved for needy work, and puts a
-  task in a prefetch queue only on an agent predicted to start it within
-  ``prefetch_horizon`` (``_soon_free_agent``);
+  policy's own key, never takes a place reserved for needy work, and, once
+  completions show the estimates are off (learned spread above
+  ``prefetch_spread``), puts a task in a prefetch queue only on an agent
+  predicted to start it within ``prefetch_horizon`` (``_soon_free_agent``);
 - which ready task goes first (``_tail_task``, ``_urgency``): effective
   priority, then upward rank, except that a task holding the project's
   predicted end goes before any task with slack (``priorities.holds_the_end``,
@@ -103,7 +104,11 @@ class Placement:
                 and not (nd and self._reserved(t, o.group, tier, nd))
             ):
                 return o
-        if tier == _QUEUE and uses_scarcity(self.config.policy):
+        if (
+            tier == _QUEUE
+            and uses_scarcity(self.config.policy)
+            and self.durations.errors.spread() > self.config.prefetch_spread
+        ):
             return self._soon_free_agent(t)
         best: tuple[tuple[float, ...], int, _Agent] | None = None
         for g in self._eligible_groups(req):

@@ -149,13 +149,34 @@ def test_needs_blocks_only_capabilities_the_task_does_not_need() -> None:
     assert not nd.blocks(frozenset(), GPU, free=2, duration=1.0, waiting=waiting)
 
 
-def test_no_prefetch_onto_an_agent_busy_beyond_the_horizon() -> None:
-    cmds = submit("default", [agent("a", prefetch=1)], T("x", est=5), T("y", est=3))
+def _noisy(policy: str = "default") -> SchedulerState:
+    """A scheduler whose completions showed estimates off by 2x either way."""
+    s = SchedulerState(SchedulerConfig(policy=policy))
+    for r in (2.0, 0.5) * 3:
+        s.durations.errors.observe("old", 1.0, r)
+    return s
+
+
+def test_no_prefetch_onto_an_agent_busy_beyond_the_horizon_when_estimates_are_off() -> None:
+    s = _noisy()
+    cmds = s.handle(
+        AgentJoined(agent("a", prefetch=1), 0),
+        ProjectSubmitted(ProjectSpec(id="p", tasks=(T("x", est=5), T("y", est=3))), 0),
+    )
     assert cmds == [AssignTask(K("x"), "a", 1, True)]
 
 
 def test_prefetch_onto_an_agent_whose_slot_frees_within_the_horizon() -> None:
-    cmds = submit("default", [agent("a", prefetch=1)], T("x", est=0.01), T("y", est=0.01))
+    s = _noisy()
+    cmds = s.handle(
+        AgentJoined(agent("a", prefetch=1), 0),
+        ProjectSubmitted(ProjectSpec(id="p", tasks=(T("x", est=0.01), T("y", est=0.01))), 0),
+    )
+    assert cmds == [AssignTask(K("x"), "a", 1, True), AssignTask(K("y"), "a", 1, False)]
+
+
+def test_prefetch_fills_as_asked_while_estimates_hold() -> None:
+    cmds = submit("default", [agent("a", prefetch=1)], T("x", est=5), T("y", est=3))
     assert cmds == [AssignTask(K("x"), "a", 1, True), AssignTask(K("y"), "a", 1, False)]
 
 
