@@ -9,6 +9,7 @@ from workhive.coordinator.scheduling import (
     ProjectSubmitted,
     SchedulerConfig,
     SchedulerState,
+    TaskSucceeded,
 )
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.estimates import EstimateErrors, margin
@@ -215,3 +216,31 @@ def test_duration_model_calibrates_estimates_per_kind() -> None:
         m.observe(T("d", est=1, kind="build"), 2.0)
     assert abs(m.predict(T("x", est=3, kind="build")) - 6.0) < 1e-9
     assert m.predict(T("y", est=3, kind="test")) == 3.0
+
+
+def _run_one_agent(build: float) -> list[str]:
+    """Start order on one agent of the docs/scheduling.md priority example."""
+    s = SchedulerState(SchedulerConfig())
+    p = ProjectSpec(
+        id="p",
+        tasks=(T("fetch", est=1), T("report", "fetch", est=1, priority=9), T("build", est=build)),
+    )
+    cmds = s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(p, 0))
+    order: list[str] = []
+    now = 0.0
+    while cmds:
+        started = [c.key.task for c in cmds if isinstance(c, AssignTask)]
+        if not started:
+            break
+        order += started
+        now += {"fetch": 1.0, "report": 1.0}.get(started[0], build)
+        cmds = s.handle(TaskSucceeded(K(started[0]), "a", now, now))
+    return order
+
+
+def test_docs_example_urgent_leaf_lifts_its_ancestor() -> None:
+    assert _run_one_agent(build=2) == ["fetch", "report", "build"]
+
+
+def test_docs_example_task_holding_the_end_goes_first() -> None:
+    assert _run_one_agent(build=10) == ["build", "fetch", "report"]
