@@ -2,7 +2,7 @@
 
 Run from the repo root: ``nice -n 10 .venv/bin/python -m bench.quality [--quick]
 [--families gpu,random,wf] [--policy default] [--time-box 1]``. Cases (see
-``bench/_quality_cases.py``): 6 plain + 2 gpu agents with 15 % gpu tasks and
+docs/scheduling.md, "Schedule quality"): 6 plain + 2 gpu agents with 15 % gpu tasks and
 priorities; random layered DAGs on 16 agents; WfCommons workflows (Montage,
 Epigenomics, 1000Genome, Cycles, Seismology, BLAST, BWA, SoyKB, SRASearch; 250
 and 1,000 tasks; estimate = mean runtime of the kind) on 4, 16 and 64 agents.

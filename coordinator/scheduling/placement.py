@@ -58,6 +58,7 @@ class Placement:
     _projects: dict[str, _Project]
     _needs: Needs | None
     _now: float
+    _slot_total: int
 
     def _key(self, t: _Task) -> tuple[float, ...]:
         raise NotImplementedError
@@ -146,7 +147,7 @@ class Placement:
 
     def _reserved(self, t: _Task, g: _Group, tier: int, nd: Needs) -> bool:
         """Whether group ``g``'s places must be left to needy work (scarcity.py)."""
-        if g.caps <= t.spec.requires:
+        if g.caps <= t.spec.requires or not nd.entries:
             return False
         ags = [a for a in self._agents.values() if a.group is g]
         free = sum(a.free_slots if tier == _SLOT else a.queue_room for a in ags)
@@ -206,7 +207,10 @@ class Placement:
         return margin(self.config.tail_margin, self.durations.errors.spread())
 
     def _slots(self) -> int:
-        return sum(a.info.slots for a in self._agents.values())
+        """Slots of all agents (counted once per dispatch step)."""
+        if self._slot_total < 0:
+            self._slot_total = sum(a.info.slots for a in self._agents.values())
+        return self._slot_total
 
     @staticmethod
     def _frees_in(a: _Agent, now: float) -> float:

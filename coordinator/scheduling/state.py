@@ -246,6 +246,7 @@ class SchedulerState(Placement):
         self._push_queued_later: list[_Task] = []
         self._needs: Needs | None = None
         self._now = 0.0
+        self._slot_total = -1
 
     # ------------------------------------------------------------ public API
 
@@ -804,6 +805,7 @@ class SchedulerState(Placement):
     def _dispatch(self, now: float) -> None:
         self._needs = self._build_needs(now)
         self._now = now
+        self._slot_total = -1
         self._start_queued(now)
         if self._planned:
             self._dispatch_planned(now)
