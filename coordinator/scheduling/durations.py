@@ -30,6 +30,7 @@ class DurationModel:
     ewma: dict[str, float] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)
     version: int = 0
+    calibration: int = 0  # bumped when a kind's estimate scale moves
     errors: EstimateErrors = field(default_factory=EstimateErrors)
     _at_bump: dict[str, float] = field(default_factory=dict)
     _scale_at_bump: dict[str, float] = field(default_factory=dict)
@@ -58,6 +59,7 @@ class DurationModel:
             if abs(sc - ref_sc) > self.drift * ref_sc:
                 self._scale_at_bump[k] = sc
                 self.version += 1
+                self.calibration += 1
                 calibrated = True
         old = self.ewma.get(k)
         new = seconds if old is None else old + self.alpha * (seconds - old)

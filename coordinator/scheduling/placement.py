@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from workhive.coordinator.model import TaskState
+from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.estimates import margin
@@ -59,6 +59,7 @@ class Placement:
     _needs: Needs | None
     _now: float
     _slot_total: int
+    _feeders: dict[TaskKey, _Task]
 
     def _key(self, t: _Task) -> tuple[float, ...]:
         raise NotImplementedError
@@ -156,28 +157,51 @@ class Placement:
         return nd.blocks(t.spec.requires, g.caps, free, t.predicted, _waiting)
 
     def _build_needs(self, now: float) -> Needs | None:
-        """Capability-bound work ready now or once its running dependencies end."""
+        """Capability-bound work ready now, or once its running dependencies
+        end within ``prefetch_horizon`` ("about to be" ready). Cost: the
+        ready capability heaps plus one look at every running task."""
         if not uses_scarcity(self.config.policy) or not any(g.caps for g in self._groups.values()):
             return None
         nd = Needs()
-        for p in self._projects.values():
-            if p.finished or p.analysis is None:
+        for req, heap in self._ready.items():
+            if req:
+                for _, hid, t in heap:
+                    if t.heap_id == hid and t.state is _R:
+                        nd.add(req, 0.0, t)
+        horizon = self.config.prefetch_horizon
+        seen: set[int] = set()
+        for key, r in list(self._feeders.items()):
+            an = r.project.analysis
+            if r.state is not _RUN or an is None:
+                del self._feeders[key]
                 continue
-            for t in p.capped:
-                if t.state is _R and not t.planned:
-                    nd.add(t.spec.requires, 0.0, t)
-                elif t.state is _P:
-                    deps = [p.tasks[i] for i in p.analysis.parents[t.index]]
-                    if all(d.state is _OK or d.state is _RUN for d in deps):
-                        left = [
-                            remaining(d.predicted, d.started_at, now)
-                            for d in deps
-                            if d.state is _RUN
-                        ]
-                        soon = max(left, default=0.0)
-                        if soon <= self.config.prefetch_horizon:  # "about to be" ready
-                            nd.add(t.spec.requires, soon, t)
+            if remaining(r.predicted, r.started_at, now) <= horizon:
+                self._add_soon_children(nd, r, now, seen)
         return nd
+
+    def _add_soon_children(self, nd: Needs, r: _Task, now: float, seen: set[int]) -> None:
+        """Needy children of running ``r`` whose other dependencies are done or
+        end within ``prefetch_horizon`` too."""
+        an = r.project.analysis
+        assert an is not None
+        for c in an.children[r.index]:
+            t = r.project.tasks[c]
+            if t.state is not _P or not t.spec.requires or id(t) in seen:
+                continue
+            seen.add(id(t))
+            deps = [r.project.tasks[i] for i in an.parents[c]]
+            if all(d.state is _OK or d.state is _RUN for d in deps):
+                soon = max(
+                    remaining(d.predicted, d.started_at, now) for d in deps if d.state is _RUN
+                )
+                if soon <= self.config.prefetch_horizon:
+                    nd.add(t.spec.requires, soon, t)
+
+    def _note_running(self, t: _Task) -> None:
+        """Track ``t`` if it feeds a task with ``requires`` (for ``_build_needs``)."""
+        an = t.project.analysis
+        if an is not None and any(t.project.tasks[c].spec.requires for c in an.children[t.index]):
+            self._feeders[t.key] = t
 
     def _best_ready_for(self, a: _Agent) -> _Task | None:
         """Best READY task ``a`` may run (ranked policies only)."""

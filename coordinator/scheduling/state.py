@@ -125,7 +125,7 @@ class _Project:
     __slots__ = (
         "analysis",
         "by_id",
-        "capped",
+        "calibration",
         "cp_done",
         "finished",
         "left",
@@ -143,7 +143,7 @@ class _Project:
         self.spec = spec
         self.tasks: list[_Task] = []
         self.by_id: dict[str, _Task] = {}
-        self.capped: list[_Task] = []  # tasks with requires (scarcity.py)
+        self.calibration = 0  # DurationModel.calibration at the last rerank
         self.analysis: GraphAnalysis | None = None
         self.remaining = len(spec.tasks)
         self.plan: Plan | None = None
@@ -247,6 +247,7 @@ class SchedulerState(Placement):
         self._needs: Needs | None = None
         self._now = 0.0
         self._slot_total = -1
+        self._feeders: dict[TaskKey, _Task] = {}  # running tasks feeding needy work
 
     # ------------------------------------------------------------ public API
 
@@ -412,8 +413,6 @@ class SchedulerState(Placement):
             t = _Task(TaskKey(spec.id, ts.id), ts, i, p)
             p.tasks.append(t)
             p.by_id[ts.id] = t
-            if ts.requires:
-                p.capped.append(t)
         self._rerank(p)
         return p
 
@@ -427,6 +426,7 @@ class SchedulerState(Placement):
                 t.predicted = w
         p.left = sum(t.predicted for t in p.tasks if not t.state.terminal)
         p.rank_version = self.durations.version
+        p.calibration = self.durations.calibration
         p.since_rank = 0
 
     def _on_joined(self, info: AgentInfo) -> None:
@@ -492,6 +492,7 @@ class SchedulerState(Placement):
         p.since_rank += 1
         if (
             drift
+            and (p.unestimated or p.calibration != self.durations.calibration)
             and p.rank_version != self.durations.version
             and p.since_rank >= max(16, len(p.tasks) // 50)
         ):
@@ -751,6 +752,7 @@ class SchedulerState(Placement):
         t.state = _RUN
         a.running[t.key] = t
         t.started_at = now
+        self._note_running(t)
         if t.stolen_at is not None:
             self._stats.latency_sum += now - t.stolen_at
             self._stats.latency_n += 1
