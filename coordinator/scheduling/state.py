@@ -827,7 +827,7 @@ class SchedulerState(Placement):
                     q = self._top_queued()
                     if (
                         q is not None
-                        and (best is None or q[:2] < best[:2])
+                        and (best is None or (self._urgency(q[2]), q[1]) < best[:2])
                         and self._steal_to_slot(q[2], now)
                     ):
                         continue
@@ -890,8 +890,8 @@ class SchedulerState(Placement):
                     if (
                         q is not None
                         and q[2].agent is not a
-                        and q[0] < own
-                        and (r is None or q[0] < self._urgency(r))
+                        and self._urgency(q[2]) < own
+                        and (r is None or self._urgency(q[2]) < self._urgency(r))
                         and q[2].spec.requires <= a.info.capabilities
                         and self._worth_moving(q[2], now)
                     ):
