@@ -26,6 +26,7 @@ __all__ = [
     "MarkTaskFailed",
     "PlanUpdated",
     "ProjectCancelled",
+    "ProjectDeleted",
     "ProjectFinished",
     "ProjectSubmitted",
     "RequestReplan",
@@ -110,7 +111,7 @@ class TaskFailed:
 
 @dataclass(frozen=True, slots=True)
 class ClaimLost:
-    """The claim vanished (lease expired, deleted): requeue with attempt + 1."""
+    """The claim vanished (lease expired, deleted): requeue (attempt + 1 if it had started)."""
 
     key: TaskKey
     agent_id: str
@@ -165,6 +166,14 @@ class ProjectCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectDeleted:
+    """A finished project was deleted from etcd: forget it (no commands)."""
+
+    project_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class StateRestored:
     """Replace all state with what a new leader read from etcd at one revision.
 
@@ -196,6 +205,7 @@ Event = (
     | StealRejected
     | StealTick
     | ProjectCancelled
+    | ProjectDeleted
     | StateRestored
 )
 

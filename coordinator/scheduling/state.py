@@ -11,9 +11,9 @@ same commands.
 Task lifecycle here: PENDING (deps unfinished) -> READY (in a ready heap or
 waiting for its planned agent) -> ASSIGNED (in an agent's prefetch queue) ->
 RUNNING (holds one of the agent's slots) -> SUCCEEDED | FAILED | CANCELLED.
-A lost claim sends the task back to READY with ``attempt + 1``; a task that
-had started and has used ``max_attempts`` fails instead, which cancels every
-descendant.
+A lost claim sends the task back to READY, with ``attempt + 1`` if it had
+started (only a start counts as an attempt); a task that had started and has
+used ``max_attempts`` fails instead, which cancels every descendant.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from workhive.coordinator.scheduling.events import (
     MarkTaskFailed,
     PlanUpdated,
     ProjectCancelled,
+    ProjectDeleted,
     ProjectFinished,
     ProjectSubmitted,
     RequestReplan,
@@ -383,12 +384,26 @@ class SchedulerState(Placement):
                 self._on_steal_rejected(ev)
             case ProjectCancelled():
                 self._on_cancelled(ev.project_id, ev.reason)
+            case ProjectDeleted():
+                self._on_deleted(ev.project_id)
             case PlanUpdated():
                 p = self._projects.get(ev.project_id)
                 if p and not p.finished:
                     self._set_plan(p, ev.plan)
             case StateRestored():
                 self._on_restored(ev)
+
+    def _on_deleted(self, project_id: str) -> None:
+        """Forget a finished project (deleting an unfinished one is refused
+        before it reaches etcd); its tasks left in the lazy heaps are terminal
+        and are skipped there."""
+        p = self._projects.get(project_id)
+        if p is None or not p.finished:
+            return
+        del self._projects[project_id]
+        self._planned.pop(project_id, None)
+        for key in [k for k in self._branch_owner if k[0] == project_id]:
+            del self._branch_owner[key]
 
     def _on_submitted(self, spec: ProjectSpec, plan: Plan | None) -> None:
         if spec.id in self._projects:
@@ -592,8 +607,8 @@ class SchedulerState(Placement):
             t.attempt = c.attempt
             a = self._agents.get(c.agent)
             if a is None:
-                t.state = _R  # provisional, so _lose can requeue it
-                self._requeue(t, f"agent {c.agent} gone")
+                t.state = _RUN if c.started else _R  # provisional, for _lose
+                self._lose(t, f"agent {c.agent} gone")
                 continue
             t.agent = a
             a.load += t.predicted
@@ -709,10 +724,13 @@ class SchedulerState(Placement):
         if started and t.attempt >= t.spec.max_attempts:
             self._fail(t, f"{reason}; attempts exhausted ({t.attempt})")
         else:
-            self._requeue(t, reason)
+            self._requeue(t, reason, spent=started)
 
-    def _requeue(self, t: _Task, reason: str) -> None:
-        t.attempt += 1
+    def _requeue(self, t: _Task, reason: str, spent: bool = True) -> None:
+        """READY again; the next run is a new attempt only if this one started
+        (only a start counts as an attempt)."""
+        if spent:
+            t.attempt += 1
         t.started_at = None
         self._make_ready(t)
         self._out.append(RequeueTask(t.key, t.attempt, reason))

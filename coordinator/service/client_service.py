@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
@@ -18,23 +18,23 @@ import structlog
 from workhive.coordinator.etcd import (
     ClusterState,
     EtcdError,
+    FenceLost,
+    InvalidArgument,
     ProjectExists,
     SubmitConflict,
-    snapshot,
-    submit_project,
 )
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.loader import ProjectError
 from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.coordinator.service.node_view import LeaderView, NodeView
 from workhive.v1 import client_pb2, client_pb2_grpc
-
-if TYPE_CHECKING:
-    from workhive.coordinator.node import CoordinatorNode
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
+MAX_ID_CHARS = 200  # the loader's limit for project and task ids
+STATUS_CACHE_ENTRIES = 128  # answers kept at most (keyed by client input: bounded)
 
 
 def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
@@ -69,21 +69,42 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
     )
 
 
+async def _check_ids(context: Ctx, **ids: str) -> None:
+    """Refuse ids longer than any stored id can be (INVALID_ARGUMENT, not echoed whole)."""
+    for name, value in ids.items():
+        if len(value) > MAX_ID_CHARS:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"{name}: {len(value)} characters, limit {MAX_ID_CHARS}",
+                )
+            )
+
+
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
-    def __init__(self, node: CoordinatorNode) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
-    async def _view(self) -> ClusterState:
-        driver = self.node.driver
-        if driver is not None and driver.mirror is not None:
-            return driver.mirror
-        node = self.node
-        rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
-        return ClusterState.from_kvs(node.ks, rev, kvs)
+    async def _view(self, context: Ctx) -> ClusterState:
+        """The leader's mirror, else a snapshot read from etcd; a snapshot that
+        fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry elsewhere)."""
+        try:
+            return await self.node.cluster_state()
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"coordinator {self.node.id} cannot read etcd at "
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
+                )
+            )
+            raise  # unreachable: abort raises
 
-    async def _leader_only(self, context: Ctx) -> Any:
-        driver = self.node.driver
+    async def _leader_only(self, context: Ctx) -> LeaderView:
+        driver = self.node.leading()
         if driver is None:
             leader = self.node.leader_info
             if leader is not None and leader.id != self.node.id:
@@ -94,18 +115,15 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def SubmitProject(
         self, request: client_pb2.SubmitProjectRequest, context: Ctx
     ) -> client_pb2.SubmitProjectResponse:
-        driver = await self._leader_only(context)
+        await self._leader_only(context)
         try:
             spec = project_from_proto(request.project, source="<submit>")
         except ProjectError as exc:
             await context.abort_with_status(
                 error_status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT", str(exc))
             )
-        node = self.node
         try:
-            meta = await asyncio.to_thread(
-                submit_project, node.client, node.ks, spec, fence=driver.fence, keeper=node.keeper
-            )
+            meta = await self.node.submit(spec)
         except ProjectExists:
             await context.abort_with_status(
                 error_status(
@@ -114,9 +132,26 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     f"project {spec.id!r} already exists",
                 )
             )
-        except (SubmitConflict, EtcdError) as exc:
+        except SubmitConflict as exc:
+            await context.abort_with_status(error_status(grpc.StatusCode.ABORTED, "", str(exc)))
+        except FenceLost:
+            await context.abort_with_status(no_leader())
+        except InvalidArgument as exc:  # etcd refused the write itself (e.g. too large)
             await context.abort_with_status(
-                error_status(grpc.StatusCode.UNAVAILABLE, "NO_LEADER", f"submit failed: {exc}")
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"project {spec.id!r} not stored: {exc}",
+                )
+            )
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"project {spec.id!r} not stored: etcd at "
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
+                )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
         return client_pb2.SubmitProjectResponse(
@@ -129,19 +164,29 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         """Status scans every task (O(tasks)): an answer is reused for
         STATUS_MAX_AGE seconds, or ten times what computing it took, so
         polling clients cannot take more than ~10% of the leader's loop."""
+        await _check_ids(context, project_id=request.project_id)
         key = (request.project_id, request.include_tasks)
         cached = self._status_cache.get(key)
         now = time.monotonic()
         if cached is not None and now < cached[0]:
             return cached[1]
-        resp = await self._status(request)
+        resp = await self._status(request, context)
         spent = time.monotonic() - now
-        self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
+        if not request.project_id or resp.projects:  # never cache answers for unknown ids
+            if len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                self._status_cache = {k: v for k, v in self._status_cache.items() if v[0] > now}
+                while len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                    self._status_cache.pop(next(iter(self._status_cache)))
+            self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
-    async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
-        cs = await self._view()
+    async def _status(
+        self, request: client_pb2.GetStatusRequest, context: Ctx
+    ) -> client_pb2.GetStatusResponse:
+        cs = await self._view(context)
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
+        resp.stale_reason = await self.node.etcd_problem()
+        resp.stale = bool(resp.stale_reason)
         pids = [request.project_id] if request.project_id else sorted(cs.projects)
         for pid in pids:
             meta = cs.projects.get(pid)
@@ -166,8 +211,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         queued: Counter[str] = Counter()
         for claim in cs.claims.values():
             (running if claim.started else queued)[claim.agent] += 1
-        driver = self.node.driver
-        loads = driver.state.loads() if driver is not None else {}
+        driver = self.node.leading()
+        loads = driver.loads() if driver is not None else {}
         for agent_id, info in sorted(cs.agents.items()):
             resp.agents.append(
                 client_pb2.AgentStatus(
@@ -185,10 +230,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
 
     def _metrics(self) -> dict[str, float]:
         out = {"leader_changes": float(max(0, self.node.leader_changes - 1))}
-        driver = self.node.driver
+        driver = self.node.leading()
         if driver is None:
             return out
-        m = driver.state.metrics(driver.clock())
+        m = driver.scheduler_metrics()
         out.update(
             total_steals=float(m.total_steals),
             average_steal_size=m.average_steal_size,
@@ -206,7 +251,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetTask(
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
-        cs = await self._view()
+        await _check_ids(context, project_id=request.project_id, task_id=request.task_id)
+        cs = await self._view(context)
         key = TaskKey(request.project_id, request.task_id)
         if key not in cs.tasks:
             return client_pb2.TaskStatus(
@@ -219,9 +265,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self, request: client_pb2.WatchProjectRequest, context: Ctx
     ) -> AsyncIterator[client_pb2.ProjectEvent]:
         pid = request.project_id
+        await _check_ids(context, project_id=pid)
         seen: dict[TaskKey, TaskState] = {}
         while True:
-            cs = await self._view()
+            cs = await self._view(context)
             if pid not in cs.projects:
                 await context.abort_with_status(
                     error_status(
@@ -246,8 +293,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def CancelProject(
         self, request: client_pb2.CancelProjectRequest, context: Ctx
     ) -> client_pb2.CancelProjectResponse:
+        await _check_ids(context, project_id=request.project_id)
         driver = await self._leader_only(context)
-        if driver.mirror is None or request.project_id not in driver.mirror.projects:
+        mirror = driver.cluster()
+        if mirror is None or request.project_id not in mirror.projects:
             await context.abort_with_status(
                 error_status(
                     grpc.StatusCode.NOT_FOUND,
@@ -256,9 +305,54 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         before = sum(
-            1
-            for s in effective_states(driver.mirror, request.project_id).values()
-            if not s.terminal
+            1 for s in effective_states(mirror, request.project_id).values() if not s.terminal
         )
-        await driver.cancel(request.project_id, request.reason or "cancelled by user")
+        # queued before any await, and shielded: a caller whose deadline
+        # expires abandons the answer, not the cancel
+        await asyncio.shield(
+            driver.cancel(request.project_id, request.reason or "cancelled by user")
+        )
         return client_pb2.CancelProjectResponse(cancelled=before)
+
+    async def DeleteProject(
+        self, request: client_pb2.DeleteProjectRequest, context: Ctx
+    ) -> client_pb2.DeleteProjectResponse:
+        """Delete a finished project (refused while any task is unfinished)."""
+        pid = request.project_id
+        await _check_ids(context, project_id=pid)
+        driver = await self._leader_only(context)
+        mirror = driver.cluster()
+        if mirror is None or pid not in mirror.projects:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
+            )
+        states = effective_states(mirror, pid)
+        unfinished = sum(1 for s in states.values() if not s.terminal)
+        if unfinished:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "PROJECT_RUNNING",
+                    f"project {pid!r} has {unfinished} unfinished tasks: "
+                    f"cancel it first (workhive cancel {pid})",
+                )
+            )
+        try:
+            revision = await asyncio.shield(self.node.delete_project(pid, request.compact))
+        except FenceLost:
+            await context.abort_with_status(no_leader())
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"project {pid!r} not deleted: etcd at {self.node.etcd_targets}: "
+                    f"{type(exc).__name__}",
+                )
+            )
+        if not revision:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
+            )
+        log.info("project deleted", project=pid, tasks=len(states), revision=revision)
+        return client_pb2.DeleteProjectResponse(tasks=len(states), revision=revision)

@@ -332,6 +332,13 @@ class GetStatusResponse(_message.Message):
     PROJECTS_FIELD_NUMBER: _builtins.int
     AGENTS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    STALE_REASON_FIELD_NUMBER: _builtins.int
+    stale: _builtins.bool
+    """The replica could not confirm its view with etcd just now: the answer is
+    the last state it saw and may be out of date; stale_reason says why.
+    """
+    stale_reason: _builtins.str
     @_builtins.property
     def leader(self) -> _common_pb2.LeaderInfo: ...
     @_builtins.property
@@ -349,10 +356,12 @@ class GetStatusResponse(_message.Message):
         projects: _abc.Iterable[Global___ProjectStatus] | None = ...,
         agents: _abc.Iterable[Global___AgentStatus] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        stale: _builtins.bool = ...,
+        stale_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["leader", b"leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "leader", b"leader", "metrics", b"metrics", "projects", b"projects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "leader", b"leader", "metrics", b"metrics", "projects", b"projects", "stale", b"stale", "stale_reason", b"stale_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -472,3 +481,50 @@ class CancelProjectResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelProjectResponse: _TypeAlias = CancelProjectResponse  # noqa: Y015
+
+@_typing.final
+class DeleteProjectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    COMPACT_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    compact: _builtins.bool
+    """also compact etcd's history up to the delete (frees it)"""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        compact: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProjectRequest: _TypeAlias = DeleteProjectRequest  # noqa: Y015
+
+@_typing.final
+class DeleteProjectResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    tasks: _builtins.int
+    """task records deleted"""
+    revision: _builtins.int
+    """etcd revision of the delete"""
+    def __init__(
+        self,
+        *,
+        tasks: _builtins.int = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProjectResponse: _TypeAlias = DeleteProjectResponse  # noqa: Y015
