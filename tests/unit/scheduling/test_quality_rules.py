@@ -9,6 +9,7 @@ from workhive.coordinator.scheduling import (
     ProjectSubmitted,
     SchedulerConfig,
     SchedulerState,
+    StealTask,
     TaskSucceeded,
 )
 from workhive.coordinator.scheduling.durations import DurationModel
@@ -244,3 +245,24 @@ def test_docs_example_urgent_leaf_lifts_its_ancestor() -> None:
 
 def test_docs_example_task_holding_the_end_goes_first() -> None:
     assert _run_one_agent(build=10) == ["build", "fetch", "report"]
+
+
+def test_freed_slot_takes_a_queued_task_holding_the_end_before_an_urgent_ready_one() -> None:
+    s = SchedulerState(SchedulerConfig())
+    tasks = (
+        T("a1", est=2),
+        T("b1", est=10),
+        T("tail", est=7),
+        T("urgent", "a1", est=3, priority=9),
+    )
+    s.handle(
+        AgentJoined(agent("b", prefetch=1), 0),
+        AgentJoined(agent("a"), 0),
+        ProjectSubmitted(ProjectSpec(id="p", tasks=tasks), 0),
+    )
+    assert (s.running("b"), s.running("a"), s.queued("b")) == ([K("b1")], [K("a1")], [K("tail")])
+    # at 2 s, 20 s of work are left on 2 slots: "tail" (7 s) holds the end
+    assert s.handle(TaskSucceeded(K("a1"), "a", 2, 2)) == [
+        StealTask(K("tail"), "b", "a", 1, True),
+        AssignTask(K("urgent"), "b", 1, False),
+    ]
