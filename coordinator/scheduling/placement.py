@@ -147,7 +147,7 @@ class Placement:
         return best[1] if best else None
 
     def _reserved(self, t: _Task, g: _Group, tier: int, nd: Needs) -> bool:
-        """Whether group ``g``'s places must be left to needy work (scarcity.py)."""
+        """Whether group ``g``'s places must be left to needy work (``scarcity.Needs.blocks``)."""
         if g.caps <= t.spec.requires or not nd.entries:
             return False
         ags = [a for a in self._agents.values() if a.group is g]

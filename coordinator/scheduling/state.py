@@ -111,7 +111,7 @@ class _Task:
         self.agent: _Agent | None = None
         self.waiting = len(spec.depends_on)
         self.rank = 0.0
-        self.eff = spec.priority  # effective priority (priorities.py)
+        self.eff = spec.priority  # effective priority (priorities.effective_priorities)
         self.predicted = 0.0
         self.ready_seq = 0
         self.heap_id = -1
@@ -232,7 +232,7 @@ class SchedulerState(Placement):
         self._groups: dict[frozenset[str], _Group] = {}
         self._eligible: dict[frozenset[str], list[_Group]] = {}
         self._ready: dict[frozenset[str], list[tuple[tuple[float, ...], int, _Task]]] = {}
-        # the same ready tasks by upward rank alone (the tail rule, priorities.py)
+        # the same ready tasks by upward rank alone (the tail rule, priorities.holds_the_end)
         self._by_rank: dict[frozenset[str], list[tuple[float, int, _Task]]] = {}
         self._branch_owner: dict[tuple[str, str], _Agent] = {}
         self._queued: dict[str, _Agent] = {}  # agents with a non-empty queue
