@@ -4,8 +4,9 @@ For every completed task that had an ``estimate`` the scheduler feeds
 ``x = log(observed / estimate)`` here. Two numbers come out:
 
 - ``scale(kind)``: ``exp(mean x)`` over the kind's completions once it has
-  ``min_samples`` of them (else 1): estimates of a kind that run 2x long are
-  read as 2x from then on (the duration model multiplies by it, ranks are
+  ``min_samples`` of them and the mean is beyond two standard errors from 0
+  (else 1: unbiased noise does not reorder kinds): estimates of a kind that
+  run 2x long are read as 2x from then on (the duration model multiplies by it, ranks are
   recomputed when it moves by more than the model's ``drift``);
 - ``spread()``: the standard deviation of ``x`` over all kinds, measured
   around each kind's own mean (0 until ``min_samples`` completions): how
@@ -63,6 +64,9 @@ class EstimateErrors:
         """Factor to apply to the kind's estimates (1 until enough samples)."""
         w = self.kinds.get(kind)
         if w is None or w.n < self.min_samples:
+            return 1.0
+        # only a bias the samples show (beyond 2 standard errors), not noise
+        if abs(w.mean) <= 2.0 * math.sqrt(w.m2 / (w.n - 1) / w.n):
             return 1.0
         return math.exp(w.mean)
 

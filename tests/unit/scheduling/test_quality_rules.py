@@ -266,3 +266,10 @@ def test_freed_slot_takes_a_queued_task_holding_the_end_before_an_urgent_ready_o
         StealTask(K("tail"), "b", "a", 1, True),
         AssignTask(K("urgent"), "b", 1, False),
     ]
+
+
+def test_unbiased_noise_does_not_scale_a_kind() -> None:
+    e = EstimateErrors(min_samples=5)
+    for r in (1.5, 0.7, 1.3, 0.8, 1.1, 0.9):
+        e.observe("k", 1.0, r)
+    assert e.scale("k") == 1.0
