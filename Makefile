@@ -7,35 +7,45 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LINKS  := $(VENV)/.linked
+# `pip install -e .` in setuptools' strict editable mode: a link tree in
+# build/__editable__.*, on a .pth path, that mypy, grimp and ruff follow like
+# installed files (the default mode's import hook hides them from such tools).
+STRICT := --config-settings editable_mode=strict
+# The link tree has one link per file: adding or removing a file in a package
+# folder changes the folder's mtime, and the tree is re-linked.
+PKG_DIRS := $(shell find proto/workhive coordinator agent client -type d -not -name __pycache__ 2>/dev/null)
 
 .PHONY: up test venv protos lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q ".[dev,bench]"
-	$(BIN)/python tools/devlink.py
-	touch $(STAMP)
+	$(BIN)/pip install -q $(STRICT) -e ".[dev,bench]"
+	touch $(STAMP) $(LINKS)
 
-venv: $(STAMP)
+$(LINKS): $(STAMP) $(PKG_DIRS)
+	$(BIN)/pip install -q --no-deps $(STRICT) -e .
+	touch $(LINKS)
 
-up: $(STAMP)
+venv: $(LINKS)
+
+up: $(LINKS)
 	$(BIN)/workhive up $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/python tools/devlink.py >/dev/null
+test: $(LINKS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-protos: $(STAMP)
+protos: $(LINKS)
 	$(BIN)/python tools/gen_protos.py
 
-lint: $(STAMP)
+lint: $(LINKS)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
-	$(BIN)/mypy -p workhive.coordinator -p workhive.agent
+typecheck: $(LINKS)
+	$(BIN)/mypy -p workhive.coordinator -p workhive.agent -p workhive.client
 
-bench: $(STAMP)
+bench: $(LINKS)
 	$(BIN)/python -m bench.run_all $(ARGS)
 
 clean:

@@ -39,6 +39,7 @@ from ._session import CHANNEL_OPTIONS, Session
 from ._types import (
     ConnectionState,
     CoordinatorUnavailable,
+    CredentialsRefused,
     Handler,
     Outcome,
     Task,
@@ -54,6 +55,8 @@ MAX_REDIRECTS = 3
 UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
 POLL = 0.05
+REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+"""Session ends that mean "these credentials will not do"."""
 MAX_ORPHANS = 256
 """Successful results whose claim was gone, kept in case the task comes back."""
 
@@ -82,6 +85,7 @@ class _SessionEnd:
     welcomed: bool
     redirect: LeaderHint | None = None
     code: str = ""
+    detail: str = ""
 
 
 @dataclass
@@ -291,6 +295,9 @@ class Agent:
 
     def _supervise(self) -> None:
         while True:
+            if isinstance(self._fatal, CredentialsRefused):
+                self._log.error("credentials refused", error=str(self._fatal))
+                raise self._fatal
             if self._fatal is not None:
                 raise RuntimeError(
                     f"agent thread crashed: {type(self._fatal).__name__}: {self._fatal}"
@@ -406,11 +413,18 @@ class Agent:
         index = 0
         hint: LeaderHint | None = None
         redirects = 0
+        refusals = 0
         while not self._closed and not self._finished:
             address = hint.address if hint else self._next_address(index)
             end = self._run_session(address)
             if self._done():
                 return
+            refusals = refusals + 1 if end.code in REFUSED else 0
+            if refusals >= max(2, len(self.coordinators)):
+                raise CredentialsRefused(
+                    f"the coordinators refused this agent's credentials ({end.code}: "
+                    f"{end.detail}); check --token/--token-file and the agent id"
+                )
             if end.welcomed:
                 redirects = 0
             if (
@@ -491,7 +505,9 @@ class Agent:
                     detail=status_details(err),
                     leader=hint.address if hint else None,
                 )
-            return _SessionEnd(welcomed=session.welcomed, redirect=hint, code=code)
+            return _SessionEnd(
+                welcomed=session.welcomed, redirect=hint, code=code, detail=status_details(err)
+            )
         finally:
             with self._lock:
                 if self._session is session:

@@ -28,11 +28,11 @@ from typing import Any
 import structlog
 
 from workhive.agent import Agent, Task
+from workhive.client import Client, WorkhiveError
 from workhive.coordinator.local_cluster.etcd_server import EtcdServer
 from workhive.coordinator.local_cluster.ports import free_port
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
 
 
 def quiet_logs() -> None:
@@ -210,7 +210,7 @@ class Bench:
         self.metrics = metrics
         self.metrics_ports: dict[str, int] = {}
         self.helpers: list[subprocess.Popen[bytes]] = []
-        self.client: WorkhiveClient | None = None
+        self.client: Client | None = None
 
     def __enter__(self) -> Bench:
         try:
@@ -229,7 +229,7 @@ class Bench:
         for _ in range(self.n):
             self.add_coordinator()
         self.cluster.wait_coordinators()
-        self.client = WorkhiveClient(self.addresses, timeout=60.0, call_deadline=30.0)
+        self.client = Client(self.addresses, timeout=60.0, call_deadline=30.0)
         self.wait_leader()
 
     def add_coordinator(self) -> Proc:
@@ -252,7 +252,7 @@ class Bench:
         assert self.client is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(WorkhiveError):
                 st = self.client.status()
                 if st.leader.leader_id:
                     return st.leader.leader_id
@@ -280,7 +280,7 @@ class Bench:
                 proj = next((p for p in st.projects if p.project_id == pid), None)
                 if proj is not None and proj.finished:
                     return time.monotonic()
-            except ClientError:
+            except WorkhiveError:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"project {pid} did not finish within {timeout:.0f}s")
@@ -346,7 +346,7 @@ class Bench:
         assert self.client is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(WorkhiveError):
                 if len(self.client.status().agents) >= n:
                     return
             time.sleep(0.1)

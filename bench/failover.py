@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from bench._common import AgentPool, Bench, emit, log, parse_args, to_spec
+from workhive.client import WorkhiveError
 from workhive.coordinator.local_cluster.ports import wait_for_port
-from workhive.coordinator.service.client import ClientError
 
 AGENTS = 4
 WORK_S = 0.02
@@ -61,7 +61,7 @@ def trial(b: Bench, pool: AgentPool, sig: signal.Signals, n: int) -> dict[str, A
     while time.monotonic() < deadline:
         if elected is None and time.monotonic() >= next_poll:
             next_poll = time.monotonic() + 0.05
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(WorkhiveError):
                 st = b.client.status()
                 if st.leader.leader_id and st.leader.term > old_term:
                     elected = time.monotonic()

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from bench._common import Bench, emit, log, parse_args, to_spec
-from workhive.coordinator.service.client import ClientError
+from workhive.client import WorkhiveError
 
 PER_PROCESS = {"sdk": 100, "swarm": 250}
 
@@ -109,7 +109,7 @@ def run(
         leader.popen.wait(timeout=10)
         answered: float | None = None
         while time.monotonic() < t_kill + 120:
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(WorkhiveError):
                 st = b.client.status("big")
                 if st.leader.term > old_term and st.projects:
                     answered = time.monotonic()

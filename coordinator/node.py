@@ -34,6 +34,7 @@ from workhive.coordinator.etcd import (
     Election,
     EtcdClient,
     EtcdError,
+    EtcdUnavailable,
     Keyspace,
     LeaseKeeper,
     LeaseLost,
@@ -165,6 +166,17 @@ class CoordinatorNode:
         """The leader's cluster mirror, read-only (None: not leading, or not
         rebuilt yet). Only the leader changes it, through its own mutators."""
         return self.driver.cluster() if self.driver is not None else None
+
+    @property
+    def etcd_targets(self) -> str:
+        return ", ".join(self.client.targets)
+
+    async def etcd_problem(self) -> str:
+        try:
+            await asyncio.to_thread(self.client.ping, 1.0)
+        except EtcdUnavailable:
+            return f"etcd at {self.etcd_targets} is unreachable: showing the last state seen"
+        return ""
 
     async def cluster_state(self) -> ClusterState:
         mirror = self.mirror()

@@ -36,11 +36,7 @@ def client_security(
     token_file: Path | None,
 ) -> tuple[grpc.ChannelCredentials | None, str | None]:
     """Channel credentials and bearer token from the CLI's TLS and token options."""
-    from workhive.coordinator.service.security import (
-        SecurityError,
-        channel_credentials,
-        read_token_file,
-    )
+    from workhive.client import CredentialsError, channel_credentials, read_token_file
 
     if token and token_file:
         raise typer.BadParameter("give --token or --token-file, not both", param_hint="--token")
@@ -48,14 +44,12 @@ def client_security(
         raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
     try:
         if token_file:
-            token = read_token_file(str(token_file))
+            token = read_token_file(token_file)
         creds = None
         if tls or ca or cert:
-            creds = channel_credentials(
-                str(ca) if ca else None, str(cert) if cert else None, str(key) if key else None
-            )
-    except SecurityError as exc:
-        raise typer.BadParameter(str(exc)) from None
+            creds = channel_credentials(ca, cert, key)
+    except CredentialsError as exc:
+        raise typer.BadParameter(exc.args[0]) from None
     return creds, token or None
 
 
@@ -158,7 +152,7 @@ def agent_command(
     log_level: str = typer.Option("info", "--log-level", envvar="WORKHIVE_LOG_LEVEL"),
 ) -> None:
     """Run tasks from the coordinators: one subprocess per task."""
-    from workhive.agent import Agent, CoordinatorUnavailable, ExecHandler
+    from workhive.agent import Agent, CoordinatorUnavailable, CredentialsRefused, ExecHandler
     from workhive.coordinator.logs import configure_logging
 
     addresses = _split(coordinator)
@@ -199,6 +193,9 @@ def agent_command(
     except CoordinatorUnavailable as exc:
         typer.echo(f"workhive agent: {exc}", err=True)
         raise typer.Exit(exit_codes.UNAVAILABLE) from exc
+    except CredentialsRefused as exc:
+        typer.echo(f"workhive agent: {exc}", err=True)
+        raise typer.Exit(exit_codes.NOPERM) from exc
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

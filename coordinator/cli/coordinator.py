@@ -126,7 +126,7 @@ def coordinator(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_codes.USAGE) from None
     except (EtcdError, TimeoutError) as exc:
-        structlog.get_logger().error("etcd unreachable", error=str(exc))
+        typer.echo(f"error: {exc or type(exc).__name__}", err=True)  # one line, no dump
         raise typer.Exit(exit_codes.UNAVAILABLE) from None
     except OSError as exc:
         structlog.get_logger().error("cannot serve", error=str(exc))

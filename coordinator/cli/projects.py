@@ -1,21 +1,35 @@
-"""``workhive submit``, ``workhive status`` and ``workhive cancel``."""
+"""``workhive submit``, ``workhive status``, ``workhive cancel`` and ``workhive wait``:
+thin commands over :class:`workhive.client.Client` (docs/client.md).
+
+Exit codes (``exit_codes``): 0 ok; 1 the work failed (invalid project,
+unknown project, a task failed for ``wait``); 2 usage (bad flags, no address,
+unreadable or refused credentials); 69 no coordinator, no leader or no etcd
+answered, or ``status`` could only give a stale answer (printed all the same,
+marked stale); 75 retry later (a concurrent submit of the same project).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
+from workhive.client import (
+    AccessDenied,
+    Client,
+    ClusterStatus,
+    CredentialsError,
+    Unavailable,
+    WaitTimeout,
+    WorkhiveError,
+)
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.scheduling.loader import ProjectError, load_project
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
-from workhive.coordinator.service.convert import state_name
-from workhive.v1 import client_pb2
 
 err = Console(stderr=True)
 
@@ -26,8 +40,6 @@ COORDINATORS = typer.Option(
     envvar="WORKHIVE_COORDINATOR",
     help="Comma-separated coordinator addresses (any replica; the leader is found).",
 )
-
-
 TLS = typer.Option(
     False, "--tls", envvar="WORKHIVE_CLIENT_TLS", help="Dial over TLS (implied by --tls-ca)."
 )
@@ -46,6 +58,9 @@ TOKEN_FILE = typer.Option(
     envvar="WORKHIVE_CLIENT_TOKEN_FILE",
     help="File holding a client bearer token (or env WORKHIVE_CLIENT_TOKEN).",
 )
+TIMEOUT = typer.Option(
+    15.0, "--timeout", min=0.1, help="Seconds to keep retrying while no leader answers."
+)
 
 
 def _client(
@@ -57,19 +72,26 @@ def _client(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     token_file: Path | None = None,
-) -> WorkhiveClient:
+) -> Client:
+    """A client from the common options; bad options are usage errors (exit 2)."""
     import os
 
-    from workhive.coordinator.cli.agent import client_security
-
-    token = os.environ.get("WORKHIVE_CLIENT_TOKEN") if token_file is None else None
-    creds, token = client_security(tls, tls_ca, tls_cert, tls_key, token, token_file)
-    return WorkhiveClient(
-        [a.strip() for a in addresses.split(",") if a.strip()],
-        timeout=timeout,
-        credentials=creds,
-        metadata=(("authorization", f"Bearer {token}"),) if token else (),
-    )
+    if not [a for a in addresses.split(",") if a.strip()]:
+        raise typer.BadParameter("no coordinator address given", param_hint="--coordinator")
+    token = os.environ.get("WORKHIVE_CLIENT_TOKEN") or None if token_file is None else None
+    try:
+        return Client(
+            addresses,
+            timeout=timeout,
+            tls=tls,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            token=token,
+            token_file=token_file,
+        )
+    except CredentialsError as exc:
+        raise typer.BadParameter(exc.args[0]) from None
 
 
 def _sec(
@@ -88,18 +110,23 @@ def _sec(
     }
 
 
-def _fail(exc: ClientError) -> typer.Exit:
-    import grpc
-
-    err.print(f"[red]error:[/red] {exc} ({exc.code.name}{', ' + exc.reason if exc.reason else ''})")
-    unavailable = exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    return typer.Exit(exit_codes.UNAVAILABLE if unavailable else exit_codes.FAILED)
+def fail(exc: WorkhiveError) -> typer.Exit:
+    """Print the error on one line; the exit code says what kind it was."""
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    if isinstance(exc, (Unavailable, WaitTimeout)):
+        return typer.Exit(exit_codes.UNAVAILABLE)
+    if isinstance(exc, AccessDenied):
+        return typer.Exit(exit_codes.USAGE)
+    if exc.code == "ABORTED":  # e.g. a concurrent submit of the same project
+        return typer.Exit(exit_codes.TEMPFAIL)
+    return typer.Exit(exit_codes.FAILED)
 
 
 def submit(
     file: Path = typer.Argument(..., help="Project file (YAML or JSON)."),
     coordinator: str = COORDINATORS,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    timeout: float = TIMEOUT,
     tls: bool = TLS,
     tls_ca: Path | None = TLS_CA,
     tls_cert: Path | None = TLS_CERT,
@@ -111,27 +138,27 @@ def submit(
     try:
         spec = load_project(file)
     except ProjectError as exc:
-        err.print(f"[red]invalid project:[/red] {exc}")
+        err.print(f"[red]invalid project:[/red] {exc}", highlight=False)
         raise typer.Exit(exit_codes.FAILED) from None
-    with _client(coordinator, **sec) as client:
+    with _client(coordinator, timeout, **sec) as client:
         try:
             resp = client.submit(spec)
-        except ClientError as exc:
-            raise _fail(exc) from None
+        except WorkhiveError as exc:
+            raise fail(exc) from None
     if json_out:
-        typer.echo(json.dumps(MessageToDict(resp, preserving_proto_field_name=True)))
+        typer.echo(json.dumps(asdict(resp)))
     else:
         err.print(f"submitted [bold]{resp.project_id}[/bold]: {resp.task_count} tasks")
 
 
-def _status_table(resp: client_pb2.GetStatusResponse) -> None:
+def _status_table(resp: ClusterStatus) -> None:
     out = Console()
     leader = resp.leader
     out.print(f"leader: {leader.leader_id or '-'} {leader.address} (term {leader.term})")
     states = ["pending", "ready", "assigned", "running", "succeeded", "failed", "cancelled"]
     table = Table("project", *states, "finished")
     for p in resp.projects:
-        table.add_row(p.project_id, *[str(p.counts.get(s, 0)) for s in states], str(p.finished))
+        table.add_row(p.project_id, *[str(p.count(s)) for s in states], str(p.finished))
     out.print(table)
     agents = Table("agent", "slots", "running", "queued", "load (s)", "connected")
     for a in resp.agents:
@@ -151,7 +178,7 @@ def _status_table(resp: client_pb2.GetStatusResponse) -> None:
         out.print(m)
     for p in resp.projects:
         for t in p.tasks:
-            out.print(f"{p.project_id}/{t.task_id}: {state_name(t.state)} {t.agent_id} {t.reason}")
+            out.print(f"{p.project_id}/{t.task_id}: {t.state} {t.agent_id} {t.reason}")
 
 
 def status(
@@ -159,32 +186,41 @@ def status(
     coordinator: str = COORDINATORS,
     tasks: bool = typer.Option(False, "--tasks", help="Include per-task states."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    timeout: float = TIMEOUT,
     tls: bool = TLS,
     tls_ca: Path | None = TLS_CA,
     tls_cert: Path | None = TLS_CERT,
     tls_key: Path | None = TLS_KEY,
     token_file: Path | None = TOKEN_FILE,
 ) -> None:
-    """Show projects, per-task states, agents, the leader and the seed's metrics."""
+    """Show projects, per-task states, agents, the leader and the seed's metrics.
+
+    A stale answer (the replica could not reach etcd) is printed with
+    ``"stale": true`` (JSON) or a STALE line (stderr), and exits 69.
+    """
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, **sec) as client:
+    with _client(coordinator, timeout, **sec) as client:
         try:
-            resp = client.status(project, include_tasks=tasks)
-        except ClientError as exc:
-            raise _fail(exc) from None
-    if project and not resp.projects:
-        err.print(f"[red]unknown project:[/red] {project}")
+            resp = client.status(project, tasks=tasks)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+    if project and resp.project(project) is None:
+        err.print(f"[red]unknown project:[/red] {project}", highlight=False)
         raise typer.Exit(exit_codes.FAILED)
     if json_out:
-        typer.echo(json.dumps(MessageToDict(resp, preserving_proto_field_name=True)))
+        typer.echo(json.dumps(asdict(resp)))
     else:
         _status_table(resp)
+    if resp.stale:
+        err.print(f"[yellow]STALE:[/yellow] {resp.stale_reason}", highlight=False)
+        raise typer.Exit(exit_codes.UNAVAILABLE)
 
 
 def cancel(
     project: str = typer.Argument(..., help="Project id."),
     coordinator: str = COORDINATORS,
     reason: str = typer.Option("cancelled by user", help="Recorded with each cancelled task."),
+    timeout: float = TIMEOUT,
     tls: bool = TLS,
     tls_ca: Path | None = TLS_CA,
     tls_cert: Path | None = TLS_CERT,
@@ -193,15 +229,42 @@ def cancel(
 ) -> None:
     """Cancel every task of a project that has not finished."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, **sec) as client:
+    with _client(coordinator, timeout, **sec) as client:
         try:
-            resp = client.cancel(project, reason)
-        except ClientError as exc:
-            raise _fail(exc) from None
-    err.print(f"cancelled {resp.cancelled} tasks of {project}")
+            cancelled = client.cancel(project, reason)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+    err.print(f"cancelled {cancelled} tasks of {project}")
+
+
+def wait(
+    project: str = typer.Argument(..., help="Project id."),
+    coordinator: str = COORDINATORS,
+    timeout: float = typer.Option(600.0, "--timeout", min=0.1, help="Give up after this long."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
+) -> None:
+    """Wait until every task of a project finished; exit 0 only if all succeeded."""
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
+    with _client(coordinator, min(timeout, 15.0), **sec) as client:
+        try:
+            done = client.wait(project, timeout)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+    if json_out:
+        typer.echo(json.dumps(asdict(done)))
+    else:
+        err.print(f"{project}: " + ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items())))
+    ok = done.count("succeeded") == sum(done.counts.values())
+    raise typer.Exit(exit_codes.OK if ok else exit_codes.FAILED)
 
 
 def register(app: typer.Typer) -> None:
     app.command()(submit)
     app.command()(status)
     app.command()(cancel)
+    app.command()(wait)

@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from workhive.client import Client, ClusterStatus, Unavailable, WorkhiveError
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.etcd import EtcdClient, Keyspace
 from workhive.coordinator.etcd.history import history
@@ -34,8 +35,6 @@ from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.local_cluster.summary import Summary, lower_bound
 from workhive.coordinator.model import ProjectSpec
 from workhive.coordinator.scheduling.loader import ProjectError, load_project
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
-from workhive.v1 import client_pb2
 
 err = Console(stderr=True)
 
@@ -121,9 +120,9 @@ class _Chaos:
 
 
 def _view(
-    status: client_pb2.GetStatusResponse, project: str, total: int, elapsed: float, chaos: list[str]
+    status: ClusterStatus, project: str, total: int, elapsed: float, chaos: list[str]
 ) -> Group:
-    p = next((p for p in status.projects if p.project_id == project), None)
+    p = status.project(project)
     counts = dict(p.counts) if p else {}
     done = counts.get("succeeded", 0)
     bar = Progress(
@@ -157,7 +156,9 @@ def up(
         None, "--exec", help="Task command (default: sleep the task's duration)."
     ),
     seed: int = typer.Option(7, help="Seed of the demo project and the chaos timing."),
-    timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
+    timeout: float = typer.Option(
+        600.0, min=0.1, help="Give up after this many seconds from the submit (exit 69)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run directory (logs)."),
 ) -> None:
@@ -191,7 +192,7 @@ def up(
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: stopping the local cluster[/yellow]")
         code = exit_codes.INTERRUPTED
-    except (ClientError, TimeoutError, RuntimeError) as exc:
+    except (WorkhiveError, TimeoutError, RuntimeError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         code = exit_codes.UNAVAILABLE
     finally:
@@ -225,27 +226,29 @@ def _run(
 ) -> Summary:
     total_slots = sum(s for s, _ in plan)
     bound = lower_bound(spec, total_slots)
-    client = WorkhiveClient(cluster.coordinator_addresses, timeout=30.0, call_deadline=5.0)
+    client = Client(cluster.coordinator_addresses, timeout=min(30.0, timeout), call_deadline=5.0)
+    give_up = time.monotonic() + timeout
     client.submit(spec)
-    start = time.monotonic()
+    start = time.monotonic()  # the makespan counts from the submit's return
     chaos_driver = _Chaos(cluster, random.Random(seed), bound) if chaos else None
     leaders: set[tuple[str, int]] = set()
     live = Live(console=err, refresh_per_second=4, transient=False) if err.is_terminal else None
     last_print = 0.0
-    status = client_pb2.GetStatusResponse()
     try:
         if live:
             live.start()
         while True:
             elapsed = time.monotonic() - start
+            if time.monotonic() >= give_up:
+                raise TimeoutError(f"project did not finish within {timeout:g}s")
             try:
-                status = client.status(spec.id, include_tasks=False)
-            except ClientError:
+                status = client.status(spec.id, until=min(give_up, time.monotonic() + 5.0))
+            except Unavailable:
                 time.sleep(0.2)
                 continue
             if status.leader.leader_id:
                 leaders.add((status.leader.leader_id, status.leader.term))
-            proj = next((p for p in status.projects if p.project_id == spec.id), None)
+            proj = status.project(spec.id)
             events = chaos_driver.events if chaos_driver else []
             if live:
                 live.update(_view(status, spec.id, len(spec.tasks), elapsed, events))
@@ -255,8 +258,6 @@ def _run(
                 err.print(f"{elapsed:5.1f}s {counts} leader={status.leader.leader_id}")
             if proj is not None and proj.finished:
                 break
-            if elapsed > timeout:
-                raise TimeoutError(f"project did not finish within {timeout:.0f}s")
             if chaos_driver:
                 chaos_driver.tick(elapsed, status.leader.leader_id)
             time.sleep(0.25)
@@ -264,9 +265,10 @@ def _run(
         if live:
             live.stop()
     makespan = time.monotonic() - start
-    final = client.status(spec.id, include_tasks=True)
+    final = client.status(spec.id, tasks=True)
     client.close()
-    proj = next(p for p in final.projects if p.project_id == spec.id)
+    proj = final.project(spec.id)
+    assert proj is not None  # it was there a moment ago; projects are never deleted
     counts = dict(proj.counts)
     report = _audit(cluster)
     return Summary(

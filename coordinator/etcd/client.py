@@ -335,7 +335,10 @@ class EtcdClient:
                 return
             except EtcdUnavailable:
                 if time.monotonic() > deadline:
-                    raise
+                    raise EtcdUnavailable(
+                        f"etcd at {', '.join(self.targets)} is unreachable"
+                        f" (no answer within {timeout:g}s)"
+                    ) from None
                 self._sleep(0.05)
 
     # -- core call machinery ------------------------------------------------
@@ -402,6 +405,8 @@ class EtcdClient:
             return Compacted(0)
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             return InvalidArgument(details)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # a request over etcd's size limit
+            return InvalidArgument(f"etcd refused the request as too large: {details}")
         if code == grpc.StatusCode.NOT_FOUND:
             return InvalidArgument(details)
         return EtcdError(f"{code.name}: {details}")
@@ -506,6 +511,16 @@ class EtcdClient:
         """Compact history up to ``revision`` (tests and maintenance)."""
         req = etcdrpc.CompactionRequest(revision=revision, physical=physical)
         self.call("KV", "Compact", req, retry=True, timeout=max(self.timeout, 10.0))
+
+    def ping(self, timeout: float = 1.0) -> None:
+        """One status call to the current endpoint, no retry: raises
+        ``EtcdUnavailable`` unless etcd answers within ``timeout`` seconds."""
+        try:
+            self.call(
+                "Maintenance", "Status", etcdrpc.StatusRequest(), retry=False, timeout=timeout
+            )
+        except AmbiguousResult as exc:
+            raise EtcdUnavailable(f"etcd at {', '.join(self.targets)} is unreachable") from exc
 
     def status(self) -> int:
         """Status of the current endpoint; returns its revision."""

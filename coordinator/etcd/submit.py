@@ -1,7 +1,9 @@
 """Atomic-looking submit of a project of any size.
 
-etcd caps a txn at ``max-txn-ops`` operations, so a big project spans several
-txns. Protocol:
+etcd caps a txn at ``max-txn-ops`` operations and a request at
+``max-request-bytes`` (1.5 MiB by default), so a big project spans several
+txns, cut by both counts: at most ``max_ops - 1`` puts and ``max_bytes`` of keys
+and values each (a single larger task goes alone). Protocol:
 
 1. take the submit marker ``projects/<pid>/submit`` (create-if-absent, on a
    short lease kept alive while submitting): one submitter per project; a
@@ -43,6 +45,8 @@ from workhive.coordinator.etcd.types import ProjectMeta, TaskRecord
 from workhive.coordinator.model import ProjectSpec, TaskKey, TaskState
 
 SUBMIT_LEASE_TTL = 10
+# Below etcd's default --max-request-bytes (1.5 MiB), with room for the compares.
+DEFAULT_MAX_TXN_BYTES = 1024 * 1024
 
 
 class ProjectExists(InvalidArgument):
@@ -57,12 +61,30 @@ def _marker(ks: Keyspace, pid: str) -> bytes:
     return ks.project_prefix(pid) + b"submit"
 
 
+def _chunks(
+    puts: list[tuple[bytes, bytes]], max_ops: int, max_bytes: int
+) -> list[list[tuple[bytes, bytes]]]:
+    """Consecutive runs of ``puts`` with at most ``max_ops`` items and
+    ``max_bytes`` of keys plus values each; an item over ``max_bytes`` alone."""
+    chunks: list[list[tuple[bytes, bytes]]] = []
+    size = 0
+    for key, value in puts:
+        n = len(key) + len(value)
+        if not chunks or len(chunks[-1]) >= max_ops or size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((key, value))
+        size += n
+    return chunks
+
+
 def submit_project(
     client: EtcdClient,
     keyspace: Keyspace,
     spec: ProjectSpec,
     *,
     max_ops: int = DEFAULT_MAX_TXN_OPS,
+    max_bytes: int = DEFAULT_MAX_TXN_BYTES,
     fence: Fence | None = None,
     keeper: LeaseKeeper | None = None,
     on_chunk: Callable[[int], None] | None = None,
@@ -73,7 +95,8 @@ def submit_project(
 
     Tasks without dependencies start READY, others PENDING. ``fence`` (optional)
     also requires the leader term on every txn. ``on_chunk(n)`` runs after each
-    task chunk commits (tests use it to kill a submit halfway). ``lease_ttl``
+    task chunk commits (tests use it to kill a submit halfway). ``max_ops`` and
+    ``max_bytes`` bound each chunk (module doc). ``lease_ttl``
     bounds how long a killed submit blocks a new submit of the same id.
 
     Raises:
@@ -112,14 +135,15 @@ def submit_project(
             ],
             retry=True,
         )
-        per_txn = max(1, max_ops - 1)  # leave room; compares are few
-        ops = []
+        puts = []
         for t in spec.tasks:
             state = TaskState.PENDING if t.depends_on else TaskState.READY
             rec = TaskRecord(TaskKey(pid, t.id), t, state, 1)
-            ops.append(op_put(keyspace.task(rec.key), codec.encode_task(rec)))
-        for n, i in enumerate(range(0, len(ops), per_txn), start=1):
-            r = client.txn_raw(guard, ops[i : i + per_txn], retry=True)  # idempotent puts, guarded
+            puts.append((keyspace.task(rec.key), codec.encode_task(rec)))
+        chunks = _chunks(puts, max(1, max_ops - 1), max_bytes)  # compares are few
+        for n, chunk in enumerate(chunks, start=1):
+            ops = [op_put(key, value) for key, value in chunk]
+            r = client.txn_raw(guard, ops, retry=True)  # idempotent puts, guarded
             if not r.succeeded:
                 raise SubmitConflict(f"submit of {pid!r} lost its marker or fence")
             keeper.refresh(lease)

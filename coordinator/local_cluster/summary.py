@@ -10,13 +10,15 @@ from workhive.coordinator.model import ProjectSpec
 
 
 def lower_bound(spec: ProjectSpec, total_slots: int) -> float:
-    """max(critical path, total work / slots) with the tasks' real durations."""
+    """max(critical path, total work / slots) with the tasks' real durations;
+    linear in tasks + dependencies."""
     dur = {
         t.id: (t.duration if t.duration is not None else (t.estimate or 0.0)) for t in spec.tasks
     }
+    tasks = spec.task_map()
     finish: dict[str, float] = {}
     for t in _topological(spec):
-        finish[t] = dur[t] + max((finish[d] for d in spec.task_map()[t].depends_on), default=0.0)
+        finish[t] = dur[t] + max((finish[d] for d in tasks[t].depends_on), default=0.0)
     critical = max(finish.values(), default=0.0)
     return max(critical, sum(dur.values()) / max(1, total_slots))
 

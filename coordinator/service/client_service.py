@@ -15,7 +15,14 @@ from typing import Any
 import grpc
 import structlog
 
-from workhive.coordinator.etcd import ClusterState, EtcdError, ProjectExists, SubmitConflict
+from workhive.coordinator.etcd import (
+    ClusterState,
+    EtcdError,
+    FenceLost,
+    InvalidArgument,
+    ProjectExists,
+    SubmitConflict,
+)
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.loader import ProjectError
 from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
@@ -80,8 +87,21 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
-    async def _view(self) -> ClusterState:
-        return await self.node.cluster_state()
+    async def _view(self, context: Ctx) -> ClusterState:
+        """The leader's mirror, else a snapshot read from etcd; a snapshot that
+        fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry elsewhere)."""
+        try:
+            return await self.node.cluster_state()
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"coordinator {self.node.id} cannot read etcd at "
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
+                )
+            )
+            raise  # unreachable: abort raises
 
     async def _leader_only(self, context: Ctx) -> LeaderView:
         driver = self.node.leading()
@@ -113,13 +133,24 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         except SubmitConflict as exc:
+            await context.abort_with_status(error_status(grpc.StatusCode.ABORTED, "", str(exc)))
+        except FenceLost:
+            await context.abort_with_status(no_leader())
+        except InvalidArgument as exc:  # etcd refused the write itself (e.g. too large)
             await context.abort_with_status(
-                error_status(grpc.StatusCode.UNAVAILABLE, "NO_LEADER", f"submit failed: {exc}")
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"project {spec.id!r} not stored: {exc}",
+                )
             )
         except EtcdError as exc:
             await context.abort_with_status(
                 error_status(
-                    grpc.StatusCode.UNAVAILABLE, "ETCD_UNAVAILABLE", f"submit failed: {exc}"
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"project {spec.id!r} not stored: etcd at "
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
                 )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
@@ -139,7 +170,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         now = time.monotonic()
         if cached is not None and now < cached[0]:
             return cached[1]
-        resp = await self._status(request)
+        resp = await self._status(request, context)
         spent = time.monotonic() - now
         if not request.project_id or resp.projects:  # never cache answers for unknown ids
             if len(self._status_cache) >= STATUS_CACHE_ENTRIES:
@@ -149,9 +180,13 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
-    async def _status(self, request: client_pb2.GetStatusRequest) -> client_pb2.GetStatusResponse:
-        cs = await self._view()
+    async def _status(
+        self, request: client_pb2.GetStatusRequest, context: Ctx
+    ) -> client_pb2.GetStatusResponse:
+        cs = await self._view(context)
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
+        resp.stale_reason = await self.node.etcd_problem()
+        resp.stale = bool(resp.stale_reason)
         pids = [request.project_id] if request.project_id else sorted(cs.projects)
         for pid in pids:
             meta = cs.projects.get(pid)
@@ -217,7 +252,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
         await _check_ids(context, project_id=request.project_id, task_id=request.task_id)
-        cs = await self._view()
+        cs = await self._view(context)
         key = TaskKey(request.project_id, request.task_id)
         if key not in cs.tasks:
             return client_pb2.TaskStatus(
@@ -233,7 +268,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         await _check_ids(context, project_id=pid)
         seen: dict[TaskKey, TaskState] = {}
         while True:
-            cs = await self._view()
+            cs = await self._view(context)
             if pid not in cs.projects:
                 await context.abort_with_status(
                     error_status(

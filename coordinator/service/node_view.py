@@ -64,6 +64,16 @@ class NodeView(Protocol):
         """This replica's leader while it leads, else None."""
         ...
 
+    @property
+    def etcd_targets(self) -> str:
+        """The etcd endpoints this replica uses, for error messages."""
+        ...
+
+    async def etcd_problem(self) -> str:
+        """'' when etcd answered just now; else why this replica's view (the
+        leader's mirror) may be out of date (docs/client.md, "stale")."""
+        ...
+
     async def cluster_state(self) -> ClusterState:
         """The leader's mirror when leading (and rebuilt), else a fresh snapshot."""
         ...

@@ -3,7 +3,7 @@ Kubernetes schemas, and follows the policy the manifests promise.
 
 The policy checks are our own (the Pod Security "restricted" profile plus
 resources/probes/PDB rules): checkov cannot be installed next to this
-project's dev tools (it pins packaging<24; pytest 9 and hatchling need >=24).
+project's dev tools (it pins packaging<24; pytest 9 needs >=24).
 """
 
 from __future__ import annotations
@@ -366,8 +366,8 @@ def test_dockerfile_copies_what_the_wheel_is_built_from() -> None:
             assert included(src), f"{src} is excluded from the build context"
             copied.append(src)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    for pkg in packages:
+    packages = pyproject["tool"]["setuptools"]["package-dir"].values()
+    for pkg in [*packages, "setup.py"]:
         assert any(pkg == c or pkg.startswith(c + "/") for c in copied), pkg
     assert "pyproject.toml" in copied and pyproject["project"]["readme"] in copied
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tests.harness.etcd_container import EtcdContainer
 from tests.harness.scenario import Scenario, generated_project, scenario
+from workhive.client import WorkhiveError
 from workhive.coordinator.local_cluster.processes import Proc
-from workhive.coordinator.service.client import ClientError
 
 KINDS = (
     ("kill-leader", 3),
@@ -72,7 +72,7 @@ class _Soak:
             )
             try:
                 self.sc.submit(spec)
-            except ClientError:
+            except WorkhiveError:
                 return  # no leader right now; next round
             self.submitted += 1
 

@@ -26,13 +26,13 @@ from pathlib import Path
 import grpc
 
 from tests.harness.invariants import assert_invariants, read_history
+from workhive.client import Client, ClusterStatus, ProjectStatus, WorkhiveError
 from workhive.coordinator.cli.up import SLEEP_CMD
 from workhive.coordinator.etcd import EtcdClient, EventType, Keyspace, WatchEvent
 from workhive.coordinator.etcd.codec import decode_claim, decode_result, loads
 from workhive.coordinator.local_cluster.audit import AuditReport
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.model import ProjectSpec, TaskKey, TaskSpec
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
 from workhive.coordinator.service.errors import reason_of
 from workhive.v1 import client_pb2, client_pb2_grpc
 
@@ -105,7 +105,7 @@ class Scenario:
         self.prefix = prefix or f"/wh-fo-{uuid.uuid4().hex[:10]}/"
         self.cluster = LocalCluster(self.etcd_url, self.run_dir, prefix=self.prefix, extra_env=env)
         self.coordinator_flags = list(coordinator_flags)
-        self._client: WorkhiveClient | None = None
+        self._client: Client | None = None
         self.client_timeout = 30.0  # how long a client call may keep retrying
         self.projects: list[ProjectSpec] = []
         self._history: list[WatchEvent] | None = None
@@ -146,10 +146,10 @@ class Scenario:
     # -- client ------------------------------------------------------------------------
 
     @property
-    def client(self) -> WorkhiveClient:
+    def client(self) -> Client:
         if self._client is None:
             # short per-call deadline: a SIGSTOPped leader must not stall the poll
-            self._client = WorkhiveClient(
+            self._client = Client(
                 self.cluster.coordinator_addresses,
                 timeout=self.client_timeout,
                 call_deadline=1.5,
@@ -167,13 +167,13 @@ class Scenario:
         self.projects.append(spec)
         return spec.id
 
-    def status(self, pid: str = "", tasks: bool = False) -> client_pb2.GetStatusResponse:
-        return self.client.status(pid, include_tasks=tasks)
+    def status(self, pid: str = "", tasks: bool = False) -> ClusterStatus:
+        return self.client.status(pid, tasks=tasks)
 
-    def project(self, pid: str) -> client_pb2.ProjectStatus | None:
+    def project(self, pid: str) -> ProjectStatus | None:
         try:
             st = self.status(pid)
-        except ClientError:
+        except WorkhiveError:
             return None
         return next((p for p in st.projects if p.project_id == pid), None)
 
@@ -186,7 +186,7 @@ class Scenario:
         while time.monotonic() < deadline:
             try:
                 st = self.status()
-            except ClientError as exc:
+            except WorkhiveError as exc:
                 last = str(exc)
                 time.sleep(0.05)
                 continue
@@ -233,10 +233,10 @@ class Scenario:
             time.sleep(0.1)
         raise AssertionError(f"{pid}: {done} < {at_least} succeeded after {timeout}s")
 
-    def wait_finished(self, pid: str, timeout: float = 90.0) -> client_pb2.ProjectStatus:
+    def wait_finished(self, pid: str, timeout: float = 90.0) -> ProjectStatus:
         """Block until ``pid`` finished; every task must have succeeded."""
         deadline = time.monotonic() + timeout
-        last: client_pb2.ProjectStatus | None = None
+        last: ProjectStatus | None = None
         while time.monotonic() < deadline:
             p = self.project(pid)
             if p is not None:
@@ -250,9 +250,9 @@ class Scenario:
                     )
                     return p
             time.sleep(0.2)
-        counts = dict(last.counts) if last else None
+        seen = dict(last.counts) if last else None
         raise AssertionError(
-            f"{pid} not finished within {timeout}s (last counts {counts}); logs in {self.run_dir}"
+            f"{pid} not finished within {timeout}s (last counts {seen}); logs in {self.run_dir}"
         )
 
     # -- evidence ----------------------------------------------------------------------

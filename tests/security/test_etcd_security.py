@@ -29,9 +29,9 @@ from tests.security.conftest import (
     bearer,
     coordinator,
 )
+from workhive.client import Client
 from workhive.coordinator.etcd import EtcdError
 from workhive.coordinator.etcd.client import EtcdAuth, EtcdClient, EtcdTLS
-from workhive.coordinator.service.client import WorkhiveClient
 from workhive.v1 import client_pb2, client_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -62,7 +62,7 @@ def test_coordinator_over_etcd_tls_with_client_certificates(pki: PKI, tls_etcd: 
         etcd_key=str(pki.agent[1]),
     )
     with coordinator(s) as node:
-        with WorkhiveClient([node.address]) as c:
+        with Client([node.address]) as c:
             assert c.status().leader.leader_id == node.node.id
         with EtcdClient(
             [tls_etcd.url],
@@ -144,7 +144,7 @@ def test_coordinator_with_etcd_auth_elects_itself_and_never_logs_secrets(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     try:
-        client = WorkhiveClient([f"{HOST}:{port}"], metadata=bearer("*client*"), timeout=20)
+        client = Client([f"{HOST}:{port}"], token=TOKENS["*client*"], timeout=20)
         deadline = time.monotonic() + 20
         while True:
             assert proc.poll() is None, log.read_text()

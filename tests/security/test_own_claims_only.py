@@ -15,18 +15,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.security.conftest import RawAgent, base_settings, bearer, coordinator
+from tests.security.conftest import TOKENS, RawAgent, base_settings, bearer, coordinator
+from workhive.client import Client, TaskState
 from workhive.coordinator.etcd import EtcdClient, Keyspace
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.service.client import WorkhiveClient
 from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def _state(client: WorkhiveClient, pid: str, tid: str) -> tuple[int, str]:
+def _state(client: Client, pid: str, tid: str) -> tuple[TaskState, str]:
     t = client.task(pid, tid)
-    return int(t.state), t.agent_id
+    return t.state, t.agent_id
 
 
 def test_an_agent_cannot_complete_fail_start_or_resume_another_agents_task(
@@ -35,7 +35,7 @@ def test_an_agent_cannot_complete_fail_start_or_resume_another_agents_task(
     s = base_settings(etcd_url, auth_tokens_file=str(tokens_file))
     with coordinator(s) as node:
         ch = grpc.insecure_channel(node.address)
-        client = WorkhiveClient([node.address], metadata=bearer("*client*"))
+        client = Client([node.address], token=TOKENS["*client*"])
         a = RawAgent(ch, (*bearer("agent-a"), ("workhive-agent-id", "agent-a")))
         a.hello("agent-a")
         lease_a = a.next("welcome").welcome.lease_id
@@ -99,7 +99,7 @@ def test_an_agent_cannot_complete_fail_start_or_resume_another_agents_task(
         a.send(completed=agent_pb2.TaskCompleted(task=ref, duration_seconds=0.1))
         assert a.next("completion_ack").completion_ack.task.task_id == "t1"
         deadline = time.monotonic() + 5
-        while _state(client, "secure", "t1")[0] != common_pb2.TASK_STATE_SUCCEEDED:
+        while _state(client, "secure", "t1")[0] is not TaskState.SUCCEEDED:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         a.close()

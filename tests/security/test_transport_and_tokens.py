@@ -28,7 +28,7 @@ from tests.security.conftest import (
     bearer,
     coordinator,
 )
-from workhive.coordinator.service.client import ClientError, WorkhiveClient
+from workhive.client import Client, WorkhiveError
 from workhive.coordinator.service.errors import reason_of
 from workhive.coordinator.service.security import SecurityError, parse_tokens
 from workhive.v1 import agent_pb2, agent_pb2_grpc, client_pb2, client_pb2_grpc
@@ -71,12 +71,12 @@ def test_valid_mtls_and_client_token_are_served(pki: PKI, secure: tuple[NodeThre
         assert status(ch, bearer("*client*")).leader.leader_id == node.node.id
     # the client library and its TLS options
     creds = pki.creds(client=pki.agent)
-    with WorkhiveClient([node.address], credentials=creds, metadata=bearer("*client*")) as c:
+    with Client([node.address], credentials=creds, token=TOKENS["*client*"]) as c:
         assert c.status().leader.leader_id == node.node.id
-    with WorkhiveClient([node.address], credentials=creds, timeout=2) as c:
-        with pytest.raises(ClientError) as info:
+    with Client([node.address], credentials=creds, timeout=2) as c:
+        with pytest.raises(WorkhiveError) as info:
             c.status()
-        assert info.value.code == Code.UNAUTHENTICATED
+        assert info.value.code == "UNAUTHENTICATED"
 
 
 @pytest.mark.parametrize("how", ["plaintext", "untrusted server", "no client cert", "rogue cert"])

@@ -28,9 +28,35 @@ def test_ruff_format_is_clean() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_mypy_strict_on_coordinator_and_agent() -> None:
-    r = _run(str(BIN / "mypy"), "-p", "workhive.coordinator", "-p", "workhive.agent")
+def test_mypy_strict_on_coordinator_agent_and_client() -> None:
+    r = _run(
+        str(BIN / "mypy"),
+        "-p",
+        "workhive.coordinator",
+        "-p",
+        "workhive.agent",
+        "-p",
+        "workhive.client",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_installed_package_is_this_checkout() -> None:
+    """``pip install -e .`` (strict mode) links each installed module to the
+    checkout's file, so mypy and import-linter read the sources being edited."""
+    import workhive.agent
+    import workhive.client
+    import workhive.coordinator
+    import workhive.v1
+
+    for module, folder in (
+        (workhive.coordinator, "coordinator"),
+        (workhive.agent, "agent"),
+        (workhive.client, "client"),
+        (workhive.v1, "proto/workhive/v1"),
+    ):
+        assert module.__file__ is not None
+        assert Path(module.__file__).resolve() == ROOT / folder / "__init__.py"
 
 
 def test_import_layering_contracts_hold() -> None:

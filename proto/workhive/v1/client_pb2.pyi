@@ -332,6 +332,13 @@ class GetStatusResponse(_message.Message):
     PROJECTS_FIELD_NUMBER: _builtins.int
     AGENTS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    STALE_REASON_FIELD_NUMBER: _builtins.int
+    stale: _builtins.bool
+    """The replica could not confirm its view with etcd just now: the answer is
+    the last state it saw and may be out of date; stale_reason says why.
+    """
+    stale_reason: _builtins.str
     @_builtins.property
     def leader(self) -> _common_pb2.LeaderInfo: ...
     @_builtins.property
@@ -349,10 +356,12 @@ class GetStatusResponse(_message.Message):
         projects: _abc.Iterable[Global___ProjectStatus] | None = ...,
         agents: _abc.Iterable[Global___AgentStatus] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        stale: _builtins.bool = ...,
+        stale_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["leader", b"leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "leader", b"leader", "metrics", b"metrics", "projects", b"projects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "leader", b"leader", "metrics", b"metrics", "projects", b"projects", "stale", b"stale", "stale_reason", b"stale_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.harness.etcd_fixtures import EtcdTarget
+from workhive.client import Client, ClusterStatus, ProjectStatus
 from workhive.coordinator.cli.up import SLEEP_CMD
 from workhive.coordinator.etcd import EtcdClient, Keyspace
 from workhive.coordinator.etcd.history import history
 from workhive.coordinator.local_cluster.audit import AuditReport, audit
 from workhive.coordinator.local_cluster.processes import LocalCluster
-from workhive.coordinator.service.client import WorkhiveClient
-from workhive.v1 import client_pb2
 
 
 class Harness:
@@ -27,7 +26,7 @@ class Harness:
         self.cluster = LocalCluster(
             ",".join(etcd.endpoints), run_dir, prefix=etcd.prefix, extra_env=env
         )
-        self._client: WorkhiveClient | None = None
+        self._client: Client | None = None
 
     def start(self, coordinators: int = 3, agents: int = 0, **agent_kw: object) -> Harness:
         for _ in range(coordinators):
@@ -41,15 +40,15 @@ class Harness:
         return self.cluster.add_agent(SLEEP_CMD, **kw)  # type: ignore[arg-type]
 
     @property
-    def client(self) -> WorkhiveClient:
+    def client(self) -> Client:
         if self._client is None:
-            self._client = WorkhiveClient(self.cluster.coordinator_addresses, timeout=30)
+            self._client = Client(self.cluster.coordinator_addresses, timeout=30)
         return self._client
 
-    def status(self, pid: str = "", tasks: bool = False) -> client_pb2.GetStatusResponse:
-        return self.client.status(pid, include_tasks=tasks)
+    def status(self, pid: str = "", tasks: bool = False) -> ClusterStatus:
+        return self.client.status(pid, tasks=tasks)
 
-    def wait_leader(self, timeout: float = 20.0, not_term: int = 0) -> client_pb2.GetStatusResponse:
+    def wait_leader(self, timeout: float = 20.0, not_term: int = 0) -> ClusterStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -65,7 +64,7 @@ class Harness:
         lid = self.wait_leader().leader.leader_id
         return next(c for c in self.cluster.coordinators if c.name == lid)
 
-    def wait_finished(self, pid: str, timeout: float = 90.0) -> client_pb2.ProjectStatus:
+    def wait_finished(self, pid: str, timeout: float = 90.0) -> ProjectStatus:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -256,7 +256,7 @@ def test_bad_wire_input_is_rejected_precisely_and_changes_nothing(make_cluster: 
             release.set()
             call.cancel()
         assert kinds[0] == "welcome" and "completion_rejected" in kinds
-    assert h.status().projects == []
+    assert h.status().projects == ()
     with grpc.insecure_channel(leader.address) as ch:
         resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -115,3 +116,18 @@ def test_killed_submit_invisible_then_cleaned_by_next_submit(
     assert recs is not None and len(recs) == 10
     _, after = client.get_prefix(ks.tasks_prefix("half"))
     assert len(after) == 10
+
+
+def test_a_submit_is_cut_by_bytes_so_40_tasks_of_60_kb_payloads_commit(
+    client: EtcdClient, ks: Keyspace
+) -> None:
+    """40 tasks x 60 KB is 40 puts but 2.4 MB: one txn of them is over etcd's
+    1.5 MiB request limit (issue 13); each chunk stays under ``max_bytes``."""
+    base = make_project("heavy", 40)
+    spec = replace(base, tasks=tuple(replace(t, payload="x" * 60_000) for t in base.tasks))
+    chunks: list[int] = []
+    meta = submit_project(client, ks, spec, on_chunk=chunks.append)
+    assert meta.task_count == 40
+    assert len(chunks) == 3  # 1 MiB per txn: 17 + 17 + 6 tasks
+    recs = Store(client, ks).tasks("heavy")
+    assert recs is not None and len(recs) == 40
