@@ -22,7 +22,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 import structlog
@@ -39,6 +39,7 @@ from ._session import CHANNEL_OPTIONS, Session
 from ._types import (
     ConnectionState,
     CoordinatorUnavailable,
+    CredentialsRefused,
     Handler,
     Outcome,
     Task,
@@ -54,6 +55,10 @@ MAX_REDIRECTS = 3
 UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
 POLL = 0.05
+REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+"""Session ends that mean "these credentials will not do"."""
+MAX_ORPHANS = 256
+"""Successful results whose claim was gone, kept in case the task comes back."""
 
 QUEUED = "queued"  # assigned, not started; may be stolen
 START_PENDING = "start_pending"  # StartRequest sent, waiting for StartGranted
@@ -80,6 +85,7 @@ class _SessionEnd:
     welcomed: bool
     redirect: LeaderHint | None = None
     code: str = ""
+    detail: str = ""
 
 
 @dataclass
@@ -94,8 +100,8 @@ class _Counters:
     dropped: int = 0
 
 
-def _fence_matches(ref: TaskKey, held: Task) -> bool:
-    return ref.fence == 0 or ref.fence == held.fence
+def _fence_matches(ref: TaskKey, fence: int) -> bool:
+    return ref.fence == 0 or ref.fence == fence
 
 
 class Agent:
@@ -179,7 +185,8 @@ class Agent:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._held: dict[tuple[str, str], _Held] = {}
-        self._unacked: dict[tuple[str, str, int], Outcome] = {}
+        self._unacked: dict[tuple[str, str], Outcome] = {}  # finished, awaiting an answer
+        self._orphans: dict[tuple[str, str], Outcome] = {}  # succeeded, claim gone
         self._seq = 0
         self._hb_seq = 0
         self._session: Session | None = None  # the welcomed session, if any
@@ -288,6 +295,9 @@ class Agent:
 
     def _supervise(self) -> None:
         while True:
+            if isinstance(self._fatal, CredentialsRefused):
+                self._log.error("credentials refused", error=str(self._fatal))
+                raise self._fatal
             if self._fatal is not None:
                 raise RuntimeError(
                     f"agent thread crashed: {type(self._fatal).__name__}: {self._fatal}"
@@ -403,11 +413,18 @@ class Agent:
         index = 0
         hint: LeaderHint | None = None
         redirects = 0
+        refusals = 0
         while not self._closed and not self._finished:
             address = hint.address if hint else self._next_address(index)
             end = self._run_session(address)
             if self._done():
                 return
+            refusals = refusals + 1 if end.code in REFUSED else 0
+            if refusals >= max(2, len(self.coordinators)):
+                raise CredentialsRefused(
+                    f"the coordinators refused this agent's credentials ({end.code}: "
+                    f"{end.detail}); check --token/--token-file and the agent id"
+                )
             if end.welcomed:
                 redirects = 0
             if (
@@ -461,7 +478,10 @@ class Agent:
                     prefetch=self.prefetch,
                     resume_lease_id=self._lease_id,
                     sdk_version=workhive.__version__,
-                    held=[h.task.key for h in self._held.values()],
+                    held=[
+                        *(h.task.key for h in self._held.values()),
+                        *(o.key for o in self._unacked.values()),
+                    ],
                 )
             )
         try:
@@ -485,7 +505,9 @@ class Agent:
                     detail=status_details(err),
                     leader=hint.address if hint else None,
                 )
-            return _SessionEnd(welcomed=session.welcomed, redirect=hint, code=code)
+            return _SessionEnd(
+                welcomed=session.welcomed, redirect=hint, code=code, detail=status_details(err)
+            )
         finally:
             with self._lock:
                 if self._session is session:
@@ -521,14 +543,16 @@ class Agent:
                 self._on_taken_back(cv.key_from_proto(msg.revoke.task), msg.revoke.reason, cancel)
             elif kind == "completion_ack":
                 key = cv.key_from_proto(msg.completion_ack.task)
-                if self._unacked.pop((key.project_id, key.task_id, key.fence), None):
+                if self._take_unacked(key) is not None:
                     self.counters.completions_acked += 1
             elif kind == "completion_rejected":
                 rej = msg.completion_rejected
                 key = cv.key_from_proto(rej.task)
-                self._unacked.pop((key.project_id, key.task_id, key.fence), None)
+                rejected = self._take_unacked(key)
                 self.counters.completions_rejected += 1
                 reason = common_pb2.ErrorReason.Name(rej.reason)
+                if rejected is not None and rejected.succeeded:
+                    self._keep_orphan(rejected)
                 self._exec_log.record("rejected", key, reason=reason)
                 self._log.warning(
                     "completion rejected: dropping it",
@@ -588,8 +612,16 @@ class Agent:
         self._hb_wake.set()
 
     def _on_assign(self, a: agent_pb2.Assign) -> None:
+        """Take an assignment; a task is never run twice by this agent.
+
+        A task already running or finished here under an older claim (its
+        lease expired, or a new leader re-claimed it) carries on under the
+        newer claim: the run in progress, or the result awaiting its ack, is
+        reported under the new fence instead of running the task again.
+        """
         task = cv.task_from_assign(a)
-        existing = self._held.get((task.project_id, task.task_id))
+        tid = (task.project_id, task.task_id)
+        existing = self._held.get(tid)
         if existing is not None:
             if existing.task.fence == task.fence:
                 if a.started and existing.state in (QUEUED, START_PENDING):
@@ -597,27 +629,51 @@ class Agent:
                     self._work.notify_all()
                 return
             if existing.state in (RUNNABLE, RUNNING):
-                self._log.warning(
-                    "assign for a task already running under another fence: ignored",
-                    task=task.task_id,
-                    fence=task.fence,
-                    held_fence=existing.task.fence,
-                )
+                if task.fence > existing.task.fence:
+                    self._log.warning(
+                        "task re-claimed while it runs here: the run goes on under the new claim",
+                        task=task.task_id,
+                        fence=task.fence,
+                        old_fence=existing.task.fence,
+                    )
+                    existing.task = replace(existing.task, fence=task.fence, attempt=task.attempt)
+                    existing.revoked = False
+                    if not a.started and self._session is not None:
+                        self._session.send(cv.start_request(existing.task.key))
                 return
+        finished = self._unacked.get(tid) or self._orphans.pop(tid, None)
+        if finished is not None and task.fence >= finished.key.fence:
+            self._report_again(finished, task, a.started)
+            return
         if self._draining and not a.started:
             self._dropped(task.key, "draining")
             return
         self._seq += 1
-        self._held[(task.project_id, task.task_id)] = _Held(
-            task, RUNNABLE if a.started else QUEUED, self._seq
-        )
+        self._held[tid] = _Held(task, RUNNABLE if a.started else QUEUED, self._seq)
         if a.started:
             self._work.notify_all()
         self._pump()
 
+    def _report_again(self, finished: Outcome, task: Task, started: bool) -> None:
+        """An assignment for a task whose run already finished here: report the
+        result (under the assignment's claim) instead of running it again."""
+        outcome = replace(finished, key=task.key)
+        self._unacked[(task.project_id, task.task_id)] = outcome
+        self._log.info(
+            "assign for a task already finished here: reporting its result",
+            task=task.task_id,
+            fence=task.fence,
+            old_fence=finished.key.fence,
+        )
+        if self._session is not None:
+            if not started:
+                self._session.send(cv.start_request(task.key))
+            self._session.send(cv.outcome(outcome))
+
     def _on_granted(self, key: TaskKey) -> None:
         h = self._held.get(key.id)
-        if h is None or not _fence_matches(key, h.task) or h.state not in (QUEUED, START_PENDING):
+        waiting = h is not None and h.state in (QUEUED, START_PENDING)
+        if h is None or not waiting or not _fence_matches(key, h.task.fence):
             self._log.info("start granted for a task not waiting for it", task=key.task_id)
             return
         h.state = RUNNABLE
@@ -625,7 +681,7 @@ class Agent:
 
     def _on_taken_back(self, key: TaskKey, reason: str, cancel: list[TaskKey]) -> None:
         h = self._held.get(key.id)
-        if h is None or not _fence_matches(key, h.task):
+        if h is None or not _fence_matches(key, h.task.fence):
             return
         if h.state == RUNNING:
             h.revoked = True
@@ -636,6 +692,21 @@ class Agent:
         self._dropped(h.task.key, reason or "refused")
         self._pump()
         self._work.notify_all()
+
+    def _take_unacked(self, key: TaskKey) -> Outcome | None:
+        """Remove and return the outcome awaiting an answer for this claim."""
+        o = self._unacked.get(key.id)
+        if o is None or not _fence_matches(key, o.key.fence):
+            return None
+        return self._unacked.pop(key.id)
+
+    def _keep_orphan(self, outcome: Outcome) -> None:
+        """A successful run whose claim was gone when it reported (the lease
+        expired under it): kept, bounded, so that if the task is claimed for
+        this agent again its result is reported instead of running it twice."""
+        self._orphans[outcome.key.id] = outcome
+        while len(self._orphans) > MAX_ORPHANS:
+            self._orphans.pop(next(iter(self._orphans)))
 
     def _dropped(self, key: TaskKey, reason: str) -> None:
         self.counters.dropped += 1
@@ -677,9 +748,9 @@ class Agent:
                     del self._held[h.task.key.id]
                 if self._done() and self._stop_requested:
                     return
-                self._unacked[(outcome.key.project_id, outcome.key.task_id, outcome.key.fence)] = (
-                    outcome
-                )
+                # h.task may carry a newer claim than the run started under (_on_assign)
+                outcome = replace(outcome, key=h.task.key)
+                self._unacked[outcome.key.id] = outcome
                 if self._session is not None:
                     self._session.send(cv.outcome(outcome))
                 self._pump()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -12,7 +14,33 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+import structlog
+
 from ._types import OUTPUT_TAIL_BYTES, Task, TaskFailure, TaskKey
+
+_log = structlog.get_logger("workhive.agent")
+
+
+@functools.cache
+def _die_with_parent() -> tuple[str, ...]:
+    """A prefix that makes the task's process get SIGKILL when the agent dies
+    (even by SIGKILL): util-linux ``setpriv --pdeathsig``, which sets the
+    parent-death signal and execs the command (no fork, no Python
+    ``preexec_fn``, which can hang a process with busy threads). Empty where
+    ``setpriv`` is missing: then a task outlives an agent killed by SIGKILL,
+    as the agent logs once."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        try:
+            probe = subprocess.run(
+                [setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            probe = None
+        if probe is not None and probe.returncode == 0:
+            return (setpriv, "--pdeathsig", "KILL", "--")
+    _log.warning("setpriv --pdeathsig unavailable: tasks may outlive a killed agent")
+    return ()
 
 
 class ExecHandler:
@@ -85,13 +113,21 @@ class ExecHandler:
         with self._lock:
             if self._closed:
                 raise TaskFailure("agent stopping", retryable=True)
+            env = self.task_env(task)
+            program = shutil.which(self.argv[0], path=env.get("PATH"))
+            if program is None:
+                raise TaskFailure(
+                    f"cannot start {self.argv[0]!r}: not found or not executable",
+                    retryable=True,
+                    exit_code=127,
+                )
             try:
                 proc = subprocess.Popen(
-                    self.argv,
+                    [*_die_with_parent(), program, *self.argv[1:]],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    env=self.task_env(task),
+                    env=env,
                     cwd=self.cwd,
                     start_new_session=True,
                 )

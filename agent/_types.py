@@ -95,6 +95,12 @@ class CoordinatorUnavailable(RuntimeError):
     """No coordinator could be reached for longer than ``unreachable_timeout``."""
 
 
+class CredentialsRefused(RuntimeError):
+    """Every coordinator tried refused the agent's credentials (UNAUTHENTICATED
+    or PERMISSION_DENIED): a wrong or missing token, or a token of another
+    agent. Retrying cannot help, so :meth:`Agent.run` raises this and stops."""
+
+
 class ConnectionState(enum.Enum):
     """The agent's view of its session (kazoo-style, CONVENTIONS lesson 6).
 

@@ -145,3 +145,20 @@ class LeaderInfo:
     id: str
     address: str
     term: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """A task as an agent holds it: its key, the claim's fence and the attempt.
+
+    The fence (the claim key's create revision) is what proves ownership; two
+    refs of one task with different fences are two different claims.
+    """
+
+    key: TaskKey
+    fence: int
+    attempt: int
+
+    @classmethod
+    def of(cls, claim: Claim) -> TaskRef:
+        return cls(claim.key, claim.fence, claim.attempt)

@@ -30,22 +30,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from workhive.coordinator.etcd import (
+    ClusterState,
     Election,
     EtcdClient,
     EtcdError,
+    EtcdUnavailable,
     Keyspace,
     LeaseKeeper,
     LeaseLost,
     LeaseRefresher,
+    ProjectMeta,
     Session,
     SessionState,
     StandbyMirror,
     Store,
+    SubmitConflict,
     observe,
+    snapshot,
+    submit_project,
 )
 from workhive.coordinator.leader.driver import LeaderDriver
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import AgentInfo, LeaderInfo
+from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
 from workhive.coordinator.scheduling import SchedulerConfig
 from workhive.coordinator.service.agent_hub import AgentHub
 from workhive.coordinator.service.agent_service import AgentServicer
@@ -142,6 +148,58 @@ class CoordinatorNode:
 
     async def register_agent(self, info: AgentInfo, lease: int) -> None:
         await asyncio.to_thread(Store(self.client, self.ks).register_agent, info, lease)
+
+    # -- the servicers' view (service.node_view.NodeView) ---------------------------
+
+    @property
+    def agent_lease_ttl(self) -> int:
+        return self.settings.agent_lease_ttl
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        return self.settings.heartbeat_interval_ms
+
+    def leading(self) -> LeaderDriver | None:
+        return self.driver
+
+    def mirror(self) -> ClusterState | None:
+        """The leader's cluster mirror, read-only (None: not leading, or not
+        rebuilt yet). Only the leader changes it, through its own mutators."""
+        return self.driver.cluster() if self.driver is not None else None
+
+    @property
+    def etcd_targets(self) -> str:
+        return ", ".join(self.client.targets)
+
+    async def etcd_problem(self) -> str:
+        try:
+            await asyncio.to_thread(self.client.ping, 1.0)
+        except EtcdUnavailable:
+            return f"etcd at {self.etcd_targets} is unreachable: showing the last state seen"
+        return ""
+
+    async def cluster_state(self) -> ClusterState:
+        mirror = self.mirror()
+        if mirror is not None:
+            return mirror
+        rev, kvs = await asyncio.to_thread(snapshot, self.client, self.ks.root)
+        return ClusterState.from_kvs(self.ks, rev, kvs)
+
+    async def submit(self, spec: ProjectSpec) -> ProjectMeta:
+        driver = self.driver
+        if driver is None:
+            raise SubmitConflict("this replica no longer leads")
+        return await asyncio.to_thread(
+            submit_project, self.client, self.ks, spec, fence=driver.fence, keeper=self.keeper
+        )
+
+    async def registered_lease(self, agent_id: str) -> int | None:
+        try:
+            kv = await asyncio.to_thread(self.client.get, self.ks.agent(agent_id))
+        except EtcdError as exc:
+            log.warning("lease ownership unknown: etcd", agent_id=agent_id, error=str(exc))
+            return None
+        return kv.lease if kv is not None else None
 
     def stop(self) -> None:
         """Ask the replica to shut down (thread-safe)."""

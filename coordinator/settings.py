@@ -12,6 +12,7 @@ the codebase reads the environment for configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -74,7 +75,10 @@ class Settings:
     tls_ca: str = ""
     tls_client_auth: bool = True
     tls_server_name: str = ""  # name checked in a peer's certificate (fast failover)
-    auth_tokens_file: str = ""  # per-agent bearer tokens (docs/security.md)
+    auth_tokens_file: str = ""  # bearer tokens of agents and clients (docs/security.md)
+    # Without auth_tokens_file the gRPC APIs are open: listening on a non-loopback
+    # address then needs this explicit opt-in.
+    insecure_listen_anywhere: bool = False
     health_listen: str = ""  # plaintext grpc.health.v1-only address, for kubelet probes
     # etcd: TLS (https:// endpoints) and authentication. Secrets also from files.
     etcd_cacert: str = ""
@@ -204,12 +208,20 @@ def _validate_security(s: Settings, bad: Callable[[str, str], SettingsError]) ->
             raise bad(name, "no such file")
     if bool(s.etcd_cert) != bool(s.etcd_key):
         raise bad("etcd_key" if s.etcd_cert else "etcd_cert", "etcd_cert and etcd_key go together")
-    if s.health_listen:
-        host, sep, port = s.health_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise bad("health_listen", "expected host:port (empty = off)")
-        if s.health_listen == s.listen:
-            raise bad("health_listen", "must differ from listen")
+    for name in ("listen", "advertise", "health_listen"):
+        value = getattr(s, name)
+        if value and split_host_port(value) is None:
+            raise bad(name, "expected host:port with a port within 0..65535")
+    if s.health_listen and s.health_listen == s.listen:
+        raise bad("health_listen", "must differ from listen")
+    host = (split_host_port(s.listen) or ("", 0))[0]
+    if not s.auth_tokens_file and not s.insecure_listen_anywhere and not is_loopback(host):
+        raise bad(
+            "listen",
+            "other hosts can reach this address and no client authentication is set: "
+            "set auth_tokens_file (docs/security.md), listen on 127.0.0.1, or opt in "
+            "with --insecure-listen-anywhere",
+        )
     if s.etcd_password and s.etcd_password_file:
         raise bad("etcd_password_file", "give etcd_password or etcd_password_file, not both")
     if (s.etcd_password or s.etcd_password_file) and not s.etcd_user:
@@ -217,6 +229,24 @@ def _validate_security(s: Settings, bad: Callable[[str, str], SettingsError]) ->
     tls_etcd = any(urlparse(e).scheme == "https" for e in s.etcd if "://" in e)
     if (s.etcd_cacert or s.etcd_cert) and not tls_etcd:
         raise bad("etcd", "etcd TLS files are set: use https:// endpoints")
+
+
+def split_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` (``[v6]:port`` too), or ``None`` if malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def etcd_password(s: Settings) -> str:

@@ -152,7 +152,7 @@ def agent_command(
     log_level: str = typer.Option("info", "--log-level", envvar="WORKHIVE_LOG_LEVEL"),
 ) -> None:
     """Run tasks from the coordinators: one subprocess per task."""
-    from workhive.agent import Agent, CoordinatorUnavailable, ExecHandler
+    from workhive.agent import Agent, CoordinatorUnavailable, CredentialsRefused, ExecHandler
     from workhive.coordinator.logs import configure_logging
 
     addresses = _split(coordinator)
@@ -193,6 +193,9 @@ def agent_command(
     except CoordinatorUnavailable as exc:
         typer.echo(f"workhive agent: {exc}", err=True)
         raise typer.Exit(exit_codes.UNAVAILABLE) from exc
+    except CredentialsRefused as exc:
+        typer.echo(f"workhive agent: {exc}", err=True)
+        raise typer.Exit(exit_codes.NOPERM) from exc
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -54,6 +54,11 @@ def coordinator(
     auth_tokens_file: Path | None = typer.Option(
         None, help="Per-agent bearer tokens (see docs/security.md) [env WORKHIVE_AUTH_TOKENS_FILE]."
     ),
+    insecure_listen_anywhere: bool | None = typer.Option(
+        None,
+        "--insecure-listen-anywhere",
+        help="Allow a non-loopback --listen without auth_tokens_file (open APIs).",
+    ),
     health_listen: str | None = typer.Option(
         None, help="Plaintext grpc.health.v1-only address for kubelet probes (empty: off)."
     ),
@@ -85,6 +90,7 @@ def coordinator(
         "tls_server_name": tls_server_name,
         "auth_tokens_file": auth_tokens_file,
         "health_listen": health_listen,
+        "insecure_listen_anywhere": insecure_listen_anywhere,
         "etcd_cacert": etcd_cacert,
         "etcd_cert": etcd_cert,
         "etcd_key": etcd_key,
@@ -98,6 +104,12 @@ def coordinator(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_codes.USAGE) from None
     configure_logging(settings.log_format, settings.log_level)
+    if not settings.auth_tokens_file:
+        structlog.get_logger("workhive.security").warning(
+            "no auth_tokens_file: anyone who reaches the listen address may submit, cancel "
+            "and act as any agent",
+            listen=settings.listen,
+        )
     from workhive.coordinator.node import CoordinatorNode
 
     node = CoordinatorNode(settings)

@@ -3,9 +3,10 @@ thin commands over :class:`workhive.client.Client` (docs/client.md).
 
 Exit codes (``exit_codes``): 0 ok; 1 the work failed (invalid project,
 unknown project, a task failed for ``wait``); 2 usage (bad flags, no address,
-unreadable or refused credentials); 69 no coordinator, no leader or no etcd
-answered, or ``status`` could only give a stale answer (printed all the same,
-marked stale); 75 retry later (a concurrent submit of the same project).
+unreadable credentials); 69 no coordinator, no leader or no etcd answered, or
+``status`` could only give a stale answer (printed all the same, marked
+stale); 75 retry later (a concurrent submit of the same project); 77
+credentials refused or not allowed.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def fail(exc: WorkhiveError) -> typer.Exit:
     if isinstance(exc, (Unavailable, WaitTimeout)):
         return typer.Exit(exit_codes.UNAVAILABLE)
     if isinstance(exc, AccessDenied):
-        return typer.Exit(exit_codes.USAGE)
+        return typer.Exit(exit_codes.NOPERM)
     if exc.code == "ABORTED":  # e.g. a concurrent submit of the same project
         return typer.Exit(exit_codes.TEMPFAIL)
     return typer.Exit(exit_codes.FAILED)

@@ -279,6 +279,8 @@ def _run(
         cancelled=counts.get("cancelled", 0),
         lost=len(report.lost),
         committed_twice=len(report.committed_twice),
+        executed_twice=len(report.executed_twice),
+        executions=report.executions,
         makespan_seconds=round(makespan, 2),
         lower_bound_seconds=round(bound, 2),
         ratio=round(makespan / bound, 3) if bound else 0.0,
@@ -318,6 +320,11 @@ def _print_summary(s: Summary) -> None:
         (
             "committed twice",
             f"[{'green' if s.committed_twice == 0 else 'red'}]{s.committed_twice}[/]",
+        ),
+        (
+            "executed twice",
+            f"[{'green' if s.executed_twice == 0 else 'red'}]{s.executed_twice}[/]"
+            f" ({s.executions} executions)",
         ),
     ]
     for k, v in rows:

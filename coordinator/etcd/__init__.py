@@ -22,7 +22,7 @@ from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
 from workhive.coordinator.etcd.snapshot import Feed, snapshot
 from workhive.coordinator.etcd.standby import StandbyMirror
-from workhive.coordinator.etcd.store import ClusterState, Store
+from workhive.coordinator.etcd.store import ClusterState, MirrorChanges, Store
 from workhive.coordinator.etcd.submit import ProjectExists, SubmitConflict, submit_project
 from workhive.coordinator.etcd.txn import Fence, fenced_txn
 from workhive.coordinator.etcd.types import (
@@ -61,6 +61,7 @@ __all__ = [
     "LeaseKeeper",
     "LeaseLost",
     "LeaseRefresher",
+    "MirrorChanges",
     "Observer",
     "Outcome",
     "ProjectExists",

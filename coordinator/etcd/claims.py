@@ -214,32 +214,21 @@ class Claims:
         return self._run(items, fence)
 
     def requeue(
-        self, records: Sequence[TaskRecord], fence: Fence, *, now: float | None = None
+        self, records: Sequence[TaskRecord], fence: Fence, attempts: Sequence[int] | None = None
     ) -> list[ItemResult]:
-        """After the claim vanished (lease expiry): READY with attempt+1, or
-        FAILED (with a result) once ``attempt >= max_attempts``."""
+        """After the claim vanished (lease expiry): READY again at ``attempts[i]``
+        (default ``attempt + 1``). Whether a task is retried or failed for good
+        is the scheduler's decision alone (a failure goes through ``finish``):
+        the scheduler and etcd never disagree on a task being terminal, and a
+        claim that never started does not spend an attempt."""
         items: list[TxnItem] = []
-        for rec in records:
+        given = [r.attempt + 1 for r in records] if attempts is None else list(attempts)
+        for rec, attempt in zip(records, given, strict=True):
             ck, tk = self.ks.claim(rec.key), self.ks.task(rec.key)
             cmps = [cmp_version(ck, 0), cmp_mod(tk, rec.mod_revision)]
-            if rec.attempt >= rec.spec.max_attempts:
-                new = replace(rec, state=TaskState.FAILED)
-                res = TaskResult(
-                    rec.key,
-                    TaskState.FAILED,
-                    attempt=rec.attempt,
-                    reason="agent lost; max attempts reached",
-                    finished_at=time.time() if now is None else now,
-                )
-                tv, rv = codec.encode_task(new), codec.encode_result(res)
-                rk = self.ks.result(rec.key)
-                items.append(
-                    TxnItem(cmps, [op_put(tk, tv), op_put(rk, rv)], puts=[(tk, tv), (rk, rv)])
-                )
-            else:
-                new = replace(rec, state=TaskState.READY, attempt=rec.attempt + 1)
-                tv = codec.encode_task(new)
-                items.append(TxnItem(cmps, [op_put(tk, tv)], puts=[(tk, tv)]))
+            new = replace(rec, state=TaskState.READY, attempt=attempt)
+            tv = codec.encode_task(new)
+            items.append(TxnItem(cmps, [op_put(tk, tv)], puts=[(tk, tv)]))
         return self._run(items, fence)
 
     def set_state(self, records: Sequence[TaskRecord], fence: Fence) -> list[ItemResult]:

@@ -25,10 +25,25 @@ from workhive.coordinator.etcd.watch import EventType, WatchEvent
 from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskState
 
 
+@dataclass(frozen=True)
+class MirrorChanges:
+    """What a watch batch changed that the leader must act on."""
+
+    new_projects: frozenset[str] = frozenset()  # meta key created
+    deleted_claims: tuple[Claim, ...] = ()  # with the value they had, in order
+    deleted_agents: tuple[str, ...] = ()  # registrations gone (lease expired)
+
+
 @dataclass
 class ClusterState:
-    """Everything under the prefix at ``revision``, decoded. Mutable: ``apply``
-    folds watch events in (the leader's in-memory mirror).
+    """Everything under the prefix at ``revision``, decoded: the leader's
+    in-memory mirror (and a follower's warm one).
+
+    Contract: only this class's mutators change it: ``apply`` folds a watch
+    batch in and returns what changed; the ``fold_*`` methods fold in a write
+    the owner committed itself, before the watch echoes it (each change is
+    kept only if it is at least as new as what is held, so the echo is a
+    no-op). Readers treat the fields as read-only.
 
     ``staged`` holds task records of projects whose meta is not written yet.
     """
@@ -65,6 +80,33 @@ class ClusterState:
         if self._newer(key, revision):
             self.mods[key] = revision
             self._delete(key)
+
+    def fold_task(self, record: TaskRecord) -> None:
+        """A task record this process wrote (at ``record.mod_revision``)."""
+        key = self.keyspace.task(record.key)
+        if self._newer(key, record.mod_revision):
+            self.mods[key] = record.mod_revision
+            self.tasks[record.key] = record
+
+    def fold_claim(self, claim: Claim) -> None:
+        """A claim this process created or changed (at ``claim.mod_revision``)."""
+        key = self.keyspace.claim(claim.key)
+        if self._newer(key, claim.mod_revision):
+            self.mods[key] = claim.mod_revision
+            self.claims[claim.key] = claim
+
+    def fold_result(self, result: TaskResult, revision: int) -> None:
+        """A result this process wrote at ``revision``, in the txn that deleted
+        the claim (if any)."""
+        self.note_delete(self.keyspace.claim(result.key), revision)
+        key = self.keyspace.result(result.key)
+        if self._newer(key, revision):
+            self.mods[key] = revision
+            self.results[result.key] = result
+
+    def fold_release(self, key: TaskKey, revision: int) -> None:
+        """A claim this process deleted at ``revision``."""
+        self.note_delete(self.keyspace.claim(key), revision)
 
     def _put(self, kv: KeyValue) -> None:
         if not self._newer(kv.key, kv.mod_revision):
@@ -109,15 +151,29 @@ class ClusterState:
         elif kind == "election":
             self.candidates.pop(parts[0], None)
 
-    def apply(self, events: Iterable[WatchEvent]) -> None:
-        """Fold watch events in, in order."""
+    def apply(self, events: Iterable[WatchEvent]) -> MirrorChanges:
+        """Fold watch events in, in order; returns what changed (one pass)."""
+        fresh: set[str] = set()
+        claims: list[Claim] = []
+        agents: list[str] = []
         for ev in events:
             if ev.type is EventType.PUT:
+                if ev.kv.version == 1:
+                    kind, parts = self.keyspace.classify(ev.kv.key)
+                    if kind == "meta":
+                        fresh.add(parts[0])
                 self._put(ev.kv)
-            elif self._newer(ev.kv.key, ev.revision):
-                self.mods[ev.kv.key] = ev.revision
-                self._delete(ev.kv.key)
+            else:
+                kind, parts = self.keyspace.classify(ev.kv.key)
+                if kind == "claim" and ev.prev is not None:
+                    claims.append(codec.decode_claim(TaskKey(parts[0], parts[1]), ev.prev))
+                elif kind == "agent":
+                    agents.append(parts[0])
+                if self._newer(ev.kv.key, ev.revision):
+                    self.mods[ev.kv.key] = ev.revision
+                    self._delete(ev.kv.key)
             self.revision = max(self.revision, ev.revision)
+        return MirrorChanges(frozenset(fresh), tuple(claims), tuple(agents))
 
     def visible_claims(self) -> dict[TaskKey, Claim]:
         return {k: c for k, c in self.claims.items() if k.project in self.projects}

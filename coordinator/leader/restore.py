@@ -1,12 +1,16 @@
-"""Pure translations between the etcd mirror and the scheduler's events."""
+"""Pure translations from the etcd mirror to the scheduler's inputs.
+
+What a watch batch changed is the mirror's own answer (``ClusterState.apply``
+returns it); this module only builds specs and the restore event from a
+mirror, without changing it.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from workhive.coordinator.etcd import ClusterState, EventType, Keyspace, WatchBatch
-from workhive.coordinator.etcd.codec import decode_claim
-from workhive.coordinator.model import Claim, ProjectSpec, TaskKey
+from workhive.coordinator.etcd import ClusterState
+from workhive.coordinator.model import ProjectSpec, TaskKey
 from workhive.coordinator.scheduling import StateRestored
 
 
@@ -37,35 +41,3 @@ def restored(cs: ClusterState, now: float) -> StateRestored:
         now=now,
         attempts={k: r.attempt for k, r in cs.tasks.items()},
     )
-
-
-def new_projects(batch: WatchBatch, ks: Keyspace) -> set[str]:
-    """Projects whose meta key appeared in ``batch``."""
-    out = set()
-    for ev in batch.events:
-        if ev.type is EventType.PUT and ev.kv.version == 1:
-            kind, parts = ks.classify(ev.kv.key)
-            if kind == "meta":
-                out.add(parts[0])
-    return out
-
-
-def deleted_claims(batch: WatchBatch, ks: Keyspace) -> list[Claim]:
-    """Claims deleted in ``batch`` (with the value they had), in order."""
-    out = []
-    for ev in batch.events:
-        if ev.type is EventType.DELETE and ev.prev is not None:
-            kind, parts = ks.classify(ev.kv.key)
-            if kind == "claim":
-                out.append(decode_claim(TaskKey(parts[0], parts[1]), ev.prev))
-    return out
-
-
-def deleted_agents(batch: WatchBatch, ks: Keyspace) -> list[str]:
-    out = []
-    for ev in batch.events:
-        if ev.type is EventType.DELETE:
-            kind, parts = ks.classify(ev.kv.key)
-            if kind == "agent":
-                out.append(parts[0])
-    return out

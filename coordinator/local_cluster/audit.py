@@ -9,11 +9,17 @@ Violations found:
 - ``moved_started``: a started claim was handed to another agent (a task
   owned by two agents at once);
 - ``deposed_writes``: a claim was written under a fencing term that was not
-  the leader's at that revision (a write accepted from a deposed leader).
+  the leader's at that revision (a write accepted from a deposed leader);
+- ``executed_twice`` (agents' execution logs): a task started again although
+  its previous run neither failed nor lost its agent's lease first: the same
+  claim (fence) started twice, or a new claim created while the lease of the
+  claim that was running lived. A retry after a reported failure, and a re-run
+  after the first agent's lease ended (expired or revoked), are legitimate.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -39,6 +45,8 @@ class AuditReport:
     early_start: list[str] = field(default_factory=list)
     moved_started: list[str] = field(default_factory=list)
     deposed_writes: list[str] = field(default_factory=list)
+    executed_twice: list[str] = field(default_factory=list)
+    executions: int = 0  # task starts in the agents' execution logs
 
     @property
     def violations(self) -> dict[str, list[str]]:
@@ -50,6 +58,7 @@ class AuditReport:
                 "early_start": self.early_start,
                 "moved_started": self.moved_started,
                 "deposed_writes": self.deposed_writes,
+                "executed_twice": self.executed_twice,
             }.items()
             if v
         }
@@ -78,8 +87,10 @@ def audit(
     projects: set[str] = set()
     attempts: dict[TaskKey, int] = {}
     claim_puts: list[tuple[WatchEvent, TaskKey]] = []
+    leases = _Leases()
     for ev in events:
         kind, parts = keyspace.classify(ev.key)
+        leases.note(kind, parts, ev)
         if kind == "election":
             if ev.type is EventType.PUT and ev.kv.version == 1:
                 terms[ev.key] = (ev.kv.create_revision, None)
@@ -131,25 +142,99 @@ def audit(
     rep.lost = sorted(str(k) for k in keys if not result_puts[k])
     rep.committed_twice = sorted(str(k) for k, n in result_puts.items() if n > 1)
     if exec_log is not None and exec_log.exists():
-        rep.early_start += _early_exec_starts(exec_log, deps, finished_at)
+        runs = _read_runs(exec_log)
+        rep.executions = sum(len(r) for r in runs.values())
+        rep.early_start += _early_exec_starts(runs, deps, finished_at)
+        rep.executed_twice = _executed_twice(runs, leases)
     return rep
 
 
-def _early_exec_starts(
-    exec_log: Path, deps: dict[TaskKey, tuple[str, ...]], finished_at: dict[TaskKey, float]
-) -> list[str]:
-    out = []
-    starts: dict[TaskKey, list[float]] = defaultdict(list)
+@dataclass
+class _Run:
+    """One execution of a task by an agent, from its execution log."""
+
+    t: float
+    agent: str
+    fence: int
+    failed: bool = False  # the run ended with a reported failure
+
+
+class _Leases:
+    """Which lease each claim was on, and at which revision each lease ended.
+
+    A lease's end is the deletion of a key attached to it (its agent key or
+    a claim) when etcd expires or revokes it; a claim's lease is read from
+    the claim's puts (a steal moves an unstarted claim to another lease)."""
+
+    def __init__(self) -> None:
+        self.claim_lease: dict[tuple[TaskKey, int, str], int] = {}
+        self.ended_at: dict[int, int] = {}
+
+    def note(self, kind: str, parts: tuple[str, ...], ev: WatchEvent) -> None:
+        if kind == "claim" and ev.type is EventType.PUT and ev.kv.lease:
+            agent = str(loads(ev.kv.value).get("agent", ""))
+            key = TaskKey(parts[0], parts[1])
+            self.claim_lease[(key, ev.kv.create_revision, agent)] = ev.kv.lease
+        elif kind == "agent" and ev.type is EventType.DELETE and ev.prev and ev.prev.lease:
+            self.ended_at.setdefault(ev.prev.lease, ev.revision)
+
+    def ended_before(self, key: TaskKey, run: _Run, revision: int) -> bool:
+        """True if the lease ``run``'s claim was on ended before ``revision``."""
+        lease = self.claim_lease.get((key, run.fence, run.agent))
+        if lease is None:
+            return True  # no such claim in etcd's history: cannot judge it
+        end = self.ended_at.get(lease)
+        return end is not None and end <= revision
+
+
+def _read_runs(exec_log: Path) -> dict[TaskKey, list[_Run]]:
+    """Each task's runs in start order; a ``finish`` marks its run failed or not."""
+    runs: dict[TaskKey, list[_Run]] = defaultdict(list)
     for line in exec_log.read_text().splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if rec.get("event") == "start":
-            starts[TaskKey(rec.get("project", ""), rec.get("task", ""))].append(float(rec["t"]))
-    for key, times in starts.items():
+        key = TaskKey(rec.get("project", ""), rec.get("task", ""))
+        event = rec.get("event")
+        if event == "start":
+            runs[key].append(_Run(float(rec["t"]), rec.get("agent", ""), int(rec.get("fence", 0))))
+        elif event == "finish" and rec.get("outcome") == "failed":
+            for run in reversed(runs.get(key, [])):
+                if run.agent == rec.get("agent") and run.fence == int(rec.get("fence", 0)):
+                    run.failed = True
+                    break
+    for r in runs.values():
+        r.sort(key=lambda run: run.t)
+    return runs
+
+
+def _early_exec_starts(
+    runs: dict[TaskKey, list[_Run]],
+    deps: dict[TaskKey, tuple[str, ...]],
+    finished_at: dict[TaskKey, float],
+) -> list[str]:
+    out = []
+    for key, task_runs in runs.items():
+        first = min(r.t for r in task_runs)
         for d in deps.get(key, ()):
             done = finished_at.get(TaskKey(key.project, d))
-            if done is None or min(times) + START_SKEW < done:
+            if done is None or first + START_SKEW < done:
                 out.append(f"{key} ran (agent log) before {d} succeeded")
+    return out
+
+
+def _executed_twice(runs: dict[TaskKey, list[_Run]], leases: _Leases) -> list[str]:
+    out = []
+    for key, task_runs in runs.items():
+        for prev, run in itertools.pairwise(task_runs):
+            if prev.failed:
+                continue  # a retry after a reported failure
+            if run.fence == prev.fence:
+                out.append(f"{key}: claim {run.fence} started twice (on {run.agent})")
+            elif not leases.ended_before(key, prev, run.fence):
+                out.append(
+                    f"{key}: ran on {prev.agent} (claim {prev.fence}) and again on "
+                    f"{run.agent} (claim {run.fence}) while the first lease lived"
+                )
     return out

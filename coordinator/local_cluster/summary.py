@@ -48,6 +48,8 @@ class Summary:
     cancelled: int
     lost: int
     committed_twice: int
+    executed_twice: int
+    executions: int
     makespan_seconds: float
     lower_bound_seconds: float
     ratio: float

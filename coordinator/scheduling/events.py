@@ -110,7 +110,7 @@ class TaskFailed:
 
 @dataclass(frozen=True, slots=True)
 class ClaimLost:
-    """The claim vanished (lease expired, deleted): requeue with attempt + 1."""
+    """The claim vanished (lease expired, deleted): requeue (attempt + 1 if it had started)."""
 
     key: TaskKey
     agent_id: str

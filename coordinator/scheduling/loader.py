@@ -30,6 +30,10 @@ from workhive.coordinator.model import (
 
 __all__ = ["ProjectError", "load_project", "project_from_dict"]
 
+MAX_LABEL_CHARS = 256  # kind, branch, each capability
+MAX_REQUIRES = 32  # capabilities one task may require
+MAX_PAYLOAD_DEPTH = 32  # JSON nesting of a payload
+MAX_ATTEMPTS = 100
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,199}$")
 _TOP_FIELDS = frozenset({"project", "defaults", "tasks", "agents"})
 _TASK_FIELDS = frozenset(
@@ -195,12 +199,30 @@ def _ident(v: Any, src: str, task: str | None, field: str) -> str:
     s = str(v)
     if not _ID_RE.match(s):
         raise ProjectError(
-            f"invalid id {s!r} (letters, digits, '._:@+-', at most 200 chars)",
+            f"invalid id {_shown(s)} (letters, digits, '._:@+-', at most 200 chars)",
             file=src,
             task=task,
             field=field,
         )
     return s
+
+
+def _shown(s: str, limit: int = 60) -> str:
+    """``s`` quoted for an error message, cut to ``limit`` characters."""
+    return repr(s) if len(s) <= limit else f"{s[:limit]!r}... ({len(s)} chars)"
+
+
+def _depth(value: Any, limit: int, src: str, task: str, field: str) -> None:
+    """Refuse JSON nested deeper than ``limit`` (iterative: no RecursionError)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list | tuple):
+            if d > limit:
+                raise ProjectError(
+                    f"nested more than {limit} levels deep", file=src, task=task, field=field
+                )
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
 
 
 def _int(v: Any, src: str, task: str | None, field: str, lo: int, hi: int | None) -> int:
@@ -234,6 +256,10 @@ def _str(v: Any, src: str, task: str | None, field: str) -> str:
         raise ProjectError(
             f"must be a string, got {type(v).__name__}", file=src, task=task, field=field
         )
+    if len(v) > MAX_LABEL_CHARS:
+        raise ProjectError(
+            f"{len(v)} characters, limit {MAX_LABEL_CHARS}", file=src, task=task, field=field
+        )
     return v
 
 
@@ -244,6 +270,10 @@ def _strset(v: Any, src: str, task: str | None, field: str) -> frozenset[str]:
         raise ProjectError(
             f"must be a list of strings, got {type(v).__name__}", file=src, task=task, field=field
         )
+    if len(v) > MAX_REQUIRES:
+        raise ProjectError(
+            f"{len(v)} entries, limit {MAX_REQUIRES}", file=src, task=task, field=field
+        )
     for x in v:
         if not isinstance(x, str):
             raise ProjectError(
@@ -252,6 +282,7 @@ def _strset(v: Any, src: str, task: str | None, field: str) -> frozenset[str]:
                 task=task,
                 field=field,
             )
+        _str(x, src, task, field)
     return frozenset(v)
 
 
@@ -285,6 +316,7 @@ def _task(raw: Any, index: int, defaults: Mapping[str, Any], src: str) -> TaskSp
     attempts = get("max_attempts")
     payload = raw.get("payload")
     if payload is not None:
+        _depth(payload, MAX_PAYLOAD_DEPTH, src, tid, "payload")
         try:
             size = len(json.dumps(payload, separators=(",", ":")).encode())
         except (TypeError, ValueError) as exc:
@@ -311,7 +343,7 @@ def _task(raw: Any, index: int, defaults: Mapping[str, Any], src: str) -> TaskSp
         payload=payload,
         max_attempts=DEFAULT_MAX_ATTEMPTS
         if attempts is None
-        else _int(attempts, src, tid, "max_attempts", 1, None),
+        else _int(attempts, src, tid, "max_attempts", 1, MAX_ATTEMPTS),
         duration=_seconds(raw.get("duration"), src, tid, "duration"),
     )
 

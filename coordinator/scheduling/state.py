@@ -11,9 +11,9 @@ same commands.
 Task lifecycle here: PENDING (deps unfinished) -> READY (in a ready heap or
 waiting for its planned agent) -> ASSIGNED (in an agent's prefetch queue) ->
 RUNNING (holds one of the agent's slots) -> SUCCEEDED | FAILED | CANCELLED.
-A lost claim sends the task back to READY with ``attempt + 1``; a task that
-had started and has used ``max_attempts`` fails instead, which cancels every
-descendant.
+A lost claim sends the task back to READY, with ``attempt + 1`` if it had
+started (only a start counts as an attempt); a task that had started and has
+used ``max_attempts`` fails instead, which cancels every descendant.
 """
 
 from __future__ import annotations
@@ -572,8 +572,8 @@ class SchedulerState:
             t.attempt = c.attempt
             a = self._agents.get(c.agent)
             if a is None:
-                t.state = _R  # provisional, so _lose can requeue it
-                self._requeue(t, f"agent {c.agent} gone")
+                t.state = _RUN if c.started else _R  # provisional, for _lose
+                self._lose(t, f"agent {c.agent} gone")
                 continue
             t.agent = a
             a.load += t.predicted
@@ -686,10 +686,13 @@ class SchedulerState:
         if started and t.attempt >= t.spec.max_attempts:
             self._fail(t, f"{reason}; attempts exhausted ({t.attempt})")
         else:
-            self._requeue(t, reason)
+            self._requeue(t, reason, spent=started)
 
-    def _requeue(self, t: _Task, reason: str) -> None:
-        t.attempt += 1
+    def _requeue(self, t: _Task, reason: str, spent: bool = True) -> None:
+        """READY again; the next run is a new attempt only if this one started
+        (only a start counts as an attempt)."""
+        if spent:
+            t.attempt += 1
         t.started_at = None
         self._make_ready(t)
         self._out.append(RequeueTask(t.key, t.attempt, reason))

@@ -1,9 +1,10 @@
 """Open agent sessions on this replica and the messages pushed to them.
 
-The leader driver speaks domain types to ``AgentHub``; this module turns them
-into ``CoordinatorMessage`` protobufs on each session's outbox (an asyncio
-queue drained by the session's gRPC handler). Messages for an agent with no
-open session wait in its mailbox until it reconnects (bounded).
+``AgentHub`` implements the leader's ``AgentPort`` (``leader.ports``): the
+leader speaks domain types; this module turns them into ``CoordinatorMessage``
+protobufs on each session's outbox (an asyncio queue drained by the session's
+gRPC handler). Messages for an agent with no open session wait in its mailbox
+until it reconnects (bounded).
 """
 
 from __future__ import annotations
@@ -13,20 +14,25 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskSpec
+from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskKey, TaskRef, TaskSpec
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.v1 import agent_pb2, common_pb2
 
 MAILBOX_LIMIT = 10_000
 
 
-def task_ref(claim: Claim) -> common_pb2.TaskRef:
+def ref_to_proto(ref: TaskRef) -> common_pb2.TaskRef:
     return common_pb2.TaskRef(
-        project_id=claim.key.project,
-        task_id=claim.key.task,
-        fence=claim.fence,
-        attempt=claim.attempt,
+        project_id=ref.key.project, task_id=ref.key.task, fence=ref.fence, attempt=ref.attempt
     )
+
+
+def ref_from_proto(msg: common_pb2.TaskRef) -> TaskRef:
+    return TaskRef(TaskKey(msg.project_id, msg.task_id), msg.fence, msg.attempt)
+
+
+def task_ref(claim: Claim) -> common_pb2.TaskRef:
+    return ref_to_proto(TaskRef.of(claim))
 
 
 @dataclass
@@ -71,6 +77,13 @@ class AgentHub:
 
     def connected(self, agent_id: str) -> bool:
         return agent_id in self.conns
+
+    def session_lease(self, agent_id: str) -> int:
+        conn = self.conns.get(agent_id)
+        return conn.lease_id if conn is not None else 0
+
+    def session_count(self) -> int:
+        return len(self.conns)
 
     def forget(self, agent_id: str) -> None:
         self._mail.pop(agent_id, None)
@@ -122,39 +135,28 @@ class AgentHub:
             ),
         )
 
-    def refuse(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
+    def revoke(self, agent_id: str, ref: TaskRef, reason: str) -> None:
         self._send(
             agent_id,
             agent_pb2.CoordinatorMessage(
-                start_refused=agent_pb2.StartRefused(task=ref, reason=reason)
+                revoke=agent_pb2.Revoke(task=ref_to_proto(ref), reason=reason)
             ),
         )
 
-    def revoke(self, claim: Claim, reason: str) -> None:
-        self._send(
-            claim.agent,
-            agent_pb2.CoordinatorMessage(
-                revoke=agent_pb2.Revoke(task=task_ref(claim), reason=reason)
-            ),
-        )
-
-    def revoke_ref(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
-        self._send(
-            agent_id, agent_pb2.CoordinatorMessage(revoke=agent_pb2.Revoke(task=ref, reason=reason))
-        )
-
-    def ack(self, agent_id: str, ref: common_pb2.TaskRef) -> None:
+    def ack(self, agent_id: str, ref: TaskRef) -> None:
         self._send(
             agent_id,
-            agent_pb2.CoordinatorMessage(completion_ack=agent_pb2.CompletionAck(task=ref)),
+            agent_pb2.CoordinatorMessage(
+                completion_ack=agent_pb2.CompletionAck(task=ref_to_proto(ref))
+            ),
         )
 
-    def reject(self, agent_id: str, ref: common_pb2.TaskRef, reason: str) -> None:
+    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
         self._send(
             agent_id,
             agent_pb2.CoordinatorMessage(
                 completion_rejected=agent_pb2.CompletionRejected(
-                    task=ref, reason=common_pb2.STALE_FENCE, message=reason
+                    task=ref_to_proto(ref), reason=common_pb2.STALE_FENCE, message=reason
                 )
             ),
         )

@@ -12,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
 
-from workhive.coordinator.etcd import EtcdError
-from workhive.coordinator.leader.driver import LeaderDriver, Report
+from workhive.coordinator.leader.ports import Gone, Hello, Report
 from workhive.coordinator.model import AgentInfo
-from workhive.coordinator.service.agent_hub import AgentConn
+from workhive.coordinator.service.agent_hub import AgentConn, ref_from_proto
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.coordinator.service.node_view import LeaderView, NodeView
 from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
-
-if TYPE_CHECKING:
-    from workhive.coordinator.node import CoordinatorNode
 
 log = structlog.get_logger("workhive.agents")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -57,7 +54,7 @@ def _check_hello(h: agent_pb2.Hello) -> str | None:
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """Translates agent sessions into leader-driver inputs and back."""
 
-    def __init__(self, node: CoordinatorNode) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._owners: dict[int, str] = {}  # lease -> agent id, as seen in etcd or the mirror
 
@@ -72,15 +69,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return owner == agent_id
         known = self._registered(agent_id)
         if known is None or known.lease_id != lease_id:
-            try:
-                kv = await asyncio.to_thread(self.node.client.get, self.node.ks.agent(agent_id))
-            except EtcdError as exc:
-                log.warning("lease ownership unknown: etcd", agent_id=agent_id, error=str(exc))
-                return False
-            if kv is None or kv.lease != lease_id:
-                held = f"{kv.lease:x}" if kv is not None else "none"
+            held = await self.node.registered_lease(agent_id)
+            if held != lease_id:
+                shown = f"{held:x}" if held is not None else "none"
                 log.info(
-                    "lease not the agent's", agent_id=agent_id, lease=f"{lease_id:x}", held=held
+                    "lease not the agent's", agent_id=agent_id, lease=f"{lease_id:x}", held=shown
                 )
                 return False
         if len(self._owners) >= 100_000:
@@ -90,9 +83,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     def _registered(self, agent_id: str) -> AgentInfo | None:
         """The agent's registration as the leader's mirror holds it (None: unknown)."""
-        driver = self.node.driver
-        mirror = driver.mirror if driver is not None else None
-        return mirror.agents.get(agent_id) if mirror is not None else None
+        leader = self.node.leading()
+        return leader.registered(agent_id) if leader is not None else None
 
     async def GetLeader(
         self, request: agent_pb2.GetLeaderRequest, context: Ctx
@@ -138,7 +130,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         problem = _check_hello(hello)
         if problem:
             await context.abort_with_status(_bad(problem))
-        driver = self.node.driver
+        driver = self.node.leading()
         if driver is None:
             leader = self.node.leader_info
             status = not_leader(leader) if leader and leader.id != self.node.id else no_leader()
@@ -164,14 +156,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         yield agent_pb2.CoordinatorMessage(
             welcome=agent_pb2.Welcome(
                 lease_id=lease,
-                ttl_seconds=self.node.settings.agent_lease_ttl,
-                heartbeat_interval_ms=self.node.settings.heartbeat_interval_ms,
+                ttl_seconds=self.node.agent_lease_ttl,
+                heartbeat_interval_ms=self.node.heartbeat_interval_ms,
                 coordinator_id=self.node.id,
                 leader=leader_to_proto(self.node.leader_info),
                 resumed=resumed,
             )
         )
-        driver.hello(conn, resumed, list(hello.held))
+        driver.hello(Hello(info, lease, resumed, tuple(ref_from_proto(r) for r in hello.held)))
         reader = asyncio.create_task(self._read(conn, request_iterator, driver))
         graceful = False
         try:
@@ -187,14 +179,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             except (asyncio.CancelledError, Exception):
                 graceful = conn.draining
             if self.node.hub.detach(conn):
-                driver.gone(conn, graceful)
+                driver.gone(Gone(info.id, lease, graceful))
             log.info("agent session closed", agent_id=info.id, graceful=graceful)
 
     async def _read(
         self,
         conn: AgentConn,
         requests: AsyncIterator[agent_pb2.AgentMessage],
-        driver: LeaderDriver,
+        driver: LeaderView,
     ) -> bool:
         """Consume the agent's messages; returns True when it drained cleanly."""
         agent = conn.info.id
@@ -221,7 +213,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         Report(
                             agent,
                             conn.lease_id,
-                            c.task,
+                            ref_from_proto(c.task),
                             ok=True,
                             duration=c.duration_seconds,
                             output_tail=c.output_tail[-MAX_TAIL:],
@@ -233,7 +225,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         Report(
                             agent,
                             conn.lease_id,
-                            f.task,
+                            ref_from_proto(f.task),
                             ok=False,
                             reason=f.reason[:4096] or f"exit code {f.exit_code}",
                             retryable=f.retryable,
@@ -242,10 +234,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         )
                     )
                 elif kind == "start":
-                    driver.start_requested(agent, msg.start.task)
+                    driver.start_requested(agent, ref_from_proto(msg.start.task))
                 elif kind == "drain":
                     conn.draining = True
-                    driver.drain(conn)
+                    driver.drain(agent)
                 elif kind == "hello":
                     conn.close()
                     return False

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
@@ -18,26 +18,23 @@ import structlog
 from workhive.coordinator.etcd import (
     ClusterState,
     EtcdError,
-    EtcdUnavailable,
     FenceLost,
     InvalidArgument,
     ProjectExists,
     SubmitConflict,
-    snapshot,
-    submit_project,
 )
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.loader import ProjectError
 from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
+from workhive.coordinator.service.node_view import LeaderView, NodeView
 from workhive.v1 import client_pb2, client_pb2_grpc
-
-if TYPE_CHECKING:
-    from workhive.coordinator.node import CoordinatorNode
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
+MAX_ID_CHARS = 200  # the loader's limit for project and task ids
+STATUS_CACHE_ENTRIES = 128  # answers kept at most (keyed by client input: bounded)
 
 
 def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
@@ -72,45 +69,42 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
     )
 
 
+async def _check_ids(context: Ctx, **ids: str) -> None:
+    """Refuse ids longer than any stored id can be (INVALID_ARGUMENT, not echoed whole)."""
+    for name, value in ids.items():
+        if len(value) > MAX_ID_CHARS:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_PROJECT",
+                    f"{name}: {len(value)} characters, limit {MAX_ID_CHARS}",
+                )
+            )
+
+
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
-    def __init__(self, node: CoordinatorNode) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
 
     async def _view(self, context: Ctx) -> ClusterState:
         """The leader's mirror, else a snapshot read from etcd; a snapshot that
         fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry elsewhere)."""
-        driver = self.node.driver
-        if driver is not None and driver.mirror is not None:
-            return driver.mirror
-        node = self.node
         try:
-            rev, kvs = await asyncio.to_thread(snapshot, node.client, node.ks.root)
+            return await self.node.cluster_state()
         except EtcdError as exc:
             await context.abort_with_status(
                 error_status(
                     grpc.StatusCode.UNAVAILABLE,
                     "ETCD_UNAVAILABLE",
-                    f"coordinator {node.id} cannot read etcd at "
-                    f"{', '.join(node.client.targets)}: {type(exc).__name__}",
+                    f"coordinator {self.node.id} cannot read etcd at "
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
                 )
             )
-        return ClusterState.from_kvs(node.ks, rev, kvs)
+            raise  # unreachable: abort raises
 
-    async def _stale_reason(self) -> str:
-        """'' when etcd answered just now; else why this replica's view (the
-        leader's mirror) may be out of date (docs/client.md, "stale")."""
-        client = self.node.client
-        try:
-            await asyncio.to_thread(client.ping, 1.0)
-        except EtcdUnavailable:
-            return (
-                f"etcd at {', '.join(client.targets)} is unreachable: showing the last state seen"
-            )
-        return ""
-
-    async def _leader_only(self, context: Ctx) -> Any:
-        driver = self.node.driver
+    async def _leader_only(self, context: Ctx) -> LeaderView:
+        driver = self.node.leading()
         if driver is None:
             leader = self.node.leader_info
             if leader is not None and leader.id != self.node.id:
@@ -121,18 +115,15 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def SubmitProject(
         self, request: client_pb2.SubmitProjectRequest, context: Ctx
     ) -> client_pb2.SubmitProjectResponse:
-        driver = await self._leader_only(context)
+        await self._leader_only(context)
         try:
             spec = project_from_proto(request.project, source="<submit>")
         except ProjectError as exc:
             await context.abort_with_status(
                 error_status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT", str(exc))
             )
-        node = self.node
         try:
-            meta = await asyncio.to_thread(
-                submit_project, node.client, node.ks, spec, fence=driver.fence, keeper=node.keeper
-            )
+            meta = await self.node.submit(spec)
         except ProjectExists:
             await context.abort_with_status(
                 error_status(
@@ -159,7 +150,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     grpc.StatusCode.UNAVAILABLE,
                     "ETCD_UNAVAILABLE",
                     f"project {spec.id!r} not stored: etcd at "
-                    f"{', '.join(node.client.targets)}: {type(exc).__name__}",
+                    f"{self.node.etcd_targets}: {type(exc).__name__}",
                 )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
@@ -173,6 +164,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         """Status scans every task (O(tasks)): an answer is reused for
         STATUS_MAX_AGE seconds, or ten times what computing it took, so
         polling clients cannot take more than ~10% of the leader's loop."""
+        await _check_ids(context, project_id=request.project_id)
         key = (request.project_id, request.include_tasks)
         cached = self._status_cache.get(key)
         now = time.monotonic()
@@ -180,7 +172,12 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             return cached[1]
         resp = await self._status(request, context)
         spent = time.monotonic() - now
-        self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
+        if not request.project_id or resp.projects:  # never cache answers for unknown ids
+            if len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                self._status_cache = {k: v for k, v in self._status_cache.items() if v[0] > now}
+                while len(self._status_cache) >= STATUS_CACHE_ENTRIES:
+                    self._status_cache.pop(next(iter(self._status_cache)))
+            self._status_cache[key] = (now + max(STATUS_MAX_AGE, 10 * spent), resp)
         return resp
 
     async def _status(
@@ -188,7 +185,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     ) -> client_pb2.GetStatusResponse:
         cs = await self._view(context)
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
-        resp.stale_reason = await self._stale_reason()
+        resp.stale_reason = await self.node.etcd_problem()
         resp.stale = bool(resp.stale_reason)
         pids = [request.project_id] if request.project_id else sorted(cs.projects)
         for pid in pids:
@@ -214,8 +211,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         queued: Counter[str] = Counter()
         for claim in cs.claims.values():
             (running if claim.started else queued)[claim.agent] += 1
-        driver = self.node.driver
-        loads = driver.state.loads() if driver is not None else {}
+        driver = self.node.leading()
+        loads = driver.loads() if driver is not None else {}
         for agent_id, info in sorted(cs.agents.items()):
             resp.agents.append(
                 client_pb2.AgentStatus(
@@ -233,10 +230,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
 
     def _metrics(self) -> dict[str, float]:
         out = {"leader_changes": float(max(0, self.node.leader_changes - 1))}
-        driver = self.node.driver
+        driver = self.node.leading()
         if driver is None:
             return out
-        m = driver.state.metrics(driver.clock())
+        m = driver.scheduler_metrics()
         out.update(
             total_steals=float(m.total_steals),
             average_steal_size=m.average_steal_size,
@@ -254,6 +251,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetTask(
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
+        await _check_ids(context, project_id=request.project_id, task_id=request.task_id)
         cs = await self._view(context)
         key = TaskKey(request.project_id, request.task_id)
         if key not in cs.tasks:
@@ -267,6 +265,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self, request: client_pb2.WatchProjectRequest, context: Ctx
     ) -> AsyncIterator[client_pb2.ProjectEvent]:
         pid = request.project_id
+        await _check_ids(context, project_id=pid)
         seen: dict[TaskKey, TaskState] = {}
         while True:
             cs = await self._view(context)
@@ -294,8 +293,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def CancelProject(
         self, request: client_pb2.CancelProjectRequest, context: Ctx
     ) -> client_pb2.CancelProjectResponse:
+        await _check_ids(context, project_id=request.project_id)
         driver = await self._leader_only(context)
-        if driver.mirror is None or request.project_id not in driver.mirror.projects:
+        mirror = driver.cluster()
+        if mirror is None or request.project_id not in mirror.projects:
             await context.abort_with_status(
                 error_status(
                     grpc.StatusCode.NOT_FOUND,
@@ -304,9 +305,11 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         before = sum(
-            1
-            for s in effective_states(driver.mirror, request.project_id).values()
-            if not s.terminal
+            1 for s in effective_states(mirror, request.project_id).values() if not s.terminal
         )
-        await driver.cancel(request.project_id, request.reason or "cancelled by user")
+        # queued before any await, and shielded: a caller whose deadline
+        # expires abandons the answer, not the cancel
+        await asyncio.shield(
+            driver.cancel(request.project_id, request.reason or "cancelled by user")
+        )
         return client_pb2.CancelProjectResponse(cancelled=before)

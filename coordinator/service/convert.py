@@ -9,8 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workhive.coordinator.model import LeaderInfo, ProjectSpec, TaskSpec, TaskState
-from workhive.coordinator.scheduling.loader import project_from_dict
+from workhive.coordinator.model import (
+    MAX_PAYLOAD_BYTES,
+    LeaderInfo,
+    ProjectSpec,
+    TaskSpec,
+    TaskState,
+)
+from workhive.coordinator.scheduling.loader import ProjectError, project_from_dict
 from workhive.v1 import client_pb2, common_pb2
 
 _STATE_TO_PB = {
@@ -65,6 +71,28 @@ def task_to_proto(task: TaskSpec) -> client_pb2.TaskSpec:
     )
 
 
+def _payload(text: str, task_id: str, source: str) -> Any:
+    """A task's ``payload_json``: JSON, at most MAX_PAYLOAD_BYTES and not nested
+    too deep (the loader checks the depth; a parser's RecursionError is
+    reported the same way)."""
+    tid = task_id[:60] or None
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise ProjectError(
+            f"payload_json is {len(text.encode())} bytes, limit {MAX_PAYLOAD_BYTES}",
+            file=source,
+            task=tid,
+            field="payload",
+        )
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ProjectError("nested too deep", file=source, task=tid, field="payload") from None
+    except ValueError as exc:
+        raise ProjectError(
+            f"payload_json is not JSON: {exc}", file=source, task=tid, field="payload"
+        ) from None
+
+
 def project_to_proto(spec: ProjectSpec) -> client_pb2.ProjectSpec:
     return client_pb2.ProjectSpec(project_id=spec.id, tasks=[task_to_proto(t) for t in spec.tasks])
 
@@ -85,10 +113,7 @@ def project_from_proto(msg: client_pb2.ProjectSpec, source: str = "<request>") -
         if t.requires:
             raw["requires"] = list(t.requires)
         if t.payload_json:
-            try:
-                raw["payload"] = json.loads(t.payload_json)
-            except ValueError:
-                raw["payload"] = t.payload_json  # let the loader judge its size/type
+            raw["payload"] = _payload(t.payload_json, t.id, source)
         if t.max_attempts:
             raw["max_attempts"] = t.max_attempts
         tasks.append(raw)

@@ -275,11 +275,26 @@ def run_coordinator(
         assert code == 0, f"SIGTERM: exit code {code} after {took:.1f}s:\n{run.tail()}"
 
 
+def _mount_of(d: Obj, volume: str) -> str:
+    mounts = container(d, "coordinator")["volumeMounts"]
+    return str(next(m["mountPath"] for m in mounts if m["name"] == volume))
+
+
+def _auth_secret(tmp: Path) -> Path:
+    """The workhive-auth Secret the base requires, as its mounted folder."""
+    d = tmp / "auth"
+    d.mkdir()
+    (d / "tokens").write_text('"workhive-agent-*": token-of-the-agent-pool-0123\n')
+    return d
+
+
 @pytest.mark.parametrize("overlay", ["base", "dev"])
 def test_coordinator_runs_as_the_manifest_says(overlay: str, tmp_path: Path) -> None:
     objs = render(overlay)
+    d = find(objs, "Deployment", COORD)
+    mounts = {_mount_of(d, "auth"): _auth_secret(tmp_path)}
     with etcd_from_manifest(objs, tmp_path) as etcd_addr:
-        run_coordinator(objs, find(objs, "Deployment", COORD), tmp_path, etcd_addr)
+        run_coordinator(objs, d, tmp_path, etcd_addr, mounts=mounts)
 
 
 def _self_signed(tmp: Path) -> Path:
@@ -328,12 +343,12 @@ def test_prod_coordinator_with_tls_is_probeable(tmp_path: Path) -> None:
     health-only port (WORKHIVE_HEALTH_LISTEN), which must report SERVING."""
     objs = render("prod")
     d = find(objs, "Deployment", COORD)
-    mount = next(
-        m["mountPath"] for m in container(d, "coordinator")["volumeMounts"] if m["name"] == "tls"
-    )
-    tls = _self_signed(tmp_path)
+    mounts = {
+        _mount_of(d, "tls"): _self_signed(tmp_path),
+        _mount_of(d, "auth"): _auth_secret(tmp_path),
+    }
     with etcd_from_manifest(objs, tmp_path) as etcd_addr:
-        run_coordinator(objs, d, tmp_path, etcd_addr, mounts={mount: tls})
+        run_coordinator(objs, d, tmp_path, etcd_addr, mounts=mounts)
 
 
 def test_a_manifest_that_does_not_start_the_service_fails(tmp_path: Path) -> None:

@@ -99,7 +99,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
     Attributes that scripts set (any time):
         mode: "serve" | "redirect" (Redirect message after Hello) |
             "not_leader" (FAILED_PRECONDITION + ErrorInfo) |
-            "not_leader_md" (the same, trailing metadata only) | "unavailable".
+            "not_leader_md" (the same, trailing metadata only) | "unavailable" |
+            "unauthenticated" (a refused token).
         leader: LeaderInfo used by the redirect modes.
         auto_grant: answer StartRequest with StartGranted.
         refuse: task ids whose StartRequest gets StartRefused.
@@ -264,6 +265,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         mode = self.mode
         if mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "no leader")
+        if mode == "unauthenticated":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "Session: an unknown bearer token")
         if mode in ("not_leader", "not_leader_md"):
             context.abort_with_status(not_leader_status(self.leader, details=mode == "not_leader"))
         if mode == "redirect":

@@ -40,6 +40,11 @@ TOKENS = {
     "agent-b": "token-of-agent-b-0123456789",
     "*client*": "token-of-the-client-0123456789",
 }
+CLIENTS = {  # name: (token, role, project prefix)
+    "viewer": ("token-of-a-viewer-0123456789", "read", ""),
+    "submitter": ("token-of-a-submitter-0123456789", "submit", ""),
+    "ci-bot": ("token-of-the-ci-bot-0123456789", "admin", "ci-"),
+}
 
 
 # -- PKI ----------------------------------------------------------------------------------
@@ -148,12 +153,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 @pytest.fixture(scope="session")
 def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("auth") / "tokens.yaml"
-    p.write_text("".join(f'"{who}": {tok}\n' for who, tok in TOKENS.items()))
+    lines = [f'"{who}": {tok}\n' for who, tok in TOKENS.items()]
+    lines.append("clients:\n")
+    lines += [
+        f"  {name}: {{token: {tok}, role: {role}, projects: '{prefix}'}}\n"
+        for name, (tok, role, prefix) in CLIENTS.items()
+    ]
+    p.write_text("".join(lines))
     return p
 
 
 def bearer(who: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {TOKENS[who]}"),)
+    token = CLIENTS[who][0] if who in CLIENTS else TOKENS[who]
+    return (("authorization", f"Bearer {token}"),)
 
 
 # -- coordinators -------------------------------------------------------------------------

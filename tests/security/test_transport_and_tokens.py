@@ -180,15 +180,26 @@ def test_health_only_port_is_plaintext_and_serves_nothing_else(
 
 def test_tokens_file_formats() -> None:
     lines = parse_tokens("# comment\nagent-1:aaaaaaaaaaaaaaaaaaaa\n*client*:bbbbbbbbbbbbbbbbbbbb\n")
-    assert sorted(lines.values()) == ["*client*", "agent-1"]
+    assert sorted((i.name, i.agent, i.role) for i in lines.values()) == [
+        ("*client*", False, "admin"),
+        ("agent-1", True, ""),
+    ]
     yml = parse_tokens("agent-1: [aaaaaaaaaaaaaaaaaaaa, cccccccccccccccccccc]\n")
-    assert list(yml.values()) == ["agent-1", "agent-1"]
+    assert [i.name for i in yml.values()] == ["agent-1", "agent-1"]
+    roles = parse_tokens(
+        "clients:\n  ci: {token: aaaaaaaaaaaaaaaaaaaa, role: submit, projects: ci-}\n"
+    )
+    (ci,) = roles.values()
+    assert (ci.name, ci.agent, ci.role, ci.projects) == ("ci", False, "submit", "ci-")
     assert parse_tokens('{"agent-2": "dddddddddddddddddddd"}')
     for bad in (
         "agent-1: short",
         "- a\n- b\n",
         "a: [1]",
         "a: aaaaaaaaaaaaaaaaaaaa\nb: aaaaaaaaaaaaaaaaaaaa",
+        "clients:\n  x: {token: aaaaaaaaaaaaaaaaaaaa, role: root}\n",
+        "clients:\n  x: {token: aaaaaaaaaaaaaaaaaaaa, colour: red}\n",
+        "clients:\n  x: {role: read}\n",
     ):
         with pytest.raises(SecurityError) as info:
             parse_tokens(bad)
@@ -203,15 +214,21 @@ def test_tokens_are_reloaded_when_the_file_changes(tmp_path: Path) -> None:
     f.write_text(f"agent-a:{TOKENS['agent-a']}\n")
     now = [0.0]
     store = TokenStore(str(f), clock=lambda: now[0])
-    assert store.identity(TOKENS["agent-a"]) == "agent-a"
+    assert store.identity(TOKENS["agent-a"]).name == "agent-a"  # type: ignore[union-attr]
     f.write_text(f"agent-b:{TOKENS['agent-b']}\n")
     import os
 
     os.utime(f, (1, 1))
     now[0] += 5
     assert store.identity(TOKENS["agent-a"]) is None
-    assert store.identity(TOKENS["agent-b"]) == "agent-b"
+    assert store.identity(TOKENS["agent-b"]).name == "agent-b"  # type: ignore[union-attr]
     f.write_text("garbage")  # a broken file keeps the previous tokens
     os.utime(f, (2, 2))
     now[0] += 5
-    assert store.identity(TOKENS["agent-b"]) == "agent-b"
+    assert store.identity(TOKENS["agent-b"]).name == "agent-b"  # type: ignore[union-attr]
+
+
+def test_an_agent_pool_token_acts_as_any_agent_id_with_its_prefix() -> None:
+    (pool,) = parse_tokens('"workhive-agent-*": aaaaaaaaaaaaaaaaaaaa\n').values()
+    assert pool.agent and pool.is_agent("workhive-agent-7d9f8-abcde")
+    assert not pool.is_agent("workhive-agent-") and not pool.is_agent("other-agent")

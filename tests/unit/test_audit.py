@@ -230,3 +230,76 @@ def test_invariant_violation_message_lists_each_kind() -> None:
         assert kind in text, text
     assert set(err.value.report.violations) == {"lost", "committed_twice", "early_start"}
     assert format_report(err.value.report) == text
+
+
+def _exec_log(tmp_path: Path, *runs: tuple[float, str, str, int, str]) -> Path:
+    """Lines (t, agent, event, fence, outcome) for task ``a``."""
+    log = tmp_path / "exec.jsonl"
+    lines = []
+    for t, agent, event, fence, outcome in runs:
+        line = {"t": t, "agent": agent, "event": event, "project": PID, "task": "a", "fence": fence}
+        if outcome:
+            line["outcome"] = outcome
+        lines.append(line)
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return log
+
+
+def _one_task_claimed_twice(lease_ends_between: bool) -> tuple[History, int, int]:
+    """Task a claimed on agent-1's lease 7, then again (a new claim) on lease 8."""
+    h = History()
+    term = h.candidate(0x10, "c0")
+    h.project({"a": ()})
+    h.put(KS.agent("agent-1"), b"{}", lease=7)
+    first = h.claim("a", "agent-1", term, started=True)
+    if lease_ends_between:
+        h.delete(KS.agent("agent-1"))  # lease 7 expired: etcd deletes its keys
+    h.delete(KS.claim(TaskKey(PID, "a")))
+    second = h.put(KS.claim(TaskKey(PID, "a")), encode_claim("agent-2", 2, True, term), lease=8)
+    h.result("a", "agent-2")
+    return h, first, second
+
+
+def test_the_same_claim_started_twice_is_executed_twice(tmp_path: Path) -> None:
+    h, first, _ = _one_task_claimed_twice(lease_ends_between=False)
+    log = _exec_log(
+        tmp_path,
+        (1.0, "agent-1", "start", first, ""),
+        (2.0, "agent-1", "finish", first, "succeeded"),
+        (3.0, "agent-1", "start", first, ""),
+    )
+    rep = audit(h.events, KS, log)
+    assert rep.executed_twice == [f"{TaskKey(PID, 'a')}: claim {first} started twice (on agent-1)"]
+    assert rep.executions == 2
+
+
+def test_a_rerun_while_the_first_agents_lease_lived_is_executed_twice(tmp_path: Path) -> None:
+    h, first, second = _one_task_claimed_twice(lease_ends_between=False)
+    log = _exec_log(
+        tmp_path,
+        (1.0, "agent-1", "start", first, ""),
+        (3.0, "agent-2", "start", second, ""),
+    )
+    (violation,) = audit(h.events, KS, log).executed_twice
+    assert "while the first lease lived" in violation
+
+
+def test_a_rerun_after_the_first_agents_lease_ended_is_allowed(tmp_path: Path) -> None:
+    h, first, second = _one_task_claimed_twice(lease_ends_between=True)
+    log = _exec_log(
+        tmp_path,
+        (1.0, "agent-1", "start", first, ""),
+        (3.0, "agent-2", "start", second, ""),
+    )
+    assert audit(h.events, KS, log).ok
+
+
+def test_a_retry_after_a_reported_failure_is_allowed(tmp_path: Path) -> None:
+    h, first, second = _one_task_claimed_twice(lease_ends_between=False)
+    log = _exec_log(
+        tmp_path,
+        (1.0, "agent-1", "start", first, ""),
+        (2.0, "agent-1", "finish", first, "failed"),
+        (3.0, "agent-2", "start", second, ""),
+    )
+    assert audit(h.events, KS, log).ok

@@ -62,3 +62,29 @@ def test_the_installed_package_is_this_checkout() -> None:
 def test_import_layering_contracts_hold() -> None:
     r = _run(str(BIN / "lint-imports"))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+MAX_MODULE_LINES = 500
+# Modules over the limit today, each being split by other work (issue 14); the
+# list may only shrink: a module leaving it may not come back.
+OVER_THE_LIMIT = {
+    "agent/_agent.py",
+    "coordinator/etcd/client.py",
+    "coordinator/scheduling/state.py",
+}
+
+
+def _module_lines() -> dict[str, int]:
+    files = [*ROOT.glob("coordinator/**/*.py"), *ROOT.glob("agent/**/*.py")]
+    return {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
+
+
+def test_no_module_is_longer_than_500_lines_beyond_the_listed_exceptions() -> None:
+    too_long = {p: n for p, n in _module_lines().items() if n > MAX_MODULE_LINES}
+    assert set(too_long) <= OVER_THE_LIMIT, {p: too_long[p] for p in set(too_long) - OVER_THE_LIMIT}
+
+
+def test_every_listed_exception_is_still_over_the_limit() -> None:
+    lines = _module_lines()
+    shrunk = {p for p in OVER_THE_LIMIT if lines.get(p, 0) <= MAX_MODULE_LINES}
+    assert not shrunk, f"remove from OVER_THE_LIMIT (now within {MAX_MODULE_LINES} lines): {shrunk}"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +114,67 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert '"event": "draining"' in err or '"event":"draining"' in err
     assert (tmp_path / "x.jsonl").read_text().count('"event":"finish"') == 1
+
+
+AGENT_SCRIPT = textwrap.dedent(
+    """
+    import typer
+    from workhive.coordinator.cli.agent import register
+    app = typer.Typer()
+    @app.callback()
+    def root() -> None: pass
+    register(app)
+    app()
+    """
+)
+
+
+def test_refused_credentials_stop_the_agent_with_exit_77() -> None:
+    with ScriptedCoordinator() as coord:
+        coord.mode = "unauthenticated"
+        proc = subprocess.run(
+            [sys.executable, "-c", AGENT_SCRIPT, "agent", "-c", coord.address,
+             "--exec", "true", "--token", "wrong-token-0123456789"],
+            cwd=ROOT, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert proc.returncode == 77, proc.stderr
+    assert "refused this agent's credentials" in proc.stderr
+    assert "UNAUTHENTICATED" in proc.stderr
+
+
+def _task_processes(marker: str) -> list[int]:
+    import psutil
+
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or ())
+    ]
+
+
+def test_a_killed_agent_takes_its_task_process_with_it() -> None:
+    marker = "47.125"  # a sleep nothing else on the machine runs
+    with ScriptedCoordinator() as coord:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", AGENT_SCRIPT, "agent", "-c", coord.address,
+             "--exec", f"sleep {marker}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            coord.wait_kind("hello", timeout=15)
+            coord.assign("t1", fence=3, started=True)
+            deadline = time.monotonic() + 10
+            while not _task_processes(marker):
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.05)
+            proc.kill()
+            proc.wait(10)
+            deadline = time.monotonic() + 5
+            while _task_processes(marker):
+                assert time.monotonic() < deadline, "the task outlived its agent"
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for pid in _task_processes(marker):
+                os.kill(pid, signal.SIGKILL)

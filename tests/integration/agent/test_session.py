@@ -207,7 +207,8 @@ def test_reconnect_resumes_lease_and_resends_unacked(
     coord.drop_sessions()
     hello = coord.wait_kind("hello", 2)[1].msg.hello
     assert hello.resume_lease_id == 7000
-    assert [(t.task_id, t.fence) for t in hello.held] == [("q1", 22)]
+    # held: the queued task, and the finished one whose result awaits its ack
+    assert [(t.task_id, t.fence) for t in hello.held] == [("q1", 22), ("t1", 21)]
     again = coord.wait_kind("completed", 2)[1]
     assert again.session == 2
     assert again.msg.completed.task == first.task
@@ -343,3 +344,57 @@ def test_redirect_mid_session_keeps_the_lease(
     hello = coord2.wait_kind("hello")[0].msg.hello
     assert hello.resume_lease_id == 7000
     wait(lambda: r.agent.address == coord2.address)
+
+
+def test_a_task_reclaimed_while_it_runs_reports_under_the_new_claim(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    """The agent outlived its lease mid-run; the leader claimed the task for it
+    again: the run in progress finishes under the new fence, and runs once."""
+    handler = Recorder(block=True)
+    r = start_agent(coord.address, handler, slots=1)
+    coord.assign("t1", fence=10, started=True)
+    assert handler.started.wait(5)
+    coord.leases.clear()  # the lease expired while the agent was paused
+    coord.drop_sessions()
+    wait(lambda: r.agent.lease_id == 7001)
+    coord.assign("t1", fence=30, attempt=2, started=True)
+    time.sleep(0.2)  # the assignment reaches the agent while the handler runs
+    handler.release.set()
+    done = coord.wait_kind("completed")[0].msg.completed
+    assert (done.task.task_id, done.task.fence, done.task.attempt) == ("t1", 30, 2)
+    time.sleep(0.3)
+    assert len(handler.calls) == 1
+
+
+def test_a_reassigned_task_whose_result_awaits_its_ack_is_not_run_again(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    """A new leader re-sends a started claim whose result the agent holds: the
+    agent reports the result again instead of running the task a second time."""
+    coord.auto_ack = False
+    handler = Recorder()
+    start_agent(coord.address, handler, slots=1)
+    coord.assign("t1", fence=21, started=True)
+    coord.wait_kind("completed")
+    coord.assign("t1", fence=21, started=True)
+    again = coord.wait_kind("completed", 2)[1].msg.completed
+    assert (again.task.task_id, again.task.fence) == ("t1", 21)
+    time.sleep(0.3)
+    assert len(handler.calls) == 1
+
+
+def test_a_result_rejected_for_a_lost_lease_is_reused_when_the_task_comes_back(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.reject = {"t1"}
+    handler = Recorder()
+    r = start_agent(coord.address, handler, slots=1)
+    coord.assign("t1", fence=21, started=True)
+    wait(lambda: r.agent.counters.completions_rejected == 1)
+    coord.reject = set()
+    coord.assign("t1", fence=40, attempt=2, started=True)
+    again = coord.wait_kind("completed", 2)[1].msg.completed
+    assert (again.task.fence, again.task.attempt) == (40, 2)
+    wait(lambda: r.agent.counters.completions_acked == 1)
+    assert len(handler.calls) == 1

@@ -206,15 +206,17 @@ def test_agent_lease_expiry_releases_claims_and_requeue(
     assert delay < 3.5
     assert all(store.task(k)[3] is TaskState.READY for k in recs)
 
-    # Requeue: attempt 2, then after a second loss: failed (max_attempts=2).
+    # Requeue: attempt 2 by default, else the attempt the scheduler decided
+    # (never failed here: failing for good is the scheduler's call, via finish).
     fresh = [r for r in store.tasks("exp") or []]
     rq = claims.requeue(fresh, leader.fence)
     assert all(o.ok for o in rq)
     again = store.tasks("exp") or []
     assert {r.attempt for r in again} == {2} and {r.state for r in again} == {TaskState.READY}
-    rq2 = claims.requeue(again, leader.fence)
+    rq2 = claims.requeue(again, leader.fence, attempts=[2] * len(again))
     assert all(o.ok for o in rq2)
-    assert {store.task(r.key)[3] for r in again} == {TaskState.FAILED}
+    assert {store.task(r.key)[3] for r in again} == {TaskState.READY}
+    assert {r.attempt for r in store.tasks("exp") or []} == {2}
 
 
 def test_deposed_leader_cannot_claim(

@@ -64,7 +64,7 @@ def test_claims_on_leases_that_keep_expiring_are_conflicts_and_the_rest_commit(
         )
         try:
             lease_of: Any = lambda r: int(r.lease_id)  # noqa: E731
-            return await driver._fenced_on_leases(create, reqs, lease_of)
+            return await driver.term.writer.fenced_on_leases(create, reqs, lease_of)
         finally:
             await driver.stop()
 

@@ -26,6 +26,7 @@ def test_exported_members() -> None:
             "Backoff",
             "ConnectionState",
             "CoordinatorUnavailable",
+            "CredentialsRefused",
             "ExecHandler",
             "Handler",
             "Task",

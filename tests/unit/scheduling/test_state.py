@@ -190,10 +190,21 @@ def test_agent_left_requeues_its_tasks_elsewhere() -> None:
     s.handle(AgentJoined(agent("b", prefetch=0), 0))
     cmds = s.handle(AgentLeft("a", 5))
     assert cmds[:2] == [
-        RequeueTask(K("x"), 2, "agent a left"),
-        RequeueTask(K("y"), 2, "agent a left"),
+        RequeueTask(K("x"), 2, "agent a left"),  # x had started: its attempt is spent
+        RequeueTask(K("y"), 1, "agent a left"),  # y was only queued
     ]
     assert AssignTask(K("x"), "b", 2, True) in cmds
+
+
+def test_lost_queued_claim_is_requeued_at_the_same_attempt_even_on_the_last() -> None:
+    s = SchedulerState(SchedulerConfig(policy="greedy", steal_on_idle=False))
+    p = spec(T("x", max_attempts=1), T("y", max_attempts=1))
+    s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(p, 0))
+    assert s.queued("a") == [K("y")]
+    assert s.handle(ClaimLost(K("y"), "a", 1)) == [
+        RequeueTask(K("y"), 1, "claim lost"),
+        AssignTask(K("y"), "a", 1, False),  # queued again, still its first attempt
+    ]
 
 
 def test_lost_started_claim_on_last_attempt_fails() -> None:
@@ -282,10 +293,26 @@ def test_restore_rebuilds_claims_results_and_ready_tasks() -> None:
         )
     )
     assert s.task_state(K("y")) is TaskState.RUNNING
-    assert RequeueTask(K("w"), 2, "agent gone gone") in cmds
+    assert RequeueTask(K("w"), 1, "agent gone gone") in cmds  # w never started
     assigned = {c.key: c.agent_id for c in cmds if isinstance(c, AssignTask)}
     assert assigned == {K("w"): "b"}  # a is busy with y; greedy: requeued w was ready first
     assert s.task_state(K("z")) is TaskState.READY
+
+
+def test_restore_fails_a_started_claim_of_a_gone_agent_on_its_last_attempt() -> None:
+    s = SchedulerState()
+    cmds = s.handle(
+        StateRestored(
+            projects=[spec(T("x", max_attempts=1), T("y", "x"))],
+            claims=[Claim(K("x"), "gone", 1, started=True, fence=10)],
+            results=[],
+            agents=[agent("a", prefetch=0)],
+            now=100,
+        )
+    )
+    assert cmds[0] == MarkTaskFailed(K("x"), 1, "agent gone gone; attempts exhausted (1)")
+    assert CancelTask(K("y"), "dependency x failed") in cmds
+    assert ProjectFinished("p", "failed") in cmds
 
 
 def test_same_events_same_commands() -> None:

@@ -1,0 +1,121 @@
+"""Agent presence: hello, resync, gone, expiry.
+
+Contract: an agent is in the scheduler from its hello until its registration
+is deleted (its lease expired or was revoked), not while it is merely
+disconnected. An agent whose session broke and that does not come back
+within ``agent_grace`` has its lease revoked (its claims go with it: etcd
+deletes them and the watch reports each as lost); a graceful (drained) end
+revokes at once. An agent that comes back with a fresh lease has its old
+lease revoked the same way. A resumed agent is resynced: what it should hold
+is sent again, anything else it holds is revoked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import structlog
+
+from workhive.coordinator.etcd import EtcdError
+from workhive.coordinator.leader.ports import Gone, Hello
+from workhive.coordinator.leader.term import Term
+from workhive.coordinator.model import TaskKey, TaskRef
+from workhive.coordinator.scheduling import AgentJoined, AgentLeft, Event
+
+log = structlog.get_logger("workhive.leader")
+
+
+class Presence:
+    def __init__(self, term: Term, agent_grace: float) -> None:
+        self.term = term
+        self.agent_grace = agent_grace
+        self._absent: dict[str, float] = {}  # agent id -> since when it has no session
+        self._stale_leases: set[int] = set()
+
+    def hello(self, hello: Hello, now: float) -> list[Event]:
+        term, mirror = self.term, self.term.view()
+        agent_id = hello.info.id
+        self._absent.pop(agent_id, None)
+        known = agent_id in term.state.agent_ids()
+        if known and not hello.resumed:
+            # It lost its lease: claims still on an old lease go with that lease
+            # (etcd deletes them; the watch then reports each as lost).
+            self._stale_leases |= {
+                c.lease_id
+                for c in mirror.claims.values()
+                if c.agent == agent_id and c.lease_id and c.lease_id != hello.lease_id
+            }
+        elif known:
+            self._resync(hello)
+        term.metrics.agents_connected.set(term.port.session_count())
+        return [AgentJoined(replace(hello.info, lease_id=hello.lease_id), now)]
+
+    def _resync(self, hello: Hello) -> None:
+        """After a reconnect: re-send what the agent should hold, revoke the rest."""
+        term, mirror = self.term, self.term.view()
+        agent_id = hello.info.id
+        held: dict[TaskKey, TaskRef] = {r.key: r for r in hello.held}
+        mine = {k: c for k, c in mirror.claims.items() if c.agent == agent_id}
+        for key, claim in mine.items():
+            if key not in held and key in mirror.tasks:
+                term.port.assign(claim, mirror.tasks[key].spec, term.fence.term)
+        for key, ref in held.items():
+            current = mine.get(key)
+            if current is None or current.fence != ref.fence:
+                term.port.revoke(agent_id, ref, "claim no longer held")
+
+    def start_requested(self, agent_id: str, ref: TaskRef) -> None:
+        """The agent asks to start a queued task. The scheduler grants starts
+        itself when it frees a slot; here a grant already given is re-sent
+        (the agent may have missed it across a reconnect)."""
+        mirror = self.term.mirror
+        claim = mirror.claims.get(ref.key) if mirror is not None else None
+        if claim is not None and claim.agent == agent_id and claim.started:
+            self.term.port.grant(claim)
+
+    async def gone(self, gone: Gone) -> None:
+        term = self.term
+        term.metrics.agents_connected.set(term.port.session_count())
+        if term.port.connected(gone.agent_id):
+            return  # a newer session replaced this one
+        if gone.graceful:
+            await self._revoke(gone.agent_id, gone.lease_id)
+        else:
+            self._absent.setdefault(gone.agent_id, term.clock.monotonic())
+
+    def left(self, agents: tuple[str, ...], now: float) -> list[Event]:
+        """Registrations deleted (leases expired or revoked)."""
+        term = self.term
+        events: list[Event] = []
+        for agent_id in agents:
+            term.metrics.lease_expirations.inc()
+            self._absent.pop(agent_id, None)
+            term.port.forget(agent_id)
+            if agent_id in term.state.agent_ids():
+                events.append(AgentLeft(agent_id, now))
+        return events
+
+    async def expire(self) -> None:
+        """Revoke the leases of agents absent past the grace period, and of
+        old leases of agents that came back with a fresh one."""
+        term = self.term
+        cutoff = term.clock.monotonic() - self.agent_grace
+        for agent_id, since in list(self._absent.items()):
+            if since <= cutoff and not term.port.connected(agent_id):
+                del self._absent[agent_id]
+                info = term.mirror.agents.get(agent_id) if term.mirror else None
+                log.info("agent did not come back: revoking its lease", agent=agent_id)
+                await self._revoke(agent_id, info.lease_id if info else 0)
+
+    async def revoke_stale(self) -> None:
+        if self._stale_leases:
+            stale, self._stale_leases = self._stale_leases, set()
+            for lease in stale:
+                await self._revoke("(stale lease)", lease)
+
+    async def _revoke(self, agent_id: str, lease_id: int) -> None:
+        if lease_id:
+            try:
+                await self.term.writer.call(self.term.writer.store.revoke_lease, lease_id)
+            except EtcdError as exc:
+                log.warning("lease revoke failed", agent=agent_id, error=str(exc))

@@ -1,0 +1,92 @@
+"""The narrow view of a replica that the servicers get (not the node itself).
+
+``CoordinatorNode`` implements :class:`NodeView`; while it leads, its leader
+implements :class:`LeaderView`. The servicers translate the wire to these
+calls and back; they never hold the node, its etcd client or the leader's
+fence. The cluster state handed out is read-only by contract: only the
+leader (through the mirror's own mutators) changes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from workhive.coordinator.etcd import ClusterState, ProjectMeta
+from workhive.coordinator.leader.ports import Gone, Hello, Report
+from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec, TaskRef
+from workhive.coordinator.scheduling import SchedulerMetrics
+from workhive.coordinator.service.agent_hub import AgentHub
+
+
+class LeaderView(Protocol):
+    """What the servicers may ask of this replica's leader."""
+
+    def hello(self, hello: Hello) -> None: ...
+    def report(self, report: Report) -> None: ...
+    def gone(self, gone: Gone) -> None: ...
+    def start_requested(self, agent_id: str, ref: TaskRef) -> None: ...
+    def drain(self, agent_id: str) -> None: ...
+
+    def cancel(self, project_id: str, reason: str) -> asyncio.Future[int]:
+        """Queued at once; the future may be abandoned (see the leader's docs)."""
+        ...
+
+    def registered(self, agent_id: str) -> AgentInfo | None:
+        """The agent's registration as the leader's mirror holds it."""
+        ...
+
+    def cluster(self) -> ClusterState | None:
+        """The leader's mirror, read-only (None until it is rebuilt)."""
+        ...
+
+    def loads(self) -> dict[str, float]: ...
+    def scheduler_metrics(self) -> SchedulerMetrics: ...
+
+
+class NodeView(Protocol):
+    """What the servicers may ask of the replica."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def leader_info(self) -> LeaderInfo | None: ...
+    @property
+    def leader_changes(self) -> int: ...
+    @property
+    def hub(self) -> AgentHub: ...
+    @property
+    def agent_lease_ttl(self) -> int: ...
+    @property
+    def heartbeat_interval_ms(self) -> int: ...
+
+    def leading(self) -> LeaderView | None:
+        """This replica's leader while it leads, else None."""
+        ...
+
+    @property
+    def etcd_targets(self) -> str:
+        """The etcd endpoints this replica uses, for error messages."""
+        ...
+
+    async def etcd_problem(self) -> str:
+        """'' when etcd answered just now; else why this replica's view (the
+        leader's mirror) may be out of date (docs/client.md, "stale")."""
+        ...
+
+    async def cluster_state(self) -> ClusterState:
+        """The leader's mirror when leading (and rebuilt), else a fresh snapshot."""
+        ...
+
+    async def submit(self, spec: ProjectSpec) -> ProjectMeta:
+        """Store a project atomically, fenced by this replica's term."""
+        ...
+
+    async def registered_lease(self, agent_id: str) -> int | None:
+        """The lease carrying the agent's registration in etcd (None: unknown
+        or etcd did not answer)."""
+        ...
+
+    async def refresh_lease(self, lease_id: int) -> int | None: ...
+    async def agent_lease(self, resume: int) -> tuple[int, bool]: ...
+    async def register_agent(self, info: AgentInfo, lease: int) -> None: ...

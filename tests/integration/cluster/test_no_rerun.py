@@ -1,0 +1,73 @@
+"""Nothing runs twice when only a coordinator or an agent's lease had trouble:
+real etcd, coordinator and agent processes on 127.0.0.1; each test audits
+etcd's history and the agents' execution logs (``executed_twice``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from tests.harness.dags import independent
+from tests.integration.cluster.conftest import Harness
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.failover]
+
+Make = Callable[..., Harness]
+AGENT_TTL = 6  # the coordinators' default agent lease TTL (seconds)
+
+
+def _starts(h: Harness) -> Counter[str]:
+    lines = h.cluster.exec_log.read_text().splitlines()
+    return Counter(rec["task"] for rec in map(json.loads, lines) if rec["event"] == "start")
+
+
+def _wait_running(h: Harness, pid: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proj = next((p for p in h.status(pid).projects if p.project_id == pid), None)
+        if proj is not None and proj.counts.get("running", 0) > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no task of {pid} running within {timeout}s")
+
+
+@pytest.mark.timeout(120)
+def test_an_agent_paused_past_its_lease_finishes_its_task_once(make_cluster: Make) -> None:
+    h = make_cluster().start(coordinators=1)
+    agent = h.add_agent(agent_id="agent-b")
+    spec = independent(1, sleep=4.0, project="paused-agent")
+    h.client.submit(spec)
+    _wait_running(h, spec.id)
+    agent.signal(signal.SIGSTOP)  # type: ignore[attr-defined]
+    time.sleep(AGENT_TTL + 3)  # the lease expires; etcd deletes the claim
+    agent.signal(signal.SIGCONT)  # type: ignore[attr-defined]
+    done = h.wait_finished(spec.id, timeout=60)
+    assert done.counts["succeeded"] == 1
+    assert _starts(h) == {"t0000": 1}
+    report = h.audit()
+    assert report.ok, report.violations
+
+
+@pytest.mark.timeout(150)
+def test_results_awaiting_their_ack_are_not_run_again_after_the_leader_pauses(
+    make_cluster: Make,
+) -> None:
+    h = make_cluster().start(coordinators=3, agents=3)
+    spec = independent(24, sleep=1.5, project="paused-leader")
+    h.client.submit(spec)
+    _wait_running(h, spec.id)
+    time.sleep(1.0)
+    leader = h.leader_proc()
+    leader.signal(signal.SIGSTOP)  # type: ignore[attr-defined]
+    time.sleep(8.0)  # past the election TTL: another replica leads
+    leader.signal(signal.SIGCONT)  # type: ignore[attr-defined]
+    done = h.wait_finished(spec.id, timeout=90)
+    assert done.counts["succeeded"] == 24
+    report = h.audit()
+    assert report.ok, report.violations
+    assert report.executions == 24, _starts(h)
