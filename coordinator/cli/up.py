@@ -21,6 +21,7 @@ from pathlib import Path
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -166,7 +167,7 @@ def up(
     try:
         spec = load_project(project) if project else demo_project(seed)
     except ProjectError as exc:
-        err.print(f"[red]invalid project:[/red] {exc}")
+        err.print(f"[red]invalid project:[/red] {escape(str(exc))}")
         raise typer.Exit(exit_codes.FAILED) from None
     if exec_cmd is None:
         spec = _with_sleep_payloads(spec)
@@ -193,7 +194,7 @@ def up(
         err.print("[yellow]interrupted: stopping the local cluster[/yellow]")
         code = exit_codes.INTERRUPTED
     except (WorkhiveError, TimeoutError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         code = exit_codes.UNAVAILABLE
     finally:
         cluster.stop()
