@@ -35,6 +35,7 @@ from workhive.coordinator.etcd import (
     EtcdClient,
     EtcdError,
     EtcdUnavailable,
+    FenceLost,
     Keyspace,
     LeaseKeeper,
     LeaseLost,
@@ -49,7 +50,10 @@ from workhive.coordinator.etcd import (
     snapshot,
     submit_project,
 )
+from workhive.coordinator.etcd.retention import compact as compact_history
+from workhive.coordinator.etcd.retention import delete_project
 from workhive.coordinator.leader.driver import LeaderDriver
+from workhive.coordinator.leader.retention import RetentionLoop
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
 from workhive.coordinator.scheduling import SchedulerConfig
@@ -192,6 +196,17 @@ class CoordinatorNode:
         return await asyncio.to_thread(
             submit_project, self.client, self.ks, spec, fence=driver.fence, keeper=self.keeper
         )
+
+    async def delete_project(self, pid: str, compact: bool) -> int:
+        """Delete a project in one fenced txn (0: no such project); with
+        ``compact``, compact etcd's history up to the delete."""
+        driver = self.driver
+        if driver is None:
+            raise FenceLost()
+        revision = await asyncio.to_thread(delete_project, self.client, self.ks, pid, driver.fence)
+        if revision and compact:
+            await asyncio.to_thread(compact_history, self.client, revision)
+        return revision
 
     async def registered_lease(self, agent_id: str) -> int | None:
         try:
@@ -370,13 +385,22 @@ class CoordinatorNode:
         log.info("leading", id=self.id, term=election.term)
         standby, self._standby = self._standby, None
         await driver.start(standby)
+        retention = None
+        if self.settings.retention_seconds > 0:
+            loop = RetentionLoop(
+                self.settings.retention_seconds,
+                driver.cluster,
+                lambda pid: self.delete_project(pid, compact=True),
+                driver.clock,
+            )
+            retention = asyncio.create_task(loop.run())
         waits = [
             asyncio.create_task(lost.wait()),
             asyncio.create_task(driver.lost.wait()),
             asyncio.create_task(self._stopping.wait()),
         ]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
+        for w in [*waits, *([retention] if retention else [])]:
             w.cancel()
         if not self._stopping.is_set():
             log.warning("lost leadership", id=self.id, term=election.term)

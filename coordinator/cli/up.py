@@ -269,7 +269,8 @@ def _run(
     final = client.status(spec.id, tasks=True)
     client.close()
     proj = final.project(spec.id)
-    assert proj is not None  # it was there a moment ago; projects are never deleted
+    if proj is None:  # deleted by a retention setting between two calls
+        raise RuntimeError(f"project {spec.id} was deleted before its summary")
     counts = dict(proj.counts)
     report = _audit(cluster)
     return Summary(

@@ -26,6 +26,7 @@ __all__ = [
     "MarkTaskFailed",
     "PlanUpdated",
     "ProjectCancelled",
+    "ProjectDeleted",
     "ProjectFinished",
     "ProjectSubmitted",
     "RequestReplan",
@@ -165,6 +166,14 @@ class ProjectCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectDeleted:
+    """A finished project was deleted from etcd: forget it (no commands)."""
+
+    project_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class StateRestored:
     """Replace all state with what a new leader read from etcd at one revision.
 
@@ -196,6 +205,7 @@ Event = (
     | StealRejected
     | StealTick
     | ProjectCancelled
+    | ProjectDeleted
     | StateRestored
 )
 

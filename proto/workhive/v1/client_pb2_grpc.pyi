@@ -39,6 +39,10 @@ class ClientServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]
     WatchProject: _grpc.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]
     CancelProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]
+    DeleteProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]
+    """Delete a finished project: its tasks, results and meta, in one fenced txn.
+    FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
+    """
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -48,6 +52,10 @@ class ClientServiceAsyncStub(ClientServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]  # type: ignore[assignment]
     WatchProject: _aio.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]  # type: ignore[assignment]
     CancelProject: _aio.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]  # type: ignore[assignment]
+    DeleteProject: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]  # type: ignore[assignment]
+    """Delete a finished project: its tasks, results and meta, in one fenced txn.
+    FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
+    """
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,5 +92,15 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _client_pb2.CancelProjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.CancelProjectResponse, _abc.Awaitable[_client_pb2.CancelProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteProject(
+        self,
+        request: _client_pb2.DeleteProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.DeleteProjectResponse, _abc.Awaitable[_client_pb2.DeleteProjectResponse]]:
+        """Delete a finished project: its tasks, results and meta, in one fenced txn.
+        FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
+        """
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
