@@ -114,8 +114,7 @@ class ExecHandler:
             if self._closed:
                 raise TaskFailure("agent stopping", retryable=True)
             env = self.task_env(task)
-            program = shutil.which(self.argv[0], path=env.get("PATH"))
-            if program is None:
+            if shutil.which(self.argv[0], path=env.get("PATH")) is None:
                 raise TaskFailure(
                     f"cannot start {self.argv[0]!r}: not found or not executable",
                     retryable=True,
@@ -123,7 +122,7 @@ class ExecHandler:
                 )
             try:
                 proc = subprocess.Popen(
-                    [*_die_with_parent(), program, *self.argv[1:]],
+                    [*_die_with_parent(), *self.argv],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

@@ -52,6 +52,7 @@ from workhive.coordinator.etcd import (
 )
 from workhive.coordinator.etcd.retention import compact as compact_history
 from workhive.coordinator.etcd.retention import delete_project
+from workhive.coordinator.etcd.stall_cover import StallCover
 from workhive.coordinator.leader.driver import LeaderDriver
 from workhive.coordinator.leader.retention import RetentionLoop
 from workhive.coordinator.metrics import Metrics
@@ -234,6 +235,10 @@ class CoordinatorNode:
         # TTL/4 + one heartbeat old, leaving more than half the TTL for event-loop
         # stalls (a 100k-task submit blocks the leader's loop for seconds)
         self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
+        # ... and a thread that renews heartbeating agents' leases while the loop
+        # itself is stalled (docs/failover.md, "Event-loop stalls")
+        cover = StallCover(self._refresher, ttl=float(self.settings.agent_lease_ttl))
+        cover.start()
         server, health, self.port = build_server(
             AgentServicer(self),
             ClientServicer(self),
@@ -255,6 +260,7 @@ class CoordinatorNode:
             asyncio.create_task(self._campaign_loop(), name="campaign"),
             asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
             asyncio.create_task(self._readiness_loop(health), name="readiness"),
+            asyncio.create_task(_beat(cover), name="stall-cover-beat"),
         ]
         log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
         if ready is not None:
@@ -281,6 +287,7 @@ class CoordinatorNode:
             if health_server is not None:
                 await health_server[0].stop(None)
             observer.cancel()
+            cover.stop()
             self._keeper.close()
             self._client.close()
             log.info("stopped", id=self.id)
@@ -481,3 +488,10 @@ async def _refuses_connections(address: str) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return False
+
+
+async def _beat(cover: StallCover, every: float = 0.1) -> None:
+    """Tell the stall cover the event loop is alive."""
+    while True:
+        cover.beat()
+        await asyncio.sleep(every)
