@@ -21,6 +21,7 @@ from pathlib import Path
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -175,7 +176,7 @@ def up(
     try:
         spec = load_project(project) if project else demo_project(seed)
     except ProjectError as exc:
-        err.print(f"[red]invalid project:[/red] {exc}")
+        err.print(f"[red]invalid project:[/red] {escape(str(exc))}")
         raise typer.Exit(exit_codes.FAILED) from None
     if exec_cmd is None:
         spec = _with_sleep_payloads(spec)
@@ -213,7 +214,7 @@ def up(
         err.print("[yellow]interrupted: stopping the local cluster[/yellow]")
         code = exit_codes.INTERRUPTED
     except (WorkhiveError, TimeoutError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         code = exit_codes.UNAVAILABLE
     finally:
         cluster.stop()
@@ -299,7 +300,8 @@ def _run(
     final = client.status(spec.id, tasks=True)
     client.close()
     proj = final.project(spec.id)
-    assert proj is not None  # it was there a moment ago; projects are never deleted
+    if proj is None:  # deleted by a retention setting between two calls
+        raise RuntimeError(f"project {spec.id} was deleted before its summary")
     counts = dict(proj.counts)
     report = _audit(cluster)
     return Summary(

@@ -1,4 +1,4 @@
-"""``SchedulerConfig``: every scheduling knob, defaults from BRIEF "Scheduling".
+"""``SchedulerConfig``: every scheduling knob, defaults in docs/scheduling.md.
 
 ``from_env`` reads a mapping handed in by the caller (never ``os.environ``
 itself): ``WORK_STEALING_ENABLED``, ``WORK_STEALING_THRESHOLD``,
