@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from workhive.coordinator.logs import configure_logging
-
-
-@pytest.fixture(autouse=True)
-def _structlog_defaults_afterwards() -> Iterator[None]:
-    """Each test binds structlog to its own captured stderr, closed when the
-    test ends: later tests must not log into it."""
-    yield
-    structlog.reset_defaults()
 
 
 def test_json_renderer_emits_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
