@@ -62,7 +62,7 @@ class ExecHandler:
     new session (its own process group); on timeout, ``cancel`` and
     ``terminate`` the whole group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds. Running tasks as subprocesses is what keeps task
-    code from ever starving the agent's heartbeat thread (BRIEF rule 7).
+    code from ever starving the agent's heartbeat thread (docs/design.md, rule 7).
     """
 
     def __init__(

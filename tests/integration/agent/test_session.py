@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,7 @@ def test_started_assign_runs_without_start_request(
     assert events[1] | {"t": 0} == {
         "t": 0,
         "agent": "agent-test",
+        "pid": os.getpid(),  # the agent runs in this process
         "event": "finish",
         "project": "p1",
         "task": "t1",
@@ -238,7 +240,7 @@ def test_lost_lease_drops_queued_tasks(coord: ScriptedCoordinator, start_agent: 
 def test_heartbeats_flow_while_handler_blocks(
     work: str, coord: ScriptedCoordinator, start_agent: Start
 ) -> None:
-    """BRIEF rule 7: task code cannot starve the heartbeat thread."""
+    """docs/design.md, rule 7: task code cannot starve the heartbeat thread."""
     done = threading.Event()
     window: list[float] = []
 
