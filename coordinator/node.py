@@ -216,7 +216,7 @@ class CoordinatorNode:
         except EtcdError as exc:
             log.warning("lease ownership unknown: etcd", agent_id=agent_id, error=str(exc))
             return None
-        return kv.lease if kv is not None else None
+        return kv.lease if kv is not None else 0
 
     def stop(self) -> None:
         """Ask the replica to shut down (thread-safe)."""

@@ -301,6 +301,10 @@ class EtcdClient:
                     return getattr(self.stub(stub), method)(request, timeout=deadline)
             except grpc.RpcError as err:
                 code = err.code()
+                if code == grpc.StatusCode.CANCELLED and "Channel closed" in (err.details() or ""):
+                    # another thread's failover closed the channel under this call:
+                    # transient (a write may or may not have applied: ambiguous)
+                    raise _Transient(err) from err
                 if code == grpc.StatusCode.UNAVAILABLE or (
                     code == grpc.StatusCode.DEADLINE_EXCEEDED and len(self.targets) > 1
                 ):

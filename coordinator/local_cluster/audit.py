@@ -49,6 +49,7 @@ class AuditReport:
     deposed_writes: list[str] = field(default_factory=list)
     executed_twice: list[str] = field(default_factory=list)
     executions: int = 0  # task starts in the agents' execution logs
+    leases_ended: int = 0  # agent leases that expired or were revoked during the run
 
     @property
     def violations(self) -> dict[str, list[str]]:
@@ -148,6 +149,7 @@ def audit(
         rep.executions = sum(len(r) for r in runs.values())
         rep.early_start += _early_exec_starts(runs, deps, finished_at)
         rep.executed_twice = _executed_twice(runs, seen, leases)
+    rep.leases_ended = len(leases.ended_at)
     return rep
 
 

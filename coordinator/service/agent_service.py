@@ -58,10 +58,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.node = node
         self._owners: dict[int, str] = {}  # lease -> agent id, as seen in etcd or the mirror
 
-    async def _owns(self, agent_id: str, lease_id: int) -> bool:
+    async def _owns(self, agent_id: str, lease_id: int) -> bool | None:
         """True if ``lease_id`` carries ``agent_id``'s registration: an agent
         may only resume or refresh its own lease (else it could complete
-        another agent's claims, which are fenced on that lease)."""
+        another agent's claims, which are fenced on that lease). ``None``: etcd
+        did not answer, so nobody knows; the caller must not treat that as
+        "not yours" (an agent refused its resume takes a fresh lease, and the
+        old one, with the claims it still runs, is revoked)."""
         if lease_id <= 0:
             return False
         owner = self._owners.get(lease_id)
@@ -70,8 +73,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         known = self._registered(agent_id)
         if known is None or known.lease_id != lease_id:
             held = await self.node.registered_lease(agent_id)
+            if held is None:
+                return None
             if held != lease_id:
-                shown = f"{held:x}" if held is not None else "none"
+                shown = f"{held:x}" if held else "none"
                 log.info(
                     "lease not the agent's", agent_id=agent_id, lease=f"{lease_id:x}", held=shown
                 )
@@ -119,7 +124,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         owned = AGENT_ID.match(request.agent_id) is not None and await self._owns(
             request.agent_id, request.lease_id
         )
-        ttl = await self.node.refresh_lease(request.lease_id) if owned else 0
+        ttl: int | None = 0  # not this agent's lease: as good as expired
+        if owned is None:
+            ttl = None  # unknown: etcd did not answer
+        elif owned:
+            ttl = await self.node.refresh_lease(request.lease_id)
         if ttl is None:
             await context.abort_with_status(
                 error_status(grpc.StatusCode.UNAVAILABLE, "ETCD_UNAVAILABLE", "etcd did not answer")
@@ -155,7 +164,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             status = not_leader(leader) if leader and leader.id != self.node.id else no_leader()
             await context.abort_with_status(status)
         resume = hello.resume_lease_id
-        if resume and not await self._owns(hello.agent_id, resume):
+        owns = await self._owns(hello.agent_id, resume) if resume else False
+        if resume and owns is None:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    "cannot check the lease to resume now (etcd did not answer): retry",
+                )
+            )
+        if resume and not owns:
             log.warning("resume refused: not this agent's lease", agent_id=hello.agent_id)
             resume = 0
         in_use = self._in_use(hello.agent_id, resume)

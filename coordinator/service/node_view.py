@@ -87,8 +87,8 @@ class NodeView(Protocol):
         ...
 
     async def registered_lease(self, agent_id: str) -> int | None:
-        """The lease carrying the agent's registration in etcd (None: unknown
-        or etcd did not answer)."""
+        """The lease carrying the agent's registration in etcd (0: not
+        registered; None: etcd did not answer)."""
         ...
 
     async def refresh_lease(self, lease_id: int) -> int | None: ...
