@@ -35,6 +35,7 @@ from ._backoff import Backoff
 from ._execlog import ENV_VAR as EXEC_LOG_ENV
 from ._execlog import ExecLog
 from ._leader import LeaderHint, leader_from_error, status_details, status_name
+from ._results import success
 from ._session import CHANNEL_OPTIONS, Session
 from ._types import (
     ConnectionState,
@@ -785,12 +786,7 @@ class Agent:
                 retryable=True,
             )
         else:
-            outcome = Outcome(
-                key,
-                succeeded=True,
-                duration_seconds=self._clock() - t0,
-                output_tail=tail(result if isinstance(result, str) else ""),
-            )
+            outcome = success(key, result, self._clock() - t0)
         result_name = "succeeded" if outcome.succeeded else "failed"
         self._exec_log.record("finish", key, outcome=result_name)
         log.info(

@@ -3,6 +3,7 @@ for task data (CONVENTIONS lesson 5)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from workhive.v1 import agent_pb2, common_pb2
@@ -33,6 +34,7 @@ def task_from_assign(msg: agent_pb2.Assign) -> Task:
         estimate_seconds=msg.estimate_seconds,
         term=msg.term,
         payload_json=msg.payload_json,
+        inputs=json.loads(msg.inputs_json) if msg.inputs_json else {},
     )
 
 
@@ -78,7 +80,10 @@ def outcome(o: Outcome) -> agent_pb2.AgentMessage:
     if o.succeeded:
         return agent_pb2.AgentMessage(
             completed=agent_pb2.TaskCompleted(
-                task=ref, duration_seconds=o.duration_seconds, output_tail=o.output_tail
+                task=ref,
+                duration_seconds=o.duration_seconds,
+                output_tail=o.output_tail,
+                result_json=o.result_json,
             )
         )
     return agent_pb2.AgentMessage(

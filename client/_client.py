@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -221,6 +221,10 @@ class Client:
         req = client_pb2.GetTaskRequest(project_id=project_id, task_id=task_id)
         resp = self._call(lambda s: s.GetTask(req, timeout=self._deadline, metadata=self._metadata))
         return _convert.task_status_from_proto(resp)
+
+    def result(self, project_id: str, task_id: str) -> Any:
+        """The JSON result a task completed with (``None``: none, or not yet)."""
+        return self.task(project_id, task_id).result
 
     def cancel(self, project_id: str, reason: str = "") -> int:
         """Cancel every unfinished task of a project; returns how many were.

@@ -64,6 +64,8 @@ def task_status_from_proto(m: client_pb2.TaskStatus) -> TaskStatus:
         reason=m.reason,
         started_at=m.started_at,
         finished_at=m.finished_at,
+        result=json.loads(m.result_json) if m.result_json else None,
+        output_tail=m.output_tail,
     )
 
 

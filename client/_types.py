@@ -119,6 +119,8 @@ class TaskStatus:
     reason: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    result: Any = None  # ``Client.task`` only: the task's JSON result (None: none)
+    output_tail: str = ""  # ``Client.task`` only
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,7 @@ class TaskResult:
     duration: float = 0.0
     output_tail: str = ""
     finished_at: float = 0.0
+    result_json: str = ""  # the task's JSON result, compact (empty: none); docs/etcd-layer.md
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ class Completions:
                     duration=r.duration,
                     output_tail=r.output_tail,
                     finished_at=now,
+                    result_json=r.result_json if r.ok else "",
                 ),
             )
             for r in done

@@ -99,7 +99,7 @@ class CommandExecutor:
                         replace(req.record, state=TaskState.READY, mod_revision=res.revision)
                     )
                 term.metrics.assignments.labels("claimed").inc()
-                term.port.assign(res.claim, req.record.spec, term.fence.term)
+                term.assign(res.claim)
                 if c.start_now:
                     term.latencies.started(c.key)
             else:
@@ -170,7 +170,7 @@ class CommandExecutor:
                 if c.start_now:
                     starts.append((c, res.claim))
                 else:
-                    term.port.assign(res.claim, mirror.tasks[c.key].spec, term.fence.term)
+                    term.assign(res.claim)
             else:
                 term.metrics.steals.labels("rejected").inc()
                 events.append(StealRejected(c.key, c.from_agent, c.to_agent, now))
@@ -181,7 +181,7 @@ class CommandExecutor:
             for (c, _), res in zip(starts, started, strict=True):
                 if res.ok and res.claim is not None:
                     mirror.fold_claim(res.claim)
-                    term.port.assign(res.claim, mirror.tasks[c.key].spec, term.fence.term)
+                    term.assign(res.claim)
                     term.latencies.started(c.key)
                 else:
                     events.append(StartRejected(c.key, c.to_agent, now))

@@ -11,6 +11,7 @@ bounded mailbox until it reconnects (or is dropped by ``forget``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +41,7 @@ class Report:
     retryable: bool = True
     duration: float = 0.0
     output_tail: str = ""
+    result_json: str = ""  # checked by the edge (coordinator/results.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,11 @@ class Gone:
 class AgentPort(Protocol):
     """How the leader speaks to agents (see module docstring)."""
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
-        """Hand the claimed task to its agent (started or to queue)."""
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
+        """Hand the claimed task to its agent (started or to queue), with its
+        parents' results (``inputs``: parent id -> result JSON text)."""
 
     def grant(self, claim: Claim) -> None:
         """The agent may start the queued task now."""

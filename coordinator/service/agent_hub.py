@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskKey, TaskRef, TaskSpec
+from workhive.coordinator.results import inputs_json
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.v1 import agent_pb2, common_pb2
 
@@ -110,7 +112,9 @@ class AgentHub:
 
     # -- what the leader says ------------------------------------------------
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
         self._send(
             claim.agent,
             agent_pb2.CoordinatorMessage(
@@ -123,6 +127,7 @@ class AgentHub:
                     estimate_seconds=spec.estimate or 0.0,
                     started=claim.started,
                     term=term,
+                    inputs_json=inputs_json(inputs or {}),
                 )
             ),
         )

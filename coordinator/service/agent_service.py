@@ -19,6 +19,7 @@ import structlog
 
 from workhive.coordinator.leader.ports import Gone, Hello, Report
 from workhive.coordinator.model import AgentInfo
+from workhive.coordinator.results import ResultError, check_result
 from workhive.coordinator.service.agent_hub import AgentConn, ref_from_proto
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
@@ -49,6 +50,26 @@ def _check_hello(h: agent_pb2.Hello) -> str | None:
     if len(h.capabilities) > MAX_CAPABILITIES or any(not AGENT_ID.match(c) for c in h.capabilities):
         return "capabilities: at most 64 names of [A-Za-z0-9._:@+-]"
     return None
+
+
+def completion_report(agent: str, lease_id: int, c: agent_pb2.TaskCompleted) -> Report:
+    """A completion as the leader hears it. A result that cannot be stored
+    (over 64 KiB, not JSON) becomes a retryable failure naming the problem:
+    nothing of it is committed and the task is ready again."""
+    ref = ref_from_proto(c.task)
+    try:
+        result = check_result(c.result_json, ref.key.task)
+    except ResultError as exc:
+        return Report(agent, lease_id, ref, ok=False, reason=str(exc), retryable=True)
+    return Report(
+        agent,
+        lease_id,
+        ref,
+        ok=True,
+        duration=c.duration_seconds,
+        output_tail=c.output_tail[-MAX_TAIL:],
+        result_json=result,
+    )
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -208,17 +229,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         conn.close()
                         return False
                 elif kind == "completed":
-                    c = msg.completed
-                    driver.report(
-                        Report(
-                            agent,
-                            conn.lease_id,
-                            ref_from_proto(c.task),
-                            ok=True,
-                            duration=c.duration_seconds,
-                            output_tail=c.output_tail[-MAX_TAIL:],
-                        )
-                    )
+                    driver.report(completion_report(agent, conn.lease_id, msg.completed))
                 elif kind == "failed":
                     f = msg.failed
                     driver.report(

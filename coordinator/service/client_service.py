@@ -54,7 +54,9 @@ def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
     return states
 
 
-def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.TaskStatus:
+def task_status(
+    cs: ClusterState, key: TaskKey, state: TaskState, *, with_result: bool = False
+) -> client_pb2.TaskStatus:
     rec = cs.tasks[key]
     claim = cs.claims.get(key)
     result = cs.results.get(key)
@@ -66,6 +68,8 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
         attempt=(result.attempt if result and result.attempt else rec.attempt),
         reason=result.reason if result else "",
         finished_at=result.finished_at if result else 0.0,
+        result_json=result.result_json if result and with_result else "",
+        output_tail=result.output_tail if result and with_result else "",
     )
 
 
@@ -259,7 +263,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 project_id=key.project, task_id=key.task, state=state_to_proto(None)
             )
         states = effective_states(cs, key.project)
-        return task_status(cs, key, states[key])
+        return task_status(cs, key, states[key], with_result=True)
 
     async def WatchProject(
         self, request: client_pb2.WatchProjectRequest, context: Ctx

@@ -191,9 +191,14 @@ class TaskCompleted(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
     duration_seconds: _builtins.float
     output_tail: _builtins.str
     """last bytes of stdout/stderr, capped"""
+    result_json: _builtins.str
+    """The task's JSON result (empty: none), at most 64 KiB; handed to its
+    children's Assign.inputs_json. Larger: rejected, nothing committed.
+    """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -202,10 +207,11 @@ class TaskCompleted(_message.Message):
         task: _common_pb2.TaskRef | None = ...,
         duration_seconds: _builtins.float = ...,
         output_tail: _builtins.str = ...,
+        result_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "output_tail", b"output_tail", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "output_tail", b"output_tail", "result_json", b"result_json", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -370,6 +376,7 @@ class Assign(_message.Message):
     ESTIMATE_SECONDS_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
+    INPUTS_JSON_FIELD_NUMBER: _builtins.int
     payload_json: _builtins.str
     priority: _builtins.int
     kind: _builtins.str
@@ -379,6 +386,10 @@ class Assign(_message.Message):
     """start already granted: run it now"""
     term: _builtins.int
     """leader's fencing term that made the claim"""
+    inputs_json: _builtins.str
+    """The results of the task's parents: a JSON object {parent id: result}
+    (parents that completed without a result are absent; empty: none).
+    """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -392,10 +403,11 @@ class Assign(_message.Message):
         estimate_seconds: _builtins.float = ...,
         started: _builtins.bool = ...,
         term: _builtins.int = ...,
+        inputs_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "estimate_seconds", b"estimate_seconds", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "estimate_seconds", b"estimate_seconds", "inputs_json", b"inputs_json", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

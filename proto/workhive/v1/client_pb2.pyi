@@ -171,6 +171,8 @@ class TaskStatus(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     task_id: _builtins.str
     state: _common_pb2.TaskState.ValueType
@@ -181,6 +183,9 @@ class TaskStatus(_message.Message):
     started_at: _builtins.float
     """unix seconds, 0 if never"""
     finished_at: _builtins.float
+    result_json: _builtins.str
+    """GetTask only: the task's JSON result (empty: none) and output tail."""
+    output_tail: _builtins.str
     def __init__(
         self,
         *,
@@ -192,10 +197,12 @@ class TaskStatus(_message.Message):
         reason: _builtins.str = ...,
         started_at: _builtins.float = ...,
         finished_at: _builtins.float = ...,
+        result_json: _builtins.str = ...,
+        output_tail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "finished_at", b"finished_at", "project_id", b"project_id", "reason", b"reason", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "finished_at", b"finished_at", "output_tail", b"output_tail", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

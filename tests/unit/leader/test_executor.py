@@ -155,7 +155,9 @@ class FakePort:
     sessions: dict[str, int] = field(default_factory=lambda: {"a": 11, "b": 12})
     told: list[tuple[str, str, str, Any]] = field(default_factory=list)
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
         self.told.append(("assign", claim.agent, claim.key.task, claim.started))
 
     def grant(self, claim: Claim) -> None:
