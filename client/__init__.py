@@ -32,6 +32,7 @@ from workhive.client._types import (
     Submitted,
     Task,
     TaskLike,
+    TasksAdded,
     TaskState,
     TaskStatus,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "TaskLike",
     "TaskState",
     "TaskStatus",
+    "TasksAdded",
     "Unavailable",
     "UnknownProject",
     "WaitTimeout",

@@ -30,6 +30,8 @@ from workhive.client._types import (
     ProjectLike,
     ProjectStatus,
     Submitted,
+    TaskLike,
+    TasksAdded,
     TaskStatus,
 )
 from workhive.v1 import client_pb2, client_pb2_grpc
@@ -201,6 +203,26 @@ class Client:
         deadline = self._deadline * 3 + len(req.project.tasks) / 2000
         resp = self._call(lambda s: s.SubmitProject(req, timeout=deadline, metadata=self._metadata))
         return _convert.submitted_from_proto(resp)
+
+    def add_tasks(self, project_id: str, tasks: Sequence[TaskLike]) -> TasksAdded:
+        """Add tasks to a running (or finished: it reopens) project, in one
+        fenced transaction: all of them or none. New tasks may depend on any
+        existing task but a failed or cancelled one, and on each other; a
+        task's ``blocks`` names existing unstarted tasks that now wait for it.
+
+        Raises:
+            InvalidProject: a rule was broken (the message names task and
+                field; a cycle prints its path); nothing written.
+            UnknownProject: no such project.
+            WorkhiveError: ``ABORTED`` when the graph changed while writing.
+        """
+        req = client_pb2.AddTasksRequest(
+            project_id=project_id, tasks=[_convert.task_to_proto(t) for t in tasks]
+        )
+        resp = self._call(
+            lambda s: s.AddTasks(req, timeout=self._deadline, metadata=self._metadata)
+        )
+        return TasksAdded(resp.project_id, resp.revision, resp.added, resp.task_count)
 
     def status(
         self, project_id: str = "", *, tasks: bool = False, until: float | None = None

@@ -39,6 +39,7 @@ def task_to_proto(t: TaskLike) -> client_pb2.TaskSpec:
         requires=sorted(t.requires),
         payload_json="" if t.payload is None else json.dumps(t.payload),
         max_attempts=t.max_attempts,
+        blocks=list(getattr(t, "blocks", ())),
     )
 
 

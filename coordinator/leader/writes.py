@@ -27,6 +27,7 @@ from workhive.coordinator.etcd import (
     EtcdClient,
     Fence,
     Finish,
+    Growth,
     InvalidArgument,
     ItemResult,
     Keyspace,
@@ -35,6 +36,7 @@ from workhive.coordinator.etcd import (
     Steal,
     Store,
     TaskRecord,
+    add_tasks,
 )
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import Claim, TaskKey
@@ -63,6 +65,7 @@ class ClaimsStore(Protocol):
         self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]: ...
     def task_record(self, key: TaskKey) -> TaskRecord | None: ...
+    def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]: ...
     def lease_ttl(self, lease_id: int) -> int: ...
     def revoke_lease(self, lease_id: int) -> None: ...
 
@@ -100,6 +103,9 @@ class EtcdClaimsStore:
         self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]:
         return self._claims.complete(comps, known=known)
+
+    def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]:
+        return [add_tasks(self._client, self._claims.ks, g, fence) for g in items]
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, Claim, ProjectSpec, TaskKey, TaskResult
+from workhive.coordinator.scheduling.growth import Addition
 from workhive.coordinator.scheduling.planner_types import Plan
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "TaskFailed",
     "TaskStarted",
     "TaskSucceeded",
+    "TasksAdded",
 ]
 
 # ----------------------------------------------------------------- events
@@ -156,6 +158,16 @@ class StealTick:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksAdded:
+    """Tasks were added to a running project (committed; validated by
+    ``growth.check_addition``): ranks grow incrementally, an active plan is
+    dropped, a finished project reopens."""
+
+    addition: Addition
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectCancelled:
     """The user cancelled a project: every unfinished task is cancelled."""
 
@@ -184,6 +196,7 @@ class StateRestored:
 
 Event = (
     ProjectSubmitted
+    | TasksAdded
     | PlanUpdated
     | AgentJoined
     | AgentLeft

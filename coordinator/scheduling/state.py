@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec, TaskState
 from workhive.coordinator.scheduling.config import SchedulerConfig
@@ -49,10 +49,12 @@ from workhive.coordinator.scheduling.events import (
     StealTask,
     StealTick,
     TaskFailed,
+    TasksAdded,
     TaskStarted,
     TaskSucceeded,
 )
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
+from workhive.coordinator.scheduling.growth import Addition, extend_analysis
 from workhive.coordinator.scheduling.metrics import (
     SchedulerMetrics,
     load_imbalance,
@@ -350,6 +352,8 @@ class SchedulerState:
                 self._steal(ev.now, None)
             case ProjectSubmitted():
                 self._on_submitted(ev.spec, ev.plan)
+            case TasksAdded():
+                self._on_added(ev.addition)
             case AgentJoined():
                 self._on_joined(ev.agent)
             case AgentLeft():
@@ -409,6 +413,45 @@ class SchedulerState:
             t.predicted = w
         p.rank_version = self.durations.version
         p.since_rank = 0
+
+    def _on_added(self, add: Addition) -> None:
+        """New tasks join a project (docs/scheduling.md, "Growing a project")."""
+        p = self._projects.get(add.project_id)
+        if p is None or p.analysis is None or any(t.id in p.by_id for t in add.tasks):
+            return  # idempotent: a batch is added once
+        blocked = add.blocked_deps()
+        specs = list(p.spec.tasks)
+        for x, ns in blocked.items():
+            t = p.by_id[x]
+            t.spec = specs[t.index] = replace(t.spec, depends_on=(*t.spec.depends_on, *ns))
+            t.waiting += len(ns)
+            if t.state is _R:
+                t.state, t.heap_id, t.planned = _P, -1, False
+        p.spec = replace(p.spec, tasks=(*specs, *add.tasks))
+        p.analysis, changed = extend_analysis(
+            p.analysis, add.tasks, blocked, self.durations.predict
+        )
+        fresh = []
+        for ts in add.tasks:
+            t = _Task(TaskKey(p.spec.id, ts.id), ts, len(p.tasks), p)
+            t.rank, t.predicted = p.analysis.rank[t.index], p.analysis.weight[t.index]
+            p.tasks.append(t)
+            p.by_id[ts.id] = t
+            fresh.append(t)
+        for t in fresh:
+            t.waiting = sum(1 for d in t.spec.depends_on if p.by_id[d].state is not _OK)
+        p.remaining += len(fresh)
+        p.unestimated = p.unestimated or any(t.estimate is None for t in add.tasks)
+        p.finished = None
+        self._drop_plan(p, f"{len(fresh)} tasks added")
+        for i in changed:
+            t = p.tasks[i]
+            t.rank = p.analysis.rank[i]
+            if t.state is _R and not t.planned:
+                self._push_ready(t)  # re-keyed; the old heap entry is stale
+        for t in fresh:
+            if t.waiting == 0:
+                self._make_ready(t)
 
     def _on_joined(self, info: AgentInfo) -> None:
         a = self._agents.get(info.id)

@@ -39,6 +39,11 @@ class ClientServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]
     WatchProject: _grpc.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]
     CancelProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]
+    AddTasks: _grpc.UnaryUnaryMultiCallable[_client_pb2.AddTasksRequest, _client_pb2.AddTasksResponse]
+    """Grow a project while it runs (leader-only): the batch is validated
+    against the whole graph and committed in one fenced txn, or refused
+    (INVALID_ARGUMENT naming task and field) with nothing written.
+    """
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -48,6 +53,11 @@ class ClientServiceAsyncStub(ClientServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]  # type: ignore[assignment]
     WatchProject: _aio.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]  # type: ignore[assignment]
     CancelProject: _aio.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]  # type: ignore[assignment]
+    AddTasks: _aio.UnaryUnaryMultiCallable[_client_pb2.AddTasksRequest, _client_pb2.AddTasksResponse]  # type: ignore[assignment]
+    """Grow a project while it runs (leader-only): the batch is validated
+    against the whole graph and committed in one fenced txn, or refused
+    (INVALID_ARGUMENT naming task and field) with nothing written.
+    """
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,5 +94,16 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _client_pb2.CancelProjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.CancelProjectResponse, _abc.Awaitable[_client_pb2.CancelProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddTasks(
+        self,
+        request: _client_pb2.AddTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.AddTasksResponse, _abc.Awaitable[_client_pb2.AddTasksResponse]]:
+        """Grow a project while it runs (leader-only): the batch is validated
+        against the whole graph and committed in one fenced txn, or refused
+        (INVALID_ARGUMENT naming task and field) with nothing written.
+        """
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

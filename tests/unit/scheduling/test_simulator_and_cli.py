@@ -134,6 +134,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "durations",
         "events",
         "graph",
+        "growth",
         "loader",
         "metrics",
         "planner",
