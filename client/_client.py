@@ -260,6 +260,21 @@ class Client:
         )
         return resp.cancelled
 
+    def delete(self, project_id: str, *, compact: bool = False) -> int:
+        """Delete a finished project (tasks, results, meta) in one fenced txn;
+        returns how many tasks it had. ``compact`` also compacts etcd's history
+        up to the delete, which frees the space (watchers from before re-list).
+
+        Raises:
+            UnknownProject: no project with this id.
+            ProjectRunning: some task has not finished (cancel the project first).
+        """
+        req = client_pb2.DeleteProjectRequest(project_id=project_id, compact=compact)
+        resp = self._call(
+            lambda s: s.DeleteProject(req, timeout=self._deadline * 3, metadata=self._metadata)
+        )
+        return resp.tasks
+
     def wait(self, project_id: str, timeout: float, *, poll: float = 0.25) -> ProjectStatus:
         """Block until every task of the project is terminal; returns its status
         with per-task states. ``timeout`` bounds the whole wait, status calls

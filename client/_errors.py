@@ -37,6 +37,10 @@ class UnknownProject(WorkhiveError):
     """No project with this id."""
 
 
+class ProjectRunning(WorkhiveError):
+    """The project still has unfinished tasks (a delete needs it finished)."""
+
+
 class AccessDenied(WorkhiveError):
     """The credentials were refused (UNAUTHENTICATED) or lack the right (PERMISSION_DENIED)."""
 
@@ -58,6 +62,8 @@ def from_rpc(err: grpc.RpcError, reason: str) -> WorkhiveError:
         kind = ProjectExists
     elif code == grpc.StatusCode.NOT_FOUND and reason == "UNKNOWN_PROJECT":
         kind = UnknownProject
+    elif code == grpc.StatusCode.FAILED_PRECONDITION and reason == "PROJECT_RUNNING":
+        kind = ProjectRunning
     elif code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
         kind = InvalidProject
     return kind(details, code=code.name, reason=reason)

@@ -35,6 +35,7 @@ from workhive.coordinator.etcd import (
     EtcdClient,
     EtcdError,
     EtcdUnavailable,
+    FenceLost,
     Keyspace,
     LeaseKeeper,
     LeaseLost,
@@ -49,7 +50,11 @@ from workhive.coordinator.etcd import (
     snapshot,
     submit_project,
 )
+from workhive.coordinator.etcd.retention import compact as compact_history
+from workhive.coordinator.etcd.retention import delete_project
+from workhive.coordinator.etcd.stall_cover import StallCover
 from workhive.coordinator.leader.driver import LeaderDriver
+from workhive.coordinator.leader.retention import RetentionLoop
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
 from workhive.coordinator.scheduling import SchedulerConfig
@@ -193,6 +198,17 @@ class CoordinatorNode:
             submit_project, self.client, self.ks, spec, fence=driver.fence, keeper=self.keeper
         )
 
+    async def delete_project(self, pid: str, compact: bool) -> int:
+        """Delete a project in one fenced txn (0: no such project); with
+        ``compact``, compact etcd's history up to the delete."""
+        driver = self.driver
+        if driver is None:
+            raise FenceLost()
+        revision = await asyncio.to_thread(delete_project, self.client, self.ks, pid, driver.fence)
+        if revision and compact:
+            await asyncio.to_thread(compact_history, self.client, revision)
+        return revision
+
     async def registered_lease(self, agent_id: str) -> int | None:
         try:
             kv = await asyncio.to_thread(self.client.get, self.ks.agent(agent_id))
@@ -219,6 +235,10 @@ class CoordinatorNode:
         # TTL/4 + one heartbeat old, leaving more than half the TTL for event-loop
         # stalls (a 100k-task submit blocks the leader's loop for seconds)
         self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
+        # ... and a thread that renews heartbeating agents' leases while the loop
+        # itself is stalled (docs/failover.md, "Event-loop stalls")
+        cover = StallCover(self._refresher, ttl=float(self.settings.agent_lease_ttl))
+        cover.start()
         server, health, self.port = build_server(
             AgentServicer(self),
             ClientServicer(self),
@@ -240,6 +260,7 @@ class CoordinatorNode:
             asyncio.create_task(self._campaign_loop(), name="campaign"),
             asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
             asyncio.create_task(self._readiness_loop(health), name="readiness"),
+            asyncio.create_task(_beat(cover), name="stall-cover-beat"),
         ]
         log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
         if ready is not None:
@@ -266,6 +287,7 @@ class CoordinatorNode:
             if health_server is not None:
                 await health_server[0].stop(None)
             observer.cancel()
+            cover.stop()
             self._keeper.close()
             self._client.close()
             log.info("stopped", id=self.id)
@@ -370,13 +392,22 @@ class CoordinatorNode:
         log.info("leading", id=self.id, term=election.term)
         standby, self._standby = self._standby, None
         await driver.start(standby)
+        retention = None
+        if self.settings.retention_seconds > 0:
+            loop = RetentionLoop(
+                self.settings.retention_seconds,
+                driver.cluster,
+                lambda pid: self.delete_project(pid, compact=True),
+                driver.clock,
+            )
+            retention = asyncio.create_task(loop.run())
         waits = [
             asyncio.create_task(lost.wait()),
             asyncio.create_task(driver.lost.wait()),
             asyncio.create_task(self._stopping.wait()),
         ]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
+        for w in [*waits, *([retention] if retention else [])]:
             w.cancel()
         if not self._stopping.is_set():
             log.warning("lost leadership", id=self.id, term=election.term)
@@ -457,3 +488,10 @@ async def _refuses_connections(address: str) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return False
+
+
+async def _beat(cover: StallCover, every: float = 0.1) -> None:
+    """Tell the stall cover the event loop is alive."""
+    while True:
+        cover.beat()
+        await asyncio.sleep(every)

@@ -66,6 +66,7 @@ class Settings:
     plan_time_box: float = 2.0
     etcd_timeout: float = 5.0
     shutdown_grace: float = 5.0
+    retention_seconds: float = 0.0  # delete projects this long after they finished (0: keep)
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"
     # gRPC TLS (files, PEM). ``tls_ca`` set: clients must present a certificate
@@ -183,6 +184,8 @@ def _validate(s: Settings) -> Settings:
         raise bad("priority_threshold", "must be within 0..10")
     if not 0 <= s.metrics_port <= 65535:
         raise bad("metrics_port", "must be a TCP port (0 disables)")
+    if s.retention_seconds < 0:
+        raise bad("retention_seconds", "must be >= 0 (0 keeps finished projects)")
     if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:
         raise bad("agent_grace", "durations must be positive")
     if s.policy not in POLICIES:

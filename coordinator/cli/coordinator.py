@@ -54,6 +54,12 @@ def coordinator(
     auth_tokens_file: Path | None = typer.Option(
         None, help="Per-agent bearer tokens (see docs/security.md) [env WORKHIVE_AUTH_TOKENS_FILE]."
     ),
+    retention: float | None = typer.Option(
+        None,
+        "--retention",
+        help="Delete projects this many seconds after they finished (0: keep) "
+        "[env WORKHIVE_RETENTION_SECONDS].",
+    ),
     insecure_listen_anywhere: bool | None = typer.Option(
         None,
         "--insecure-listen-anywhere",
@@ -91,6 +97,7 @@ def coordinator(
         "auth_tokens_file": auth_tokens_file,
         "health_listen": health_listen,
         "insecure_listen_anywhere": insecure_listen_anywhere,
+        "retention_seconds": retention,
         "etcd_cacert": etcd_cacert,
         "etcd_cert": etcd_cert,
         "etcd_key": etcd_key,

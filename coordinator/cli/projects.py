@@ -116,7 +116,7 @@ def fail(exc: WorkhiveError) -> typer.Exit:
     if isinstance(exc, (Unavailable, WaitTimeout)):
         return typer.Exit(exit_codes.UNAVAILABLE)
     if isinstance(exc, AccessDenied):
-        return typer.Exit(exit_codes.USAGE)
+        return typer.Exit(exit_codes.NOPERM)
     if exc.code == "ABORTED":  # e.g. a concurrent submit of the same project
         return typer.Exit(exit_codes.TEMPFAIL)
     return typer.Exit(exit_codes.FAILED)
@@ -237,6 +237,29 @@ def cancel(
     err.print(f"cancelled {cancelled} tasks of {project}")
 
 
+def delete(
+    project: str = typer.Argument(..., help="Project id."),
+    coordinator: str = COORDINATORS,
+    compact: bool = typer.Option(
+        False, "--compact", help="Also compact etcd's history up to the delete (frees space)."
+    ),
+    timeout: float = TIMEOUT,
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
+) -> None:
+    """Delete a finished project: its tasks, results and meta (cancel a running one first)."""
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
+    with _client(coordinator, timeout, **sec) as client:
+        try:
+            tasks = client.delete(project, compact=compact)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+    err.print(f"deleted {project} ({tasks} tasks)")
+
+
 def wait(
     project: str = typer.Argument(..., help="Project id."),
     coordinator: str = COORDINATORS,
@@ -267,4 +290,5 @@ def register(app: typer.Typer) -> None:
     app.command()(submit)
     app.command()(status)
     app.command()(cancel)
+    app.command()(delete)
     app.command()(wait)

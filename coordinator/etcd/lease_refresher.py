@@ -75,3 +75,25 @@ class LeaseRefresher:
                 }
                 self._prune_at = max(1024, 2 * len(self._confirmed))
         return ttl
+
+    def live(self, window: float) -> list[int]:
+        """Leases etcd confirmed within the last ``window`` seconds (their
+        agents were heartbeating)."""
+        now = self.clock()
+        with self._lock:
+            return [k for k, (when, _) in self._confirmed.items() if now - when < window]
+
+    def refresh_all(self, lease_ids: list[int]) -> dict[int, int]:
+        """Keep many leases alive in one round over the keeper's shared stream,
+        remembering the answers like :meth:`refresh`."""
+        if not lease_ids:
+            return {}
+        ttls = self.keeper.refresh_many(lease_ids)
+        now = self.clock()
+        with self._lock:
+            for lease, ttl in ttls.items():
+                if ttl > 0:
+                    self._confirmed[lease] = (now, ttl)
+                else:
+                    self._confirmed.pop(lease, None)
+        return ttls

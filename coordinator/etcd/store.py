@@ -32,6 +32,7 @@ class MirrorChanges:
     new_projects: frozenset[str] = frozenset()  # meta key created
     deleted_claims: tuple[Claim, ...] = ()  # with the value they had, in order
     deleted_agents: tuple[str, ...] = ()  # registrations gone (lease expired)
+    deleted_projects: frozenset[str] = frozenset()  # meta key deleted (workhive delete)
 
 
 @dataclass
@@ -163,6 +164,7 @@ class ClusterState:
         fresh: set[str] = set()
         claims: list[Claim] = []
         agents: list[str] = []
+        gone: set[str] = set()
         for ev in events:
             if ev.type is EventType.PUT:
                 if ev.kv.version == 1:
@@ -176,11 +178,25 @@ class ClusterState:
                     claims.append(codec.decode_claim(TaskKey(parts[0], parts[1]), ev.prev))
                 elif kind == "agent":
                     agents.append(parts[0])
+                elif kind == "meta":
+                    gone.add(parts[0])
                 if self._newer(ev.kv.key, ev.revision):
                     self.mods[ev.kv.key] = ev.revision
                     self._delete(ev.kv.key)
             self.revision = max(self.revision, ev.revision)
-        return MirrorChanges(frozenset(fresh), tuple(claims), tuple(agents))
+        if gone:
+            self._forget(gone)
+        return MirrorChanges(frozenset(fresh), tuple(claims), tuple(agents), frozenset(gone))
+
+    def _forget(self, projects: set[str]) -> None:
+        """A deleted project leaves nothing behind, not even the revisions of
+        its keys (a delete removes every key of the project in one revision,
+        so no older write of it can still arrive)."""
+        ks = self.keyspace
+        prefixes = tuple(
+            p for pid in projects for p in (ks.project_prefix(pid), ks.results_project_prefix(pid))
+        )
+        self.mods = {k: v for k, v in self.mods.items() if not k.startswith(prefixes)}
 
     def visible_claims(self) -> dict[TaskKey, Claim]:
         return {k: c for k, c in self.claims.items() if k.project in self.projects}

@@ -55,6 +55,7 @@ from workhive.coordinator.scheduling import (
     Command,
     Event,
     ProjectCancelled,
+    ProjectDeleted,
     ProjectSubmitted,
     SchedulerConfig,
     SchedulerMetrics,
@@ -367,6 +368,9 @@ class LeaderDriver:
                 term.metrics.claims_released.labels("lease_expired").inc()
                 events.append(ClaimLost(claim.key, claim.agent, now))
         events += self.presence.left(changes.deleted_agents, now)
+        for pid in sorted(changes.deleted_projects):
+            log.info("project deleted", project=pid)
+            events.append(ProjectDeleted(pid, now))
         return events
 
     # -- metrics -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ __all__ = [
     "MarkTaskFailed",
     "PlanUpdated",
     "ProjectCancelled",
+    "ProjectDeleted",
     "ProjectFinished",
     "ProjectSubmitted",
     "RequestReplan",
@@ -177,6 +178,14 @@ class ProjectCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectDeleted:
+    """A finished project was deleted from etcd: forget it (no commands)."""
+
+    project_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class StateRestored:
     """Replace all state with what a new leader read from etcd at one revision.
 
@@ -209,6 +218,7 @@ Event = (
     | StealRejected
     | StealTick
     | ProjectCancelled
+    | ProjectDeleted
     | StateRestored
 )
 

@@ -38,6 +38,7 @@ from workhive.coordinator.scheduling.events import (
     MarkTaskFailed,
     PlanUpdated,
     ProjectCancelled,
+    ProjectDeleted,
     ProjectFinished,
     ProjectSubmitted,
     RequestReplan,
@@ -372,12 +373,26 @@ class SchedulerState:
                 self._on_steal_rejected(ev)
             case ProjectCancelled():
                 self._on_cancelled(ev.project_id, ev.reason)
+            case ProjectDeleted():
+                self._on_deleted(ev.project_id)
             case PlanUpdated():
                 p = self._projects.get(ev.project_id)
                 if p and not p.finished:
                     self._set_plan(p, ev.plan)
             case StateRestored():
                 self._on_restored(ev)
+
+    def _on_deleted(self, project_id: str) -> None:
+        """Forget a finished project (deleting an unfinished one is refused
+        before it reaches etcd); its tasks left in the lazy heaps are terminal
+        and are skipped there."""
+        p = self._projects.get(project_id)
+        if p is None or not p.finished:
+            return
+        del self._projects[project_id]
+        self._planned.pop(project_id, None)
+        for key in [k for k in self._branch_owner if k[0] == project_id]:
+            del self._branch_owner[key]
 
     def _on_submitted(self, spec: ProjectSpec, plan: Plan | None) -> None:
         if spec.id in self._projects:

@@ -102,6 +102,25 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._owners[lease_id] = agent_id
         return True
 
+    def _in_use(self, agent_id: str, resume: int) -> grpc.Status | None:
+        """A second process with a connected agent's id is refused while the
+        first one's session and lease live (two processes under one id would
+        take each other's claims). The agent itself reconnecting resumes its
+        lease and takes its session over; once the first lease has ended (the
+        process died or paused past its TTL) the id is free again."""
+        conn = self.node.hub.conns.get(agent_id)
+        registered = self._registered(agent_id)
+        if conn is None or registered is None or registered.lease_id != conn.lease_id:
+            return None
+        if resume == conn.lease_id:
+            return None
+        return error_status(
+            grpc.StatusCode.ALREADY_EXISTS,
+            "AGENT_ID_IN_USE",
+            f"agent id {agent_id!r} is connected from another session (lease "
+            f"{conn.lease_id:x}): give each agent process its own --id",
+        )
+
     def _registered(self, agent_id: str) -> AgentInfo | None:
         """The agent's registration as the leader's mirror holds it (None: unknown)."""
         leader = self.node.leading()
@@ -160,6 +179,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if resume and not await self._owns(hello.agent_id, resume):
             log.warning("resume refused: not this agent's lease", agent_id=hello.agent_id)
             resume = 0
+        in_use = self._in_use(hello.agent_id, resume)
+        if in_use:
+            log.warning("agent id in use: session refused", agent_id=hello.agent_id)
+            await context.abort_with_status(in_use)
         lease, resumed = await self.node.agent_lease(resume)
         self._owners[lease] = hello.agent_id
         info = AgentInfo(

@@ -375,3 +375,46 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             driver.cancel(request.project_id, request.reason or "cancelled by user")
         )
         return client_pb2.CancelProjectResponse(cancelled=before)
+
+    async def DeleteProject(
+        self, request: client_pb2.DeleteProjectRequest, context: Ctx
+    ) -> client_pb2.DeleteProjectResponse:
+        """Delete a finished project (refused while any task is unfinished)."""
+        pid = request.project_id
+        await _check_ids(context, project_id=pid)
+        driver = await self._leader_only(context)
+        mirror = driver.cluster()
+        if mirror is None or pid not in mirror.projects:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
+            )
+        states = effective_states(mirror, pid)
+        unfinished = sum(1 for s in states.values() if not s.terminal)
+        if unfinished:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "PROJECT_RUNNING",
+                    f"project {pid!r} has {unfinished} unfinished tasks: "
+                    f"cancel it first (workhive cancel {pid})",
+                )
+            )
+        try:
+            revision = await asyncio.shield(self.node.delete_project(pid, request.compact))
+        except FenceLost:
+            await context.abort_with_status(no_leader())
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"project {pid!r} not deleted: etcd at {self.node.etcd_targets}: "
+                    f"{type(exc).__name__}",
+                )
+            )
+        if not revision:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
+            )
+        log.info("project deleted", project=pid, tasks=len(states), revision=revision)
+        return client_pb2.DeleteProjectResponse(tasks=len(states), revision=revision)

@@ -87,6 +87,10 @@ class NodeView(Protocol):
         """Store a project atomically, fenced by this replica's term."""
         ...
 
+    async def delete_project(self, pid: str, compact: bool) -> int:
+        """Delete a project in one fenced txn; its revision, 0 if absent."""
+        ...
+
     async def registered_lease(self, agent_id: str) -> int | None:
         """The lease carrying the agent's registration in etcd (None: unknown
         or etcd did not answer)."""

@@ -64,6 +64,11 @@ class ClientServiceStub:
                 request_serializer=workhive_dot_v1_dot_client__pb2.AddTasksRequest.SerializeToString,
                 response_deserializer=workhive_dot_v1_dot_client__pb2.AddTasksResponse.FromString,
                 _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/workhive.v1.ClientService/DeleteProject',
+                request_serializer=workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -108,6 +113,14 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteProject(self, request, context):
+        """Delete a finished project: its tasks, results and meta, in one fenced txn.
+        FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +153,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.AddTasks,
                     request_deserializer=workhive_dot_v1_dot_client__pb2.AddTasksRequest.FromString,
                     response_serializer=workhive_dot_v1_dot_client__pb2.AddTasksResponse.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +322,33 @@ class ClientService:
             '/workhive.v1.ClientService/AddTasks',
             workhive_dot_v1_dot_client__pb2.AddTasksRequest.SerializeToString,
             workhive_dot_v1_dot_client__pb2.AddTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workhive.v1.ClientService/DeleteProject',
+            workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.SerializeToString,
+            workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

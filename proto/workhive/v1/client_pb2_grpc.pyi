@@ -44,6 +44,10 @@ class ClientServiceStub:
     against the whole graph and committed in one fenced txn, or refused
     (INVALID_ARGUMENT naming task and field) with nothing written.
     """
+    DeleteProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]
+    """Delete a finished project: its tasks, results and meta, in one fenced txn.
+    FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
+    """
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -57,6 +61,10 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """Grow a project while it runs (leader-only): the batch is validated
     against the whole graph and committed in one fenced txn, or refused
     (INVALID_ARGUMENT naming task and field) with nothing written.
+    """
+    DeleteProject: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]  # type: ignore[assignment]
+    """Delete a finished project: its tasks, results and meta, in one fenced txn.
+    FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
     """
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -104,6 +112,16 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         """Grow a project while it runs (leader-only): the batch is validated
         against the whole graph and committed in one fenced txn, or refused
         (INVALID_ARGUMENT naming task and field) with nothing written.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteProject(
+        self,
+        request: _client_pb2.DeleteProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.DeleteProjectResponse, _abc.Awaitable[_client_pb2.DeleteProjectResponse]]:
+        """Delete a finished project: its tasks, results and meta, in one fenced txn.
+        FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
         """
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -98,6 +98,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     UNAUTHENTICATED_AGENT: _ErrorReason.ValueType  # 11
     ETCD_UNAVAILABLE: _ErrorReason.ValueType  # 12
     """UNAVAILABLE: the coordinator could not reach etcd; retry"""
+    PROJECT_RUNNING: _ErrorReason.ValueType  # 13
+    """FAILED_PRECONDITION: delete of a project with unfinished tasks"""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in google.rpc.ErrorInfo.reason."""
@@ -126,6 +128,8 @@ PROTOCOL_VIOLATION: ErrorReason.ValueType  # 10
 UNAUTHENTICATED_AGENT: ErrorReason.ValueType  # 11
 ETCD_UNAVAILABLE: ErrorReason.ValueType  # 12
 """UNAVAILABLE: the coordinator could not reach etcd; retry"""
+PROJECT_RUNNING: ErrorReason.ValueType  # 13
+"""FAILED_PRECONDITION: delete of a project with unfinished tasks"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -71,3 +71,20 @@ def test_results_awaiting_their_ack_are_not_run_again_after_the_leader_pauses(
     report = h.audit()
     assert report.ok, report.violations
     assert report.executions == 24, _starts(h)
+
+
+@pytest.mark.timeout(120)
+def test_a_second_process_with_a_connected_agents_id_is_refused(make_cluster: Make) -> None:
+    h = make_cluster().start(coordinators=1)
+    first = h.add_agent(agent_id="agent-b")
+    spec = independent(1, sleep=4.0, project="same-id")
+    h.client.submit(spec)
+    _wait_running(h, spec.id)
+    h.add_agent(agent_id="agent-b")  # a second process under the same id
+    done = h.wait_finished(spec.id, timeout=60)
+    assert done.counts["succeeded"] == 1
+    assert _starts(h) == {"t0000": 1}
+    log = first.log_path.read_text()  # type: ignore[attr-defined]  # both write there
+    assert "AGENT_ID_IN_USE" in log or "connected from another session" in log
+    report = h.audit()
+    assert report.ok, report.violations

@@ -15,17 +15,13 @@ import grpc
 import pytest
 
 from tests.security.conftest import RawAgent, base_settings, coordinator
+from workhive.client import Client, TaskState
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.service.client import WorkhiveClient
-from workhive.v1 import agent_pb2, common_pb2
+from workhive.v1 import agent_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-SUCCEEDED, FAILED, CANCELLED = (
-    common_pb2.TASK_STATE_SUCCEEDED,
-    common_pb2.TASK_STATE_FAILED,
-    common_pb2.TASK_STATE_CANCELLED,
-)
+SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
 
 
 def _project() -> ProjectSpec:
@@ -62,7 +58,7 @@ def _run_everything(agent: RawAgent, until: set[str], timeout: float = 20.0) -> 
             done.add(ref.task_id)
 
 
-def _wait_finished(client: WorkhiveClient, pid: str, timeout: float = 20.0) -> None:
+def _wait_finished(client: Client, pid: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         project = client.status(pid).projects[0]
@@ -75,7 +71,7 @@ def _wait_finished(client: WorkhiveClient, pid: str, timeout: float = 20.0) -> N
 def test_a_queued_task_whose_agent_vanished_runs_again_at_the_same_attempt(etcd_url: str) -> None:
     with coordinator(base_settings(etcd_url, plan_time_box=0)) as node:
         ch = grpc.insecure_channel(node.address)
-        client = WorkhiveClient([node.address])
+        client = Client([node.address])
         lost = RawAgent(ch)
         lost.hello("agent-lost")  # one slot, one queued
         lost.next("welcome")
@@ -100,7 +96,7 @@ def test_a_queued_task_whose_agent_vanished_runs_again_at_the_same_attempt(etcd_
         _run_everything(other, {queued.task.task_id, f"{queued.task.task_id}-child"})
         _wait_finished(client, "once")
 
-        tasks = {t.task_id: t for t in client.status("once", include_tasks=True).projects[0].tasks}
+        tasks = {t.task_id: t for t in client.status("once", tasks=True).projects[0].tasks}
         assert tasks[queued.task.task_id].state == SUCCEEDED
         assert tasks[queued.task.task_id].attempt == 1
         assert tasks[f"{queued.task.task_id}-child"].state == SUCCEEDED

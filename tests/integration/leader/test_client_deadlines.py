@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 from tests.security.conftest import NodeThread, base_settings, coordinator
+from workhive.client import Client, TaskState
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.service.client import WorkhiveClient
-from workhive.v1 import client_pb2, client_pb2_grpc, common_pb2
+from workhive.v1 import client_pb2, client_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -40,7 +40,7 @@ def test_a_cancel_whose_caller_gave_up_still_cancels_and_the_leader_keeps_leadin
     etcd_url: str,
 ) -> None:
     with coordinator(base_settings(etcd_url, plan_time_box=0)) as node:
-        client = WorkhiveClient([node.address])
+        client = Client([node.address])
         client.submit(ProjectSpec(id="big", tasks=tuple(TaskSpec(id=f"t{i}") for i in range(20))))
         time.sleep(0.3)
         driver = node.node.driver
@@ -60,5 +60,5 @@ def test_a_cancel_whose_caller_gave_up_still_cancels_and_the_leader_keeps_leadin
         assert dict(project.counts) == {"cancelled": 20}
         assert node.node.driver is driver and not driver.lost.is_set()
         assert client.status().leader.term == node.node.leader_info.term  # type: ignore[union-attr]
-        assert client.task("big", "t0").state == common_pb2.TASK_STATE_CANCELLED
+        assert client.task("big", "t0").state == TaskState.CANCELLED
         client.close()
