@@ -18,6 +18,7 @@ Quick start::
 from ._agent import Agent
 from ._backoff import Backoff
 from ._exec import ExecHandler
+from ._pull import PullAgent
 from ._results import MAX_RESULT_BYTES, Result
 from ._session import CHANNEL_OPTIONS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS
 from ._types import (
@@ -44,6 +45,7 @@ __all__ = [
     "CredentialsRefused",
     "ExecHandler",
     "Handler",
+    "PullAgent",
     "Result",
     "Task",
     "TaskFailure",

@@ -479,6 +479,7 @@ class Agent:
                     prefetch=self.prefetch,
                     resume_lease_id=self._lease_id,
                     sdk_version=workhive.__version__,
+                    pull=self.pull,
                     held=[
                         *(h.task.key for h in self._held.values()),
                         *(o.key for o in self._unacked.values()),
@@ -546,6 +547,7 @@ class Agent:
                 key = cv.key_from_proto(msg.completion_ack.task)
                 if self._take_unacked(key) is not None:
                     self.counters.completions_acked += 1
+                    self._answered(key, True)
             elif kind == "completion_rejected":
                 rej = msg.completion_rejected
                 key = cv.key_from_proto(rej.task)
@@ -554,6 +556,7 @@ class Agent:
                 reason = common_pb2.ErrorReason.Name(rej.reason)
                 if rejected is not None and rejected.succeeded:
                     self._keep_orphan(rejected)
+                self._answered(key, False)
                 self._exec_log.record("rejected", key, reason=reason)
                 self._log.warning(
                     "completion rejected: dropping it",
@@ -563,6 +566,8 @@ class Agent:
                     reason=reason,
                     message=rej.message,
                 )
+            elif kind == "claim_empty":
+                self._claim_empty(msg.claim_empty.seq)
             elif kind == "heartbeat_ack":
                 pass
             else:
@@ -611,6 +616,14 @@ class Agent:
             session.send(cv.drain(return_queue=True))
         self._pump()
         self._hb_wake.set()
+        self._welcomed()
+
+    # Pull mode hooks (``_pull.PullCore``), called with the lock held.
+    pull = False
+
+    def _welcomed(self) -> None: ...
+    def _claim_empty(self, seq: int) -> None: ...
+    def _answered(self, key: TaskKey, committed: bool) -> None: ...
 
     def _on_assign(self, a: agent_pb2.Assign) -> None:
         """Take an assignment; a task is never run twice by this agent.
@@ -775,6 +788,7 @@ class Agent:
                 reason=exc.reason,
                 exit_code=exc.exit_code,
                 retryable=exc.retryable,
+                released=exc.released,
             )
         except Exception as exc:
             outcome = Outcome(

@@ -47,6 +47,7 @@ def hello(
     resume_lease_id: int,
     sdk_version: str,
     held: Iterable[TaskKey],
+    pull: bool = False,
 ) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(
         hello=agent_pb2.Hello(
@@ -57,6 +58,7 @@ def hello(
             resume_lease_id=resume_lease_id,
             sdk_version=sdk_version,
             held=[key_to_proto(k) for k in held],
+            pull=pull,
         )
     )
 
@@ -94,5 +96,12 @@ def outcome(o: Outcome) -> agent_pb2.AgentMessage:
             duration_seconds=o.duration_seconds,
             output_tail=o.output_tail,
             retryable=o.retryable,
+            released=o.released,
         )
+    )
+
+
+def claim_request(seq: int, wait: float) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(
+        claim=agent_pb2.ClaimRequest(seq=seq, wait_ms=max(0, int(wait * 1000)))
     )

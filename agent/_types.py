@@ -85,11 +85,18 @@ class TaskFailure(Exception):
     """
 
     def __init__(
-        self, reason: str, retryable: bool = False, *, exit_code: int = 0, output: str = ""
+        self,
+        reason: str,
+        retryable: bool = False,
+        *,
+        exit_code: int = 0,
+        output: str = "",
+        released: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retryable = retryable
+        self.retryable = retryable or released
+        self.released = released  # handed back: ready again at once, no attempt spent
         self.exit_code = exit_code
         self.output = output
 
@@ -138,6 +145,7 @@ class Outcome:
     exit_code: int = 0
     retryable: bool = True
     result_json: str = ""
+    released: bool = False
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

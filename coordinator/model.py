@@ -93,6 +93,7 @@ class AgentInfo:
     slots: int = 1
     prefetch: int = 1
     lease_id: int = 0
+    pull: bool = False  # given a task only when it asks (docs/agent.md, "Pull mode")
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ def encode_agent(a: AgentInfo) -> bytes:
             "capabilities": sorted(a.capabilities),
             "slots": a.slots,
             "prefetch": a.prefetch,
+            "pull": a.pull,
         }
     )
 
@@ -158,6 +159,7 @@ def decode_agent(kv: KeyValue) -> AgentInfo:
         slots=int(d.get("slots", 1)),
         prefetch=int(d.get("prefetch", 1)),
         lease_id=kv.lease,
+        pull=bool(d.get("pull", False)),
     )
 
 

@@ -84,7 +84,9 @@ class Completions:
             if res.ok:
                 mirror.fold_release(claim.key, res.revision)
                 term.port.ack(r.agent_id, r.ref)
-                events.append(TaskFailed(claim.key, r.agent_id, r.reason, True, now))
+                events.append(
+                    TaskFailed(claim.key, r.agent_id, r.reason, True, now, spent=not r.released)
+                )
             else:
                 term.port.reject(r.agent_id, r.ref, STALE)
         return events

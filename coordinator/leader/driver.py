@@ -52,6 +52,8 @@ from workhive.coordinator.model import AgentInfo, TaskRef, TaskState
 from workhive.coordinator.scheduling import (
     Addition,
     ClaimLost,
+    ClaimWanted,
+    ClaimWithdrawn,
     Command,
     Event,
     ProjectCancelled,
@@ -76,6 +78,15 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """A pull agent's request ``seq``; ``wait`` seconds until it is withdrawn."""
+
+    agent_id: str
+    seq: int
+    wait: float
+
+
+@dataclass(frozen=True)
 class Deferred:
     """Scheduler events postponed to a later turn."""
 
@@ -90,6 +101,8 @@ Input = (
     | Gone
     | Cancel
     | AddRequest
+    | Ask
+    | ClaimWithdrawn
     | StealTick
     | Deferred
     | str
@@ -194,6 +207,10 @@ class LeaderDriver:
     def start_requested(self, agent_id: str, ref: TaskRef) -> None:
         self.presence.start_requested(agent_id, ref)
 
+    def claim_wanted(self, agent_id: str, seq: int, wait: float) -> None:
+        """A pull agent asks for a task (docs/scheduling.md, "Pull claims")."""
+        self._inbox.put_nowait(Ask(agent_id, seq, wait))
+
     def drain(self, agent_id: str) -> None:
         """The agent stops taking work; when its session ends its lease is
         revoked at once, so queued claims are requeued without a grace wait."""
@@ -290,7 +307,7 @@ class LeaderDriver:
                 todo.extend(self._early)  # what arrived before the state, in order
                 self._early.clear()
             elif term.mirror is None:
-                if isinstance(item, Report | Hello | Gone | Cancel | AddRequest):
+                if isinstance(item, Report | Hello | Gone | Cancel | AddRequest | Ask):
                     self._early.append(item)  # decided once the state is here
             elif isinstance(item, WatchBatch):
                 events += self._watched(item, now)
@@ -307,6 +324,12 @@ class LeaderDriver:
                     item.done.set_result(before)
             elif isinstance(item, AddRequest):
                 adds.append(item)
+            elif isinstance(item, Ask):
+                events.append(ClaimWanted(item.agent_id, item.seq, now))
+                withdraw = ClaimWithdrawn(item.agent_id, item.seq, now + item.wait)
+                asyncio.get_running_loop().call_later(item.wait, self._inbox.put_nowait, withdraw)
+            elif isinstance(item, ClaimWithdrawn):
+                events.append(replace(item, now=now))
             elif isinstance(item, StealTick):
                 events.append(item)
             elif isinstance(item, Deferred):

@@ -30,6 +30,7 @@ from workhive.coordinator.scheduling import (
     AssignRejected,
     AssignTask,
     CancelTask,
+    ClaimUnanswered,
     Command,
     Event,
     MarkTaskFailed,
@@ -70,6 +71,8 @@ class CommandExecutor:
         events += assigned + started
         events += await self._steal(by_kind[StealTask], now)
         await self._finish(by_kind[MarkTaskFailed], by_kind[CancelTask])
+        for cu in by_kind[ClaimUnanswered]:
+            self.term.port.claim_empty(cu.agent_id, cu.seq)
         for rp in by_kind[RequestReplan]:
             log.info("plan dropped", project=rp.project_id, reason=rp.reason)
             self.replan(rp.project_id)

@@ -42,6 +42,7 @@ class Report:
     duration: float = 0.0
     output_tail: str = ""
     result_json: str = ""  # checked by the edge (coordinator/results.py)
+    released: bool = False  # handed back unfinished: ready again, no attempt spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class AgentPort(Protocol):
     ) -> None:
         """Hand the claimed task to its agent (started or to queue), with its
         parents' results (``inputs``: parent id -> result JSON text)."""
+
+    def claim_empty(self, agent_id: str, seq: int) -> None:
+        """The pull agent's request ``seq`` found no task within its wait."""
 
     def grant(self, claim: Claim) -> None:
         """The agent may start the queued task now."""

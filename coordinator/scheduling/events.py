@@ -22,6 +22,9 @@ __all__ = [
     "AssignTask",
     "CancelTask",
     "ClaimLost",
+    "ClaimUnanswered",
+    "ClaimWanted",
+    "ClaimWithdrawn",
     "Command",
     "Event",
     "MarkTaskFailed",
@@ -109,6 +112,7 @@ class TaskFailed:
     reason: str
     retryable: bool
     now: float
+    spent: bool = True  # False: handed back (released): ready again at the same attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,26 @@ class TasksAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimWanted:
+    """A pull agent asks for one task (request ``seq``): its next free slot
+    takes the best ready task for it, under the active policy."""
+
+    agent_id: str
+    seq: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWithdrawn:
+    """The wait of request ``seq`` ended: unanswered, it is answered empty
+    (``ClaimUnanswered``)."""
+
+    agent_id: str
+    seq: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectCancelled:
     """The user cancelled a project: every unfinished task is cancelled."""
 
@@ -206,6 +230,8 @@ class StateRestored:
 Event = (
     ProjectSubmitted
     | TasksAdded
+    | ClaimWanted
+    | ClaimWithdrawn
     | PlanUpdated
     | AgentJoined
     | AgentLeft
@@ -305,8 +331,17 @@ class RequestReplan:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimUnanswered:
+    """Tell the pull agent that its request ``seq`` found no task in its wait."""
+
+    agent_id: str
+    seq: int
+
+
 Command = (
     AssignTask
+    | ClaimUnanswered
     | StartTask
     | StealTask
     | RequeueTask

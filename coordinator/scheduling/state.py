@@ -33,6 +33,9 @@ from workhive.coordinator.scheduling.events import (
     AssignTask,
     CancelTask,
     ClaimLost,
+    ClaimUnanswered,
+    ClaimWanted,
+    ClaimWithdrawn,
     Command,
     Event,
     MarkTaskFailed,
@@ -153,6 +156,8 @@ class _Project:
 class _Agent:
     __slots__ = (
         "alive",
+        "answered",
+        "asks",
         "group",
         "info",
         "load",
@@ -173,14 +178,17 @@ class _Agent:
         self.slot_stamp = -1
         self.queue_stamp = -1
         self.alive = True
+        self.asks: deque[int] = deque()  # a pull agent's open requests (pull.py)
+        self.answered: dict[TaskKey, int] = {}  # request each assignment answered
 
     @property
     def free_slots(self) -> int:
-        return self.info.slots - len(self.running)
+        free = self.info.slots - len(self.running)
+        return min(free, len(self.asks)) if self.info.pull else free
 
     @property
     def queue_room(self) -> int:
-        return self.info.prefetch - len(self.queue)
+        return 0 if self.info.pull else self.info.prefetch - len(self.queue)
 
 
 @dataclass(slots=True)
@@ -355,6 +363,8 @@ class SchedulerState:
                 self._on_submitted(ev.spec, ev.plan)
             case TasksAdded():
                 self._on_added(ev.addition)
+            case ClaimWanted() | ClaimWithdrawn():
+                self._on_claim_request(ev)
             case AgentJoined():
                 self._on_joined(ev.agent)
             case AgentLeft():
@@ -468,9 +478,26 @@ class SchedulerState:
             if t.waiting == 0:
                 self._make_ready(t)
 
+    def _on_claim_request(self, ev: ClaimWanted | ClaimWithdrawn) -> None:
+        """Pull mode (docs/scheduling.md, "Pull claims"): an open request is a
+        free slot; one whose wait ended unanswered is answered empty."""
+        a = self._agents.get(ev.agent_id)
+        if a is None or not a.info.pull:
+            if isinstance(ev, ClaimWithdrawn):
+                self._out.append(ClaimUnanswered(ev.agent_id, ev.seq))
+            return
+        if isinstance(ev, ClaimWanted):
+            if ev.seq not in a.asks:
+                a.asks.append(ev.seq)
+        elif ev.seq in a.asks:
+            a.asks.remove(ev.seq)
+            self._out.append(ClaimUnanswered(ev.agent_id, ev.seq))
+        self._touch(a)
+
     def _on_joined(self, info: AgentInfo) -> None:
         a = self._agents.get(info.id)
         if a is not None:
+            a.asks.clear()  # a new session asks again
             if a.info.capabilities != info.capabilities:
                 a.group = self._group(info.capabilities)
             a.info = info
@@ -548,7 +575,10 @@ class SchedulerState:
         t = self._task(ev.key)
         if not t or t.state.terminal:
             return
-        if ev.retryable and t.attempt < t.spec.max_attempts:
+        if not ev.spent:
+            self._release(t)
+            self._requeue(t, f"released: {ev.reason}", spent=False)
+        elif ev.retryable and t.attempt < t.spec.max_attempts:
             self._release(t)
             self._requeue(t, f"failed: {ev.reason}")
         else:
@@ -560,6 +590,10 @@ class SchedulerState:
         if not t or not t.agent or t.agent.info.id != ev.agent_id or t.state not in (_A, _RUN):
             return
         self._stats.failed_claims += 1
+        a = t.agent
+        seq = a.answered.pop(t.key, None)
+        if seq is not None:
+            a.asks.appendleft(seq)  # the request is still open
         self._release(t)
         self._make_ready(t)
 
@@ -723,6 +757,7 @@ class SchedulerState:
         a = t.agent
         if a is None:
             return
+        a.answered.pop(t.key, None)
         if t.state is _RUN:
             a.running.pop(t.key, None)
         elif t.state is _A:
@@ -797,6 +832,8 @@ class SchedulerState:
 
     def _assign(self, t: _Task, a: _Agent, now: float) -> None:
         start = a.free_slots > 0
+        if a.info.pull and a.asks:
+            a.answered[t.key] = a.asks.popleft()
         t.agent = a
         t.attempt = max(1, t.attempt)
         a.load += t.predicted

@@ -132,6 +132,12 @@ class AgentHub:
             ),
         )
 
+    def claim_empty(self, agent_id: str, seq: int) -> None:
+        self._send(
+            agent_id,
+            agent_pb2.CoordinatorMessage(claim_empty=agent_pb2.ClaimEmpty(seq=seq)),
+        )
+
     def grant(self, claim: Claim) -> None:
         self._send(
             claim.agent,

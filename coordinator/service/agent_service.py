@@ -34,6 +34,7 @@ MAX_SLOTS = 1024
 MAX_CAPABILITIES = 64
 HELLO_TIMEOUT = 10.0
 MAX_TAIL = 64 * 1024
+MAX_CLAIM_WAIT_MS = 300_000  # a pull request waits at most 5 minutes
 
 
 def _bad(message: str) -> grpc.Status:
@@ -189,8 +190,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             id=hello.agent_id,
             capabilities=frozenset(hello.capabilities),
             slots=hello.slots,
-            prefetch=hello.prefetch or 1,
+            prefetch=0 if hello.pull else hello.prefetch or 1,
             lease_id=lease,
+            pull=hello.pull,
         )
         if self._registered(info.id) != info:  # a resumed agent is usually registered as is
             await self.node.register_agent(info, lease)
@@ -262,11 +264,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                             ref_from_proto(f.task),
                             ok=False,
                             reason=f.reason[:4096] or f"exit code {f.exit_code}",
-                            retryable=f.retryable,
+                            retryable=f.retryable or f.released,
+                            released=f.released,
                             duration=f.duration_seconds,
                             output_tail=f.output_tail[-MAX_TAIL:],
                         )
                     )
+                elif kind == "claim":
+                    wait = min(msg.claim.wait_ms, MAX_CLAIM_WAIT_MS) / 1000.0
+                    driver.claim_wanted(agent, msg.claim.seq, wait)
                 elif kind == "start":
                     driver.start_requested(agent, ref_from_proto(msg.start.task))
                 elif kind == "drain":

@@ -40,6 +40,7 @@ class AgentMessage(_message.Message):
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    CLAIM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -52,6 +53,8 @@ class AgentMessage(_message.Message):
     def failed(self) -> Global___TaskFailed: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def claim(self) -> Global___ClaimRequest: ...
     def __init__(
         self,
         *,
@@ -61,12 +64,13 @@ class AgentMessage(_message.Message):
         completed: Global___TaskCompleted | None = ...,
         failed: Global___TaskFailed | None = ...,
         drain: Global___Drain | None = ...,
+        claim: Global___ClaimRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -83,6 +87,7 @@ class Hello(_message.Message):
     RESUME_LEASE_ID_FIELD_NUMBER: _builtins.int
     SDK_VERSION_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    PULL_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     """concurrent tasks"""
@@ -91,6 +96,10 @@ class Hello(_message.Message):
     resume_lease_id: _builtins.int
     """0 = new lease"""
     sdk_version: _builtins.str
+    pull: _builtins.bool
+    """A pull agent: it is given a task only when it asks (ClaimRequest), one
+    per request; slots bound what it holds at once.
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -107,14 +116,42 @@ class Hello(_message.Message):
         resume_lease_id: _builtins.int = ...,
         sdk_version: _builtins.str = ...,
         held: _abc.Iterable[_common_pb2.TaskRef] | None = ...,
+        pull: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
+
+@_typing.final
+class ClaimRequest(_message.Message):
+    """A pull agent asks for its next task: answered with an Assign (started)
+    of the best task for it under the active policy, or ClaimEmpty{seq} when
+    wait_ms passes first. Re-send an unanswered request after a reconnect.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    wait_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        wait_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "wait_ms", b"wait_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRequest: _TypeAlias = ClaimRequest  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
@@ -227,12 +264,15 @@ class TaskFailed(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     exit_code: _builtins.int
     duration_seconds: _builtins.float
     output_tail: _builtins.str
     retryable: _builtins.bool
     """false: fail now, do not use the remaining attempts"""
+    released: _builtins.bool
+    """Hand the task back unfinished: ready again at once, no attempt spent."""
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -244,10 +284,11 @@ class TaskFailed(_message.Message):
         duration_seconds: _builtins.float = ...,
         output_tail: _builtins.str = ...,
         retryable: _builtins.bool = ...,
+        released: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "output_tail", b"output_tail", "reason", b"reason", "retryable", b"retryable", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "output_tail", b"output_tail", "reason", b"reason", "released", b"released", "retryable", b"retryable", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -287,6 +328,7 @@ class CoordinatorMessage(_message.Message):
     COMPLETION_REJECTED_FIELD_NUMBER: _builtins.int
     REDIRECT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
+    CLAIM_EMPTY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -305,6 +347,8 @@ class CoordinatorMessage(_message.Message):
     def redirect(self) -> Global___Redirect: ...
     @_builtins.property
     def heartbeat_ack(self) -> Global___HeartbeatAck: ...
+    @_builtins.property
+    def claim_empty(self) -> Global___ClaimEmpty: ...
     def __init__(
         self,
         *,
@@ -317,16 +361,38 @@ class CoordinatorMessage(_message.Message):
         completion_rejected: Global___CompletionRejected | None = ...,
         redirect: Global___Redirect | None = ...,
         heartbeat_ack: Global___HeartbeatAck | None = ...,
+        claim_empty: Global___ClaimEmpty | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CoordinatorMessage: _TypeAlias = CoordinatorMessage  # noqa: Y015
+
+@_typing.final
+class ClaimEmpty(_message.Message):
+    """No task for the pull agent's request ``seq`` within its wait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimEmpty: _TypeAlias = ClaimEmpty  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):

@@ -23,6 +23,7 @@ def test_exported_members() -> None:
             "KEEPALIVE_TIME_MS",
             "MAX_RESULT_BYTES",
             "OUTPUT_TAIL_BYTES",
+            "PullAgent",
             "Agent",
             "Backoff",
             "ConnectionState",
