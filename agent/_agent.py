@@ -57,6 +57,7 @@ UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
 POLL = 0.05
 REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+REFUSED_WORK = common_pb2.INVALID_PROJECT  # a completion refused for its new tasks
 """Session ends that mean "these credentials will not do"."""
 MAX_ORPHANS = 256
 """Successful results whose claim was gone, kept in case the task comes back."""
@@ -554,9 +555,9 @@ class Agent:
                 rejected = self._take_unacked(key)
                 self.counters.completions_rejected += 1
                 reason = common_pb2.ErrorReason.Name(rej.reason)
-                if rejected is not None and rejected.succeeded:
-                    self._keep_orphan(rejected)
-                self._answered(key, False)
+                if rejected is not None and rejected.succeeded and rej.reason != REFUSED_WORK:
+                    self._keep_orphan(rejected)  # refused work (bad new tasks) may run again
+                self._answered(key, False, rej.message)
                 self._exec_log.record("rejected", key, reason=reason)
                 self._log.warning(
                     "completion rejected: dropping it",
@@ -623,7 +624,7 @@ class Agent:
 
     def _welcomed(self) -> None: ...
     def _claim_empty(self, seq: int) -> None: ...
-    def _answered(self, key: TaskKey, committed: bool) -> None: ...
+    def _answered(self, key: TaskKey, committed: bool, message: str = "") -> None: ...
 
     def _on_assign(self, a: agent_pb2.Assign) -> None:
         """Take an assignment; a task is never run twice by this agent.

@@ -86,6 +86,7 @@ def outcome(o: Outcome) -> agent_pb2.AgentMessage:
                 duration_seconds=o.duration_seconds,
                 output_tail=o.output_tail,
                 result_json=o.result_json,
+                new_tasks_json=o.new_tasks_json,
             )
         )
     return agent_pb2.AgentMessage(

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ._results import MAX_RESULT_BYTES, Result
 from ._types import Task, TaskFailure
@@ -27,28 +28,48 @@ class RunFiles:
         self.dir = Path(tempfile.mkdtemp(prefix="workhive-task-"))
         self.inputs = self.dir / "inputs.json"
         self.result_path = self.dir / "result.json"
+        self.new_tasks_path = self.dir / "new_tasks.json"
         self.inputs.write_text(json.dumps(dict(task.inputs)))
 
     @property
     def env(self) -> dict[str, str]:
-        return {"WORKHIVE_INPUTS": str(self.inputs), "WORKHIVE_RESULT": str(self.result_path)}
+        return {
+            "WORKHIVE_INPUTS": str(self.inputs),
+            "WORKHIVE_RESULT": str(self.result_path),
+            "WORKHIVE_NEW_TASKS": str(self.new_tasks_path),
+        }
 
     def result(self, output: str) -> str | Result:
-        """``output``, with the result the program wrote (if it wrote one)."""
+        """``output``, with the result and child tasks the program wrote."""
+        children = self._new_tasks(output)
         if not self.result_path.exists():
-            return output
+            return Result(output=output, new_tasks=children) if children else output
         data = self.result_path.read_bytes()
         if len(data) > MAX_RESULT_BYTES:
             raise TaskFailure(
                 f"$WORKHIVE_RESULT is {len(data)} bytes, limit {MAX_RESULT_BYTES}", output=output
             )
-        if not data.strip():
-            return output
+        value = None
+        if data.strip():
+            try:
+                value = json.loads(data)
+            except ValueError as exc:
+                raise TaskFailure(f"$WORKHIVE_RESULT is not JSON: {exc}", output=output) from None
+        return Result(output=output, value=value, new_tasks=children)
+
+    def _new_tasks(self, output: str) -> list[Any]:
+        """The child tasks written to ``$WORKHIVE_NEW_TASKS`` (a JSON list of
+        task objects, or ``{"tasks": [...]}``); none when absent."""
+        if not self.new_tasks_path.exists():
+            return []
         try:
-            value = json.loads(data)
+            data = json.loads(self.new_tasks_path.read_bytes() or b"[]")
         except ValueError as exc:
-            raise TaskFailure(f"$WORKHIVE_RESULT is not JSON: {exc}", output=output) from None
-        return Result(output=output, value=value)
+            raise TaskFailure(f"$WORKHIVE_NEW_TASKS is not JSON: {exc}", output=output) from None
+        tasks = data.get("tasks") if isinstance(data, dict) else data
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise TaskFailure("$WORKHIVE_NEW_TASKS must be a list of task objects", output=output)
+        return tasks
 
     def __enter__(self) -> RunFiles:
         return self

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import _convert as cv
 from ._agent import Agent
-from ._results import Result, encode_value
+from ._results import Result, encode_new_tasks, encode_value
 from ._types import Task, TaskFailure, TaskKey
 
 ANSWER_TIMEOUT = 30.0
@@ -67,8 +67,8 @@ class _PullCore(Agent):
     def _claim_empty(self, seq: int) -> None:
         self.owner._empty(seq)
 
-    def _answered(self, key: TaskKey, committed: bool) -> None:
-        self.owner._answer(key, committed)
+    def _answered(self, key: TaskKey, committed: bool, message: str = "") -> None:
+        self.owner._answer(key, committed, message)
 
 
 class PullAgent:
@@ -101,6 +101,7 @@ class PullAgent:
         self._verdicts: dict[tuple[str, str], _Verdict] = {}
         self._answers: dict[tuple[str, str], bool] = {}
         self._empties: set[int] = set()
+        self.last_refusal = ""
         self._seq = itertools.count(1)
         self._thread = threading.Thread(
             target=self._core.run, args=(self._handle,), name="workhive-pull", daemon=True
@@ -160,12 +161,22 @@ class PullAgent:
             return self._take() if self._handed else None
 
     def complete(
-        self, task: Task, value: Any = None, *, output: str = "", timeout: float = ANSWER_TIMEOUT
+        self,
+        task: Task,
+        value: Any = None,
+        *,
+        output: str = "",
+        new_tasks: Sequence[Any] = (),
+        timeout: float = ANSWER_TIMEOUT,
     ) -> bool:
-        """Succeed with a JSON ``value`` (``ValueError`` if it is not JSON or
-        over 64 KiB: nothing is sent, the task stays held)."""
+        """Succeed with a JSON ``value`` and child tasks added in the same
+        transaction (``ValueError`` if the value is not JSON or over 64 KiB:
+        nothing is sent, the task stays held). False: refused, and
+        :attr:`last_refusal` says why (the task is then no longer held)."""
         encode_value(value)
-        return self._decide(task, _Verdict("ok", Result(output=output, value=value)), timeout)
+        encode_new_tasks(new_tasks)
+        result = Result(output=output, value=value, new_tasks=tuple(new_tasks))
+        return self._decide(task, _Verdict("ok", result), timeout)
 
     def fail(
         self, task: Task, reason: str, *, retryable: bool = False, timeout: float = ANSWER_TIMEOUT
@@ -221,7 +232,9 @@ class PullAgent:
             self._empties.add(seq)
             self._cond.notify_all()
 
-    def _answer(self, key: TaskKey, committed: bool) -> None:
+    def _answer(self, key: TaskKey, committed: bool, message: str = "") -> None:
         with self._cond:
             self._answers[key.id] = committed
+            if not committed:
+                self.last_refusal = message or "claim gone (stale fence)"
             self._cond.notify_all()

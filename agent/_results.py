@@ -11,7 +11,8 @@ and nothing of it is sent.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from ._types import Outcome, TaskKey, tail
@@ -27,6 +28,7 @@ class Result:
 
     output: str = ""
     value: Any = None
+    new_tasks: Sequence[Any] = ()  # child tasks (dicts or task objects), added with the completion
 
 
 def encode_value(value: Any) -> str:
@@ -44,6 +46,28 @@ def encode_value(value: Any) -> str:
     return text
 
 
+def _task_dict(t: Any) -> dict[str, Any]:
+    d = asdict(t) if is_dataclass(t) and not isinstance(t, type) else dict(t)
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if v is None or v == () or v == [] or v == frozenset() or v == "":
+            continue
+        out[k] = (
+            sorted(v) if isinstance(v, frozenset | set) else list(v) if isinstance(v, tuple) else v
+        )
+    return out
+
+
+def encode_new_tasks(tasks: Sequence[Any]) -> str:
+    """Child tasks as the JSON list ``TaskCompleted.new_tasks_json`` carries."""
+    if not tasks:
+        return ""
+    try:
+        return json.dumps([_task_dict(t) for t in tasks], separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"new_tasks: {exc}") from None
+
+
 def success(key: TaskKey, returned: Any, duration: float) -> Outcome:
     """The outcome of a handler that returned ``returned``."""
     if returned is None or isinstance(returned, str):
@@ -51,6 +75,14 @@ def success(key: TaskKey, returned: Any, duration: float) -> Outcome:
     result = returned if isinstance(returned, Result) else Result(value=returned)
     try:
         text = encode_value(result.value)
+        children = encode_new_tasks(result.new_tasks)
     except ValueError as exc:
         return Outcome(key, False, duration, tail(result.output), str(exc), retryable=False)
-    return Outcome(key, True, duration, output_tail=tail(result.output), result_json=text)
+    return Outcome(
+        key,
+        True,
+        duration,
+        output_tail=tail(result.output),
+        result_json=text,
+        new_tasks_json=children,
+    )

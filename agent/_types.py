@@ -146,6 +146,7 @@ class Outcome:
     retryable: bool = True
     result_json: str = ""
     released: bool = False
+    new_tasks_json: str = ""
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

@@ -17,7 +17,13 @@ from workhive.coordinator.etcd.errors import (
     InvalidArgument,
     LeaseLost,
 )
-from workhive.coordinator.etcd.grow import Growth, GrowthTooLarge, add_tasks, grown
+from workhive.coordinator.etcd.grow import (
+    Growth,
+    GrowthTooLarge,
+    add_tasks,
+    complete_and_grow,
+    grown,
+)
 from workhive.coordinator.etcd.keys import DEFAULT_PREFIX, Keyspace
 from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
@@ -80,6 +86,7 @@ __all__ = [
     "WatchEvent",
     "Watcher",
     "add_tasks",
+    "complete_and_grow",
     "current_leader",
     "effective_state",
     "fenced_txn",

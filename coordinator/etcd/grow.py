@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from workhive.coordinator.etcd import codec
+from workhive.coordinator.etcd.claims import Claims, Completion
 from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.keys import Keyspace
 from workhive.coordinator.etcd.txn import Fence, TxnItem, cmp_mod, cmp_version, op_put, run_batch
-from workhive.coordinator.etcd.types import ItemResult, ProjectMeta, TaskRecord
+from workhive.coordinator.etcd.types import ItemResult, Outcome, ProjectMeta, TaskRecord
 from workhive.coordinator.model import TaskKey, TaskSpec, TaskState
 
 MAX_GROW_BYTES = 1024 * 1024
@@ -94,3 +95,30 @@ def grown(g: Growth, revision: int) -> tuple[ProjectMeta, Sequence[TaskRecord]]:
         replace(r, mod_revision=revision) for r in g.rewritten()
     ]
     return meta, recs
+
+
+def complete_and_grow(
+    claims: Claims, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
+) -> ItemResult:
+    """A completion that spawns tasks: the completion's compares and writes
+    (``Claims.complete``, rule 4) and the batch's, in one fenced txn. A
+    refused txn whose completion had already committed (a retried report:
+    the result is there with the same agent and attempt) is ``OK``: the
+    batch was written with it, once."""
+    done = claims.completion_item(c, rec, unread_result=True)
+    grow = growth_item(claims.ks, g)
+    item = TxnItem(
+        [*done.compares, *grow.compares],
+        [*done.success, *grow.success],
+        puts=[*done.puts, *grow.puts],
+        deletes=list(done.deletes),
+    )
+    res = run_batch(claims.client, [item], fence=fence)[0]
+    if res.outcome is not Outcome.CONFLICT:
+        return res
+    kv = claims.client.get(claims.ks.result(c.key))
+    if kv is not None:
+        prev = codec.decode_result(c.key, kv)
+        if prev.agent == c.result.agent and prev.attempt == c.result.attempt:
+            return ItemResult(Outcome.OK, kv.mod_revision)
+    return res

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from workhive.coordinator.model import AgentInfo, Claim, TaskRef, TaskSpec
+from workhive.coordinator.scheduling import Addition
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class Report:
     output_tail: str = ""
     result_json: str = ""  # checked by the edge (coordinator/results.py)
     released: bool = False  # handed back unfinished: ready again, no attempt spent
+    children: Addition | None = None  # tasks spawned with this completion (same txn)
+    refusal: str = ""  # the edge refused the completion (e.g. bad new tasks): hand it back
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,9 @@ class AgentPort(Protocol):
     def ack(self, agent_id: str, ref: TaskRef) -> None:
         """The agent's report of ``ref`` committed."""
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
-        """The agent's report of ``ref`` was refused (stale fence)."""
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
+        """The agent's report of ``ref`` was refused: stale fence, or
+        (``invalid``) the tasks it would spawn broke a rule."""
 
     def connected(self, agent_id: str) -> bool:
         """The agent has an open session on this replica."""

@@ -37,6 +37,7 @@ from workhive.coordinator.etcd import (
     Store,
     TaskRecord,
     add_tasks,
+    complete_and_grow,
 )
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import Claim, TaskKey
@@ -66,6 +67,9 @@ class ClaimsStore(Protocol):
     ) -> list[ItemResult]: ...
     def task_record(self, key: TaskKey) -> TaskRecord | None: ...
     def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]: ...
+    def complete_spawning(
+        self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
+    ) -> ItemResult: ...
     def lease_ttl(self, lease_id: int) -> int: ...
     def revoke_lease(self, lease_id: int) -> None: ...
 
@@ -106,6 +110,11 @@ class EtcdClaimsStore:
 
     def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]:
         return [add_tasks(self._client, self._claims.ks, g, fence) for g in items]
+
+    def complete_spawning(
+        self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
+    ) -> ItemResult:
+        return complete_and_grow(self._claims, c, rec, g, fence)
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from workhive.coordinator.model import TaskSpec, TaskState
 from workhive.coordinator.scheduling.graph import GraphAnalysis, topological_order
-from workhive.coordinator.scheduling.loader import ProjectError
+from workhive.coordinator.scheduling.loader import ProjectError, task_from_dict
 
 MAX_ADD_OPS = 120
 """Writes one batch may cost: one per new task, two per ``blocks`` edge."""
@@ -51,6 +52,28 @@ class Addition:
             for x in self.blocks.get(t.id, ()):
                 out.setdefault(x, []).append(t.id)
         return out
+
+
+def addition_from_dicts(project_id: str, raws: Any, source: str) -> Addition:
+    """New tasks given as task objects (a project file's task fields plus
+    ``blocks``), each validated on its own; raises ``ProjectError``."""
+    if not isinstance(raws, list) or not raws:
+        raise ProjectError("must be a non-empty list of tasks", file=source, field="tasks")
+    specs: list[TaskSpec] = []
+    blocks: dict[str, tuple[str, ...]] = {}
+    for i, raw in enumerate(raws):
+        raw = dict(raw) if isinstance(raw, Mapping) else raw
+        b = raw.pop("blocks", ()) if isinstance(raw, dict) else ()
+        spec = task_from_dict(raw, i, source)
+        b = [b] if isinstance(b, str) else b
+        if not isinstance(b, list | tuple) or not all(isinstance(x, str) for x in b):
+            raise ProjectError(
+                "must be a list of task ids", file=source, task=spec.id, field="blocks"
+            )
+        specs.append(spec)
+        if b:
+            blocks[spec.id] = tuple(dict.fromkeys(b))
+    return Addition(project_id, tuple(specs), blocks)
 
 
 def check_addition(

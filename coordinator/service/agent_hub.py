@@ -162,12 +162,14 @@ class AgentHub:
             ),
         )
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
         self._send(
             agent_id,
             agent_pb2.CoordinatorMessage(
                 completion_rejected=agent_pb2.CompletionRejected(
-                    task=ref_to_proto(ref), reason=common_pb2.STALE_FENCE, message=reason
+                    task=ref_to_proto(ref),
+                    reason=common_pb2.INVALID_PROJECT if invalid else common_pb2.STALE_FENCE,
+                    message=reason,
                 )
             ),
         )

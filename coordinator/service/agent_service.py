@@ -10,6 +10,7 @@ between the wire and the leader driver; it holds no scheduling logic.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,8 @@ import structlog
 from workhive.coordinator.leader.ports import Gone, Hello, Report
 from workhive.coordinator.model import AgentInfo
 from workhive.coordinator.results import ResultError, check_result
+from workhive.coordinator.scheduling import ProjectError
+from workhive.coordinator.scheduling.growth import addition_from_dicts
 from workhive.coordinator.service.agent_hub import AgentConn, ref_from_proto
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
@@ -62,6 +65,13 @@ def completion_report(agent: str, lease_id: int, c: agent_pb2.TaskCompleted) -> 
         result = check_result(c.result_json, ref.key.task)
     except ResultError as exc:
         return Report(agent, lease_id, ref, ok=False, reason=str(exc), retryable=True)
+    children, refusal = None, ""
+    if c.new_tasks_json:
+        source = f"<new tasks of {ref.key.task}>"
+        try:
+            children = addition_from_dicts(ref.key.project, json.loads(c.new_tasks_json), source)
+        except (ProjectError, ValueError, RecursionError) as exc:
+            refusal = str(exc)
     return Report(
         agent,
         lease_id,
@@ -70,6 +80,8 @@ def completion_report(agent: str, lease_id: int, c: agent_pb2.TaskCompleted) -> 
         duration=c.duration_seconds,
         output_tail=c.output_tail[-MAX_TAIL:],
         result_json=result,
+        children=children,
+        refusal=refusal,
     )
 
 

@@ -229,12 +229,19 @@ class TaskCompleted(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
+    NEW_TASKS_JSON_FIELD_NUMBER: _builtins.int
     duration_seconds: _builtins.float
     output_tail: _builtins.str
     """last bytes of stdout/stderr, capped"""
     result_json: _builtins.str
     """The task's JSON result (empty: none), at most 64 KiB; handed to its
     children's Assign.inputs_json. Larger: rejected, nothing committed.
+    """
+    new_tasks_json: _builtins.str
+    """Child tasks to add to the project with this completion, in its txn: a
+    JSON list of task objects (fields of a project file's tasks, plus
+    "blocks"). Refused by the graph check: CompletionRejected
+    (INVALID_PROJECT, the reason), the task is handed back, nothing added.
     """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
@@ -245,10 +252,11 @@ class TaskCompleted(_message.Message):
         duration_seconds: _builtins.float = ...,
         output_tail: _builtins.str = ...,
         result_json: _builtins.str = ...,
+        new_tasks_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "output_tail", b"output_tail", "result_json", b"result_json", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "new_tasks_json", b"new_tasks_json", "output_tail", b"output_tail", "result_json", b"result_json", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

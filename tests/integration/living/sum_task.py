@@ -1,6 +1,7 @@
 """An ``--exec`` task for the living-graph tests: its result is
 ``{"task": id, "sum": 1 + the parents' sums, "parents": sorted parent ids}``;
-payload ``{"big": n}`` writes an n-byte result instead; ``{"sleep": s}`` waits."""
+payload ``{"big": n}`` writes an n-byte result instead; ``{"sleep": s}`` waits;
+``{"spawn": [task, ...]}`` adds those tasks with the completion."""
 
 import json
 import os
@@ -21,4 +22,7 @@ else:
     }
 with open(os.environ["WORKHIVE_RESULT"], "w") as f:
     json.dump(result, f)
+if "spawn" in payload:
+    with open(os.environ["WORKHIVE_NEW_TASKS"], "w") as f:
+        json.dump(payload["spawn"], f)
 print("done", os.environ["WORKHIVE_TASK_ID"], file=sys.stderr)

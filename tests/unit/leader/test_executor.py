@@ -169,7 +169,7 @@ class FakePort:
     def ack(self, agent_id: str, ref: TaskRef) -> None:
         self.told.append(("ack", agent_id, ref.key.task, None))
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
         self.told.append(("reject", agent_id, ref.key.task, reason))
 
     def connected(self, agent_id: str) -> bool:
