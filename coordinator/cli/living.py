@@ -140,5 +140,8 @@ def add(
 
 
 def register(app: typer.Typer) -> None:
+    from workhive.coordinator.mcp_agent.command import mcp
+
     app.command()(result)
     app.command()(add)
+    app.command()(mcp)

@@ -28,14 +28,14 @@ class TaskInput(BaseModel):
     payload: Any = Field(None, description="Any JSON: what the task is about.")
     max_attempts: int = 3
 
-    def to_task(self) -> Task:
+    def to_task(self, default_branch: str = "") -> Task:
         return Task(
             id=self.id,
             depends_on=tuple(self.depends_on),
             priority=self.priority,
             estimate=self.estimate,
             kind=self.kind,
-            branch=self.branch,
+            branch=self.branch or default_branch,
             requires=frozenset(self.requires),
             payload=self.payload,
             max_attempts=self.max_attempts,

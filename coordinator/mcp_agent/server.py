@@ -42,9 +42,13 @@ def task_json(t: Task) -> dict[str, Any]:
 class Tools:
     """The tools, over one pull agent and one client."""
 
-    def __init__(self, agent: PullAgent, client: Client) -> None:
+    def __init__(self, agent: PullAgent, client: Client, *, branch: str = "") -> None:
         self.agent = agent
         self.client = client
+        self.branch = branch  # given to new tasks without one
+
+    def _tasks(self, tasks: list[TaskInput]) -> list[Any]:
+        return [t.to_task(self.branch) for t in tasks]
 
     def _held(self, project: str, task_id: str) -> Task:
         for t in self.agent.held():
@@ -85,15 +89,17 @@ class Tools:
         }
 
     async def create_project(self, project: str, tasks: list[TaskInput]) -> dict[str, Any]:
-        spec = Project(project, tuple(t.to_task() for t in tasks))
+        spec = Project(project, tuple(self._tasks(tasks)))
         done = await self._call(self.client.submit, spec)
         return {"project": done.project_id, "task_count": done.task_count}
 
     async def add_tasks(self, project: str, tasks: list[TaskInput]) -> dict[str, Any]:
-        added = await self._call(self.client.add_tasks, project, [t.to_task() for t in tasks])
+        added = await self._call(self.client.add_tasks, project, self._tasks(tasks))
         return {"project": project, "added": added.added, "task_count": added.task_count}
 
-    async def claim_next(self, project: str | None = None, wait_seconds: float = 30) -> Any:
+    async def claim_next(
+        self, project: str | None = None, wait_seconds: float = 30
+    ) -> dict[str, Any]:
         until = time.monotonic() + min(max(wait_seconds, 0.0), MAX_WAIT)
         while True:
             left = until - time.monotonic()
@@ -114,13 +120,14 @@ class Tools:
         new_tasks: list[TaskInput] | None = None,
     ) -> dict[str, Any]:
         t = self._held(project, task_id)
-        children = [c.to_task() for c in new_tasks or []]
+        children = self._tasks(new_tasks or [])
         try:
             ok = await asyncio.to_thread(self.agent.complete, t, result, new_tasks=children)
         except ValueError as exc:
             raise ToolError(f"error: task {project}/{task_id}: {exc} (nothing committed)") from None
         if not ok:
-            raise ToolError(f"error: task {project}/{task_id}: completion refused (claim gone)")
+            why = self.agent.last_refusal
+            raise ToolError(f"error: task {project}/{task_id}: completion refused: {why}")
         return {"project": project, "task_id": task_id, "completed": True, "spawned": len(children)}
 
     async def fail(
