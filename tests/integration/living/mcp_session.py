@@ -50,7 +50,9 @@ async def mcp_agent(
         env={**os.environ, **(env or {})},
     )
     with open(run_dir / f"{name}.log", "a") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                yield McpAgent(session, pid_file)
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield McpAgent(session, pid_file)

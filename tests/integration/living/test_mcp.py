@@ -98,18 +98,20 @@ def test_a_killed_mcp_server_s_claim_is_claimed_by_another_within_the_lease_ttl(
     addrs = h.cluster.coordinator_addresses
 
     async def main() -> float:
-        async with mcp_agent(addrs, tmp_path, "other", env=_env(h)) as other:
-            async with mcp_agent(addrs, tmp_path, "doomed", env=_env(h)) as doomed:
-                await other.call("create_project", project="app", tasks=[{"id": "only"}])
-                got = await doomed.call("claim_next", wait_seconds=10)
-                assert got["task"]["id"] == "only"
-                os.kill(int(doomed.pid_file.read_text()), signal.SIGKILL)
-                killed = time.monotonic()
-                again = await other.call("claim_next", wait_seconds=TTL + 5)
-                took = time.monotonic() - killed
-                assert again["task"]["id"] == "only"
-                await other.call("complete", project="app", task_id="only")
-                return took
+        async with (
+            mcp_agent(addrs, tmp_path, "other", env=_env(h)) as other,
+            mcp_agent(addrs, tmp_path, "doomed", env=_env(h)) as doomed,
+        ):
+            await other.call("create_project", project="app", tasks=[{"id": "only"}])
+            got = await doomed.call("claim_next", wait_seconds=10)
+            assert got["task"]["id"] == "only"
+            os.kill(int(doomed.pid_file.read_text()), signal.SIGKILL)
+            killed = time.monotonic()
+            again = await other.call("claim_next", wait_seconds=TTL + 5)
+            took = time.monotonic() - killed
+            assert again["task"]["id"] == "only"
+            await other.call("complete", project="app", task_id="only")
+            return took
 
     try:
         took = asyncio.run(main())
