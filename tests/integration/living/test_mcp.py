@@ -168,3 +168,58 @@ def test_every_bad_input_is_a_tool_error_with_the_cli_message_and_changes_nothin
 
     asyncio.run(main())
     assert h.client.status("app").project("app").counts.get("succeeded", 0) == 0
+
+
+async def _until_finished(agent: McpAgent, h: Harness, pid: str, until: float) -> int:
+    """Claim and complete (result: the sum of the parents' plus one) until
+    the project finished; returns how many this agent completed."""
+    done = 0
+    while time.monotonic() < until:
+        got = await agent.call("claim_next", project=pid, wait_seconds=2)
+        task = got["task"]
+        if task is None:
+            st = await agent.call("project_status", project=pid)
+            if st["finished"]:
+                return done
+            continue
+        await asyncio.sleep(0.1)
+        total = 1 + sum(p["sum"] for p in task["parents"].values())
+        await agent.call("complete", project=pid, task_id=task["id"], result={"sum": total})
+        done += 1
+    raise AssertionError("the project did not finish in time")
+
+
+def test_the_leader_killed_mid_run_loses_doubles_and_reorders_nothing(
+    make_cluster: Make, tmp_path: Path
+) -> None:
+    h = make_cluster({"WORKHIVE_AGENT_LEASE_TTL": "6"}).start(coordinators=2)
+    addrs = h.cluster.coordinator_addresses
+    layers = [[f"l{k}t{i}" for i in range(4)] for k in range(5)]
+    tasks = [
+        {"id": tid, "depends_on": layers[k - 1][: i + 1] if k else []}
+        for k, layer in enumerate(layers)
+        for i, tid in enumerate(layer)
+    ]
+
+    async def main() -> list[int]:
+        async with (
+            mcp_agent(addrs, tmp_path, "m1", env=_env(h)) as m1,
+            mcp_agent(addrs, tmp_path, "m2", env=_env(h)) as m2,
+            mcp_agent(addrs, tmp_path, "m3", env=_env(h)) as m3,
+        ):
+            await m1.call("create_project", project="fo", tasks=tasks)
+            until = time.monotonic() + 90
+            work = asyncio.gather(*(_until_finished(m, h, "fo", until) for m in (m1, m2, m3)))
+            while (await m1.call("project_status", project="fo"))["counts"].get("succeeded", 0) < 6:
+                await asyncio.sleep(0.1)
+            term = h.wait_leader().leader.term
+            h.leader_proc().signal(signal.SIGKILL)  # type: ignore[attr-defined]
+            h.wait_leader(not_term=term)
+            return list(await work)
+
+    counts = asyncio.run(main())
+    assert sum(counts) == 20
+    assert h.client.result("fo", "l4t3") is not None
+    report = h.audit()
+    assert report.ok, report.violations
+    assert report.results == report.tasks == 20
