@@ -238,3 +238,43 @@ class PullAgent:
             if not committed:
                 self.last_refusal = message or "claim gone (stale fence)"
             self._cond.notify_all()
+
+
+class PullingAgent(Agent):
+    """``Agent`` in pull mode for a handler (``workhive agent --pull``): it
+    asks for a task whenever a slot is free (one request at a time, asked
+    again when answered empty), so it only ever runs what it asked for."""
+
+    pull = True
+    ASK_WAIT = 10.0
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw["prefetch"] = 0
+        super().__init__(*args, **kw)
+        self._asked: int | None = None
+        self._ask_seq = itertools.count(1)
+
+    def _pump(self) -> None:
+        super()._pump()
+        self._ask_more()
+
+    def _ask_more(self) -> None:
+        if self._session is None or self._draining or self._finished or self._asked is not None:
+            return
+        if len(self._held) >= self.slots:
+            return
+        self._asked = next(self._ask_seq)
+        self._session.send(cv.claim_request(self._asked, self.ASK_WAIT))
+
+    def _on_assign(self, a: Any) -> None:
+        self._asked = None  # the answer (or a resync): ask again once it is taken
+        super()._on_assign(a)
+
+    def _welcomed(self) -> None:
+        self._asked = None
+        self._ask_more()
+
+    def _claim_empty(self, seq: int) -> None:
+        if seq == self._asked:
+            self._asked = None
+            self._ask_more()

@@ -161,6 +161,9 @@ def up(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run directory (logs)."),
+    pull: bool = typer.Option(
+        False, "--pull", help="Agents in pull mode: each asks for its next task."
+    ),
 ) -> None:
     """Run a project on a local cluster: embedded etcd, coordinators, agents."""
     try:
@@ -182,7 +185,12 @@ def up(
             cluster.add_coordinator()
         cluster.wait_coordinators()
         for slots, caps in plan:
-            cluster.add_agent(exec_cmd or SLEEP_CMD, slots=slots, capabilities=tuple(sorted(caps)))
+            cluster.add_agent(
+                exec_cmd or SLEEP_CMD,
+                slots=slots,
+                capabilities=tuple(sorted(caps)),
+                extra=["--pull"] if pull else None,
+            )
         summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out)
         if json_out:
             typer.echo(summary.to_json())
