@@ -16,7 +16,7 @@ STRICT := --config-settings editable_mode=strict
 # folder changes the folder's mtime, and the tree is re-linked.
 PKG_DIRS := $(shell find proto/workhive coordinator agent client -type d -not -name __pycache__ 2>/dev/null)
 
-.PHONY: up test venv protos lint typecheck bench clean
+.PHONY: up test venv protos lint typecheck bench screenshots clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ typecheck: $(LINKS)
 
 bench: $(LINKS)
 	$(BIN)/python -m bench.run_all $(ARGS)
+
+# The dashboard's browser tests, writing the PNGs that docs/dashboard.md shows.
+screenshots: $(LINKS)
+	WORKHIVE_SCREENSHOTS=docs/dashboard $(BIN)/python -m pytest tests/dashboard/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """``Agent``: the blocking SDK entry point (connection, heartbeat, workers).
 
-Threads (BRIEF "Concurrency model", rule 7):
+Threads (docs/design.md, "Concurrency model" and rule 7):
 
 - the caller's thread runs :meth:`Agent.run` and supervises (drain, stop,
   unreachable timeout); signal handlers only set flags it polls;

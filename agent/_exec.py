@@ -70,7 +70,7 @@ class ExecHandler:
     new session (its own process group); on timeout, ``cancel`` and
     ``terminate`` the whole group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds. Running tasks as subprocesses is what keeps task
-    code from ever starving the agent's heartbeat thread (BRIEF rule 7).
+    code from ever starving the agent's heartbeat thread (docs/design.md, rule 7).
     """
 
     def __init__(
@@ -129,8 +129,7 @@ class ExecHandler:
             if self._closed:
                 raise TaskFailure("agent stopping", retryable=True)
             env = self.task_env(task, files)
-            program = shutil.which(self.argv[0], path=env.get("PATH"))
-            if program is None:
+            if shutil.which(self.argv[0], path=env.get("PATH")) is None:
                 raise TaskFailure(
                     f"cannot start {self.argv[0]!r}: not found or not executable",
                     retryable=True,
@@ -138,7 +137,7 @@ class ExecHandler:
                 )
             try:
                 proc = subprocess.Popen(
-                    [*_die_with_parent(), program, *self.argv[1:]],
+                    [*_die_with_parent(), *self.argv],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

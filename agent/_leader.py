@@ -1,4 +1,4 @@
-"""Recognising "talk to the leader instead" in a gRPC error (BRIEF rule 6)."""
+"""Recognising "talk to the leader instead" in a gRPC error (docs/design.md, rule 6)."""
 
 from __future__ import annotations
 

@@ -107,16 +107,26 @@ def _role(cmdline: list[str]) -> str:
         return "agents"
     if "distributed" in text or "multiprocessing" in text or "spawn_main" in text:
         return "dask_workers"
+    if "ray::" in text or "raylet" in text or "gcs_server" in text or "/ray/" in text:
+        return "ray_processes"
     return "bench_process"
 
 
 def tree_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of this process and every descendant."""
+    """CPU seconds (user + system) so far of this process, every descendant,
+    and Ray's daemons (which re-parent themselves away from the tree)."""
     import psutil
 
     me = psutil.Process()
     out: dict[int, tuple[str, float]] = {}
-    for p in [me, *me.children(recursive=True)]:
+    procs = [me, *me.children(recursive=True)]
+    seen = {p.pid for p in procs}
+    for p in psutil.process_iter():  # Ray's daemons leave the tree (re-parented)
+        with contextlib.suppress(psutil.Error):
+            mine = p.pid not in seen and p.uids().real == me.uids().real
+            if mine and _role(p.cmdline()) == "ray_processes":
+                procs.append(p)
+    for p in procs:
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
             role = "bench_process" if p.pid == me.pid else _role(p.cmdline())

@@ -110,19 +110,14 @@ def _plots(results: dict[str, dict[str, Any]]) -> list[str]:
     tp = results.get("throughput", {})
     if "workhive" in tp and "tasks_per_s" in tp.get("dask", {}):
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-        names = ["workhive", "dask.distributed"]
-        axes[0].bar(
-            names,
-            [tp["workhive"]["tasks_per_s"], tp["dask"]["tasks_per_s"]],
-            color=["tab:orange", "tab:blue"],
-        )
+        arms = [("workhive", "workhive"), ("dask", "dask.distributed"), ("ray", "Ray")]
+        shown = [(k, n) for k, n in arms if "tasks_per_s" in tp.get(k, {})]
+        names = [n for _, n in shown]
+        colors = ["tab:orange", "tab:blue", "tab:green"][: len(shown)]
+        axes[0].bar(names, [tp[k]["tasks_per_s"] for k, _ in shown], color=colors)
         axes[0].set_ylabel("tasks/s")
         axes[0].set_title(f"{tp['tasks']}-task no-op DAG, 8 agents")
-        axes[1].bar(
-            names,
-            [tp["workhive"]["chain_step_ms"], tp["dask"]["chain_step_ms"]],
-            color=["tab:orange", "tab:blue"],
-        )
+        axes[1].bar(names, [tp[k]["chain_step_ms"] for k, _ in shown], color=colors)
         axes[1].set_ylabel("ms per step")
         axes[1].set_title(f"chain of {tp['chain_length']}")
         fig.tight_layout()
@@ -207,17 +202,21 @@ def _report(results: dict[str, dict[str, Any]], quick: bool, wall: float, plots:
         if "error" in tp:
             L.append(f"error: {tp['error']}")
         else:
-            w, d = tp["workhive"], tp.get("dask", {})
+            w, d, r = tp["workhive"], tp.get("dask", {}), tp.get("ray", {})
             L.append("")
-            L.append("| | workhive | dask.distributed | ratio |")
-            L.append("|---|---|---|---|")
+            L.append("| | workhive | dask.distributed | Ray | vs dask | vs Ray |")
+            L.append("|---|---|---|---|---|---|")
             L.append(
                 f"| {tp['tasks']}-task DAG, tasks/s | {w['tasks_per_s']} | "
-                f"{d.get('tasks_per_s', 'n/a')} | {tp.get('ratio_tasks_per_s', 'n/a')} |"
+                f"{d.get('tasks_per_s', 'n/a')} | {r.get('tasks_per_s', 'n/a')} | "
+                f"{tp.get('ratio_tasks_per_s', 'n/a')} | "
+                f"{tp.get('ratio_tasks_per_s_vs_ray', 'n/a')} |"
             )
             L.append(
                 f"| chain of {tp['chain_length']}, ms/step | {w['chain_step_ms']} | "
-                f"{d.get('chain_step_ms', 'n/a')} | {tp.get('ratio_chain_step', 'n/a')} |"
+                f"{d.get('chain_step_ms', 'n/a')} | {r.get('chain_step_ms', 'n/a')} | "
+                f"{tp.get('ratio_chain_step', 'n/a')} | "
+                f"{tp.get('ratio_chain_step_vs_ray', 'n/a')} |"
             )
             wc, dc = w.get("cpu_ms_per_task", {}), d.get("cpu_ms_per_task", {})
             if wc and dc:
@@ -226,12 +225,14 @@ def _report(results: dict[str, dict[str, Any]], quick: bool, wall: float, plots:
                 L.append(
                     f"| CPU ms per DAG task, all processes | {wc['total']} ({parts}) | "
                     f"{dc['total']} ({dparts}; the scheduler runs in the bench process) | "
-                    f"{round(wc['total'] / dc['total'], 2) if dc['total'] else 'n/a'} |"
+                    f"{r.get('cpu_ms_per_task', {}).get('total', 'n/a')} | "
+                    f"{round(wc['total'] / dc['total'], 2) if dc['total'] else 'n/a'} | |"
                 )
             L.append("")
             L.append(
-                f"Target >= 2x dask: {_fmt(tp.get('target_2x_dask'))}; chain step no worse "
-                f"than dask: {_fmt(tp.get('target_chain_no_worse'))}. workhive submit took "
+                f"Targets: >= 3x dask {_fmt(tp.get('target_3x_dask'))}, >= 1x Ray "
+                f"{_fmt(tp.get('target_1x_ray'))}, chain step no worse than Ray "
+                f"{_fmt(tp.get('target_chain_no_worse_than_ray'))}. workhive submit took "
                 f"{w.get('submit_seconds')} s of the DAG time; every assignment is a claim "
                 "committed to etcd before the agent runs it."
             )

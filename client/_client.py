@@ -309,7 +309,8 @@ class Client:
 
     def watch(self, project_id: str, from_revision: int = 0) -> Iterator[ProjectEvent]:
         """Task state changes of a project, the current state first; ends after
-        the event that reports the project finished. A broken stream is
+        the events that report the project finished (``project_finished`` is
+        true on each change of the last batch). A broken stream is
         re-opened on another replica (events already seen are not repeated).
 
         Raises:
@@ -330,15 +331,11 @@ class Client:
         while True:
             try:
                 events = self._call(stream, until=give_up)
-                for ev in events:
+                for ev in events:  # the server ends the stream after the finishing batch
                     key = ev.task.task_id
                     if seen.get(key) != ev.task.state:
                         seen[key] = ev.task.state
                         yield ev
-                    elif ev.project_finished:
-                        yield ev
-                    if ev.project_finished:
-                        return
                 return
             except grpc.RpcError as err:
                 reason = error_reason(err)[0]

@@ -25,7 +25,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 
 
 class TaskState(enum.StrEnum):
-    """Lifecycle of a task (docs/scheduling.md, "State machine")."""
+    """Lifecycle of a task (docs/design.md, "Task state machine")."""
 
     PENDING = "pending"
     READY = "ready"

@@ -103,8 +103,8 @@ class CoordinatorNode:
         self.port = 0
         self._client: EtcdClient | None = None
         self._keeper: LeaseKeeper | None = None
-        self._refresher: LeaseRefresher | None = None
-        self._standby: StandbyMirror | None = None
+        self.refresher: LeaseRefresher | None = None  # read by the dashboard too
+        self.standby: StandbyMirror | None = None  # the warm mirror while following
         self._election: Election | None = None
         self._session: Session | None = None
         self._stopping = asyncio.Event()
@@ -129,12 +129,12 @@ class CoordinatorNode:
         keepalive are answered without one."""
         if lease_id <= 0:
             return 0
-        assert self._refresher is not None
-        ttl = self._refresher.cached(lease_id)
+        assert self.refresher is not None
+        ttl = self.refresher.cached(lease_id)
         if ttl:
             return ttl
         try:
-            return await asyncio.to_thread(self._refresher.refresh, lease_id)
+            return await asyncio.to_thread(self.refresher.refresh, lease_id)
         except EtcdError:
             self.metrics.keepalive_failures.inc()
             return None
@@ -234,10 +234,10 @@ class CoordinatorNode:
         # a keepalive at most every other heartbeat: the last one is then at most
         # TTL/4 + one heartbeat old, leaving more than half the TTL for event-loop
         # stalls (a 100k-task submit blocks the leader's loop for seconds)
-        self._refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
+        self.refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
         # ... and a thread that renews heartbeating agents' leases while the loop
         # itself is stalled (docs/failover.md, "Event-loop stalls")
-        cover = StallCover(self._refresher, ttl=float(self.settings.agent_lease_ttl))
+        cover = StallCover(self.refresher, ttl=float(self.settings.agent_lease_ttl))
         cover.start()
         server, health, self.port = build_server(
             AgentServicer(self),
@@ -273,8 +273,8 @@ class CoordinatorNode:
             for t in tasks:
                 t.cancel()
             await self._step_down()
-            if self._standby is not None:
-                standby, self._standby = self._standby, None
+            if self.standby is not None:
+                standby, self.standby = self.standby, None
                 await asyncio.to_thread(standby.cancel)
             if self._election is not None and self._election.is_leader:
                 with contextlib.suppress(EtcdError):
@@ -361,8 +361,8 @@ class CoordinatorNode:
         )
         self._election = election
         self.metrics.elections.inc()
-        if self.settings.warm_standby and self._standby is None:
-            self._standby = StandbyMirror(self._client, self.ks)
+        if self.settings.warm_standby and self.standby is None:
+            self.standby = StandbyMirror(self._client, self.ks)
         try:
             await asyncio.to_thread(election.campaign)
         except (LeaseLost, EtcdError) as exc:
@@ -390,7 +390,7 @@ class CoordinatorNode:
         self.metrics.is_leader.set(1)
         self.metrics.leader_transitions.inc()
         log.info("leading", id=self.id, term=election.term)
-        standby, self._standby = self._standby, None
+        standby, self.standby = self.standby, None
         await driver.start(standby)
         retention = None
         if self.settings.retention_seconds > 0:

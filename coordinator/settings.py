@@ -49,6 +49,9 @@ class Settings:
     advertise: str = ""
     coordinator_id: str = ""
     metrics_port: int = 0  # 0 = no metrics endpoint
+    dashboard_port: int = 0  # 0 = no web dashboard (docs/dashboard.md)
+    dashboard_listen: str = "127.0.0.1"  # address the dashboard binds
+    dashboard_peers: tuple[str, ...] = ()  # other replicas' dashboard URLs (page failover)
     election_ttl: int = 5
     agent_lease_ttl: int = 6
     heartbeat_interval_ms: int = 1000
@@ -182,8 +185,15 @@ def _validate(s: Settings) -> Settings:
             raise bad(name, "must be at least 1")
     if not 0 <= s.priority_threshold <= 10:
         raise bad("priority_threshold", "must be within 0..10")
-    if not 0 <= s.metrics_port <= 65535:
-        raise bad("metrics_port", "must be a TCP port (0 disables)")
+    for name in ("metrics_port", "dashboard_port"):
+        if not 0 <= getattr(s, name) <= 65535:
+            raise bad(name, "must be a TCP port (0 disables)")
+    if not s.dashboard_listen:
+        raise bad("dashboard_listen", "expected a host or address to bind")
+    for url in s.dashboard_peers:
+        u = urlparse(url)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise bad("dashboard_peers", f"expected http(s)://host:port/ URLs, got {url!r}")
     if s.retention_seconds < 0:
         raise bad("retention_seconds", "must be >= 0 (0 keeps finished projects)")
     if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:

@@ -25,6 +25,15 @@ def coordinator(
     ),
     prefix: str | None = typer.Option(None, help="etcd key prefix (default /workhive/)."),
     metrics_port: int | None = typer.Option(None, help="Prometheus metrics HTTP port (0: off)."),
+    dashboard_port: int | None = typer.Option(
+        None, help="Web dashboard HTTP port (0: off) [env WORKHIVE_DASHBOARD_PORT]."
+    ),
+    dashboard_listen: str | None = typer.Option(
+        None, help="Address the dashboard binds (default 127.0.0.1)."
+    ),
+    dashboard_peers: str | None = typer.Option(
+        None, help="Other replicas' dashboard URLs (comma-separated): the page moves there."
+    ),
     election_ttl: int | None = typer.Option(None, help="Leader lease TTL, seconds (>= 2)."),
     fast_failover: bool | None = typer.Option(
         None, "--fast-failover/--no-fast-failover", help="Revoke a dead leader's lease at once."
@@ -85,6 +94,9 @@ def coordinator(
         "coordinator_id": coordinator_id,
         "prefix": prefix,
         "metrics_port": metrics_port,
+        "dashboard_port": dashboard_port,
+        "dashboard_listen": dashboard_listen,
+        "dashboard_peers": dashboard_peers,
         "election_ttl": election_ttl,
         "fast_failover": fast_failover,
         "warm_standby": warm_standby,
@@ -123,9 +135,36 @@ def coordinator(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if not settings.dashboard_port:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, node.stop)
+            await node.run()
+            return
+        # the dashboard sits beside the node, in its loop (docs/dashboard.md)
+        from workhive.coordinator.dashboard import Dashboard
+
+        dashboard = Dashboard(node)
+        stopping: set[asyncio.Task[None]] = set()
+
+        def stop() -> None:  # the dashboard goes first: no page reads a closing node
+            node.stop()
+            task = loop.create_task(dashboard.stop())
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, node.stop)
-        await node.run()
+            loop.add_signal_handler(sig, stop)
+        ready = asyncio.Event()
+        running = asyncio.create_task(node.run(ready))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait([running, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if ready.is_set():
+            await dashboard.start()
+        try:
+            await running
+        finally:
+            await dashboard.stop()
 
     try:
         asyncio.run(main())

@@ -3,9 +3,10 @@ thin commands over :class:`workhive.client.Client` (docs/client.md).
 
 Exit codes (``exit_codes``): 0 ok; 1 the work failed (invalid project,
 unknown project, a task failed for ``wait``); 2 usage (bad flags, no address,
-unreadable or refused credentials); 69 no coordinator, no leader or no etcd
-answered, or ``status`` could only give a stale answer (printed all the same,
-marked stale); 75 retry later (a concurrent submit of the same project).
+unreadable credentials); 69 no coordinator, no leader or no etcd answered, or
+``status`` could only give a stale answer (printed all the same, marked
+stale); 75 retry later (a concurrent submit of the same project); 77
+credentials refused or not allowed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from workhive.client import (
@@ -112,7 +114,7 @@ def _sec(
 
 def fail(exc: WorkhiveError) -> typer.Exit:
     """Print the error on one line; the exit code says what kind it was."""
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if isinstance(exc, (Unavailable, WaitTimeout)):
         return typer.Exit(exit_codes.UNAVAILABLE)
     if isinstance(exc, AccessDenied):
@@ -138,7 +140,7 @@ def submit(
     try:
         spec = load_project(file)
     except ProjectError as exc:
-        err.print(f"[red]invalid project:[/red] {exc}", highlight=False)
+        err.print(f"[red]invalid project:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exit_codes.FAILED) from None
     with _client(coordinator, timeout, **sec) as client:
         try:
@@ -148,7 +150,7 @@ def submit(
     if json_out:
         typer.echo(json.dumps(asdict(resp)))
     else:
-        err.print(f"submitted [bold]{resp.project_id}[/bold]: {resp.task_count} tasks")
+        err.print(f"submitted [bold]{escape(resp.project_id)}[/bold]: {resp.task_count} tasks")
 
 
 def _status_table(resp: ClusterStatus) -> None:
@@ -205,14 +207,14 @@ def status(
         except WorkhiveError as exc:
             raise fail(exc) from None
     if project and resp.project(project) is None:
-        err.print(f"[red]unknown project:[/red] {project}", highlight=False)
+        err.print(f"[red]unknown project:[/red] {escape(project)}", highlight=False)
         raise typer.Exit(exit_codes.FAILED)
     if json_out:
         typer.echo(json.dumps(asdict(resp)))
     else:
         _status_table(resp)
     if resp.stale:
-        err.print(f"[yellow]STALE:[/yellow] {resp.stale_reason}", highlight=False)
+        err.print(f"[yellow]STALE:[/yellow] {escape(resp.stale_reason)}", highlight=False)
         raise typer.Exit(exit_codes.UNAVAILABLE)
 
 
@@ -234,7 +236,7 @@ def cancel(
             cancelled = client.cancel(project, reason)
         except WorkhiveError as exc:
             raise fail(exc) from None
-    err.print(f"cancelled {cancelled} tasks of {project}")
+    err.print(f"cancelled {cancelled} tasks of {escape(project)}")
 
 
 def delete(
@@ -281,7 +283,8 @@ def wait(
     if json_out:
         typer.echo(json.dumps(asdict(done)))
     else:
-        err.print(f"{project}: " + ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items())))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
+        err.print(escape(f"{project}: {counts}"))
     ok = done.count("succeeded") == sum(done.counts.values())
     raise typer.Exit(exit_codes.OK if ok else exit_codes.FAILED)
 

@@ -1,4 +1,9 @@
-"""``workhive simulate``: deterministic simulation with the production scheduler.
+"""``workhive simulate``: simulation with the production scheduler.
+
+The simulator and the heuristic policies are deterministic; the ``default``
+policy's CP-SAT plan is not when its wall-clock time box (``--time-box``, two
+search workers) cuts the search short: use ``--time-box 0`` or a heuristic
+``--policy`` for reproducible numbers (docs/design.md, "Determinism").
 
 ``register(app)`` adds the command. One result per (file, agent count): a rich
 table on stdout, or with ``--json`` one JSON object per line. Bad input: an
@@ -101,7 +106,11 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     ) -> None:
-        """Simulate projects on N agents with the production scheduler."""
+        """Simulate projects on N agents with the production scheduler.
+
+        Reproducible with --time-box 0 or a heuristic --policy; the default
+        policy's CP-SAT plan depends on wall-clock time when the box binds.
+        """
         err = typer.echo
         if policy not in POLICIES:
             err(f"error: unknown policy {policy!r} (choose {', '.join(POLICIES)})", err=True)

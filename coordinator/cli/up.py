@@ -21,6 +21,7 @@ from pathlib import Path
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -31,6 +32,7 @@ from workhive.coordinator.etcd.history import history
 from workhive.coordinator.local_cluster.audit import AuditReport, audit
 from workhive.coordinator.local_cluster.demo import demo_project
 from workhive.coordinator.local_cluster.etcd_server import EtcdServer
+from workhive.coordinator.local_cluster.ports import free_port
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.local_cluster.summary import Summary, lower_bound
 from workhive.coordinator.model import ProjectSpec
@@ -160,7 +162,15 @@ def up(
         600.0, min=0.1, help="Give up after this many seconds from the submit (exit 69)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the run directory (logs)."),
+    keep: bool = typer.Option(
+        False,
+        "--keep",
+        help="After the project, keep the cluster up for browsing until Ctrl-C/SIGTERM; "
+        "keep the run directory (logs).",
+    ),
+    dashboard: bool = typer.Option(
+        True, "--dashboard/--no-dashboard", help="Serve the web dashboard on every coordinator."
+    ),
     pull: bool = typer.Option(
         False, "--pull", help="Agents in pull mode: each asks for its next task."
     ),
@@ -169,7 +179,7 @@ def up(
     try:
         spec = load_project(project) if project else demo_project(seed)
     except ProjectError as exc:
-        err.print(f"[red]invalid project:[/red] {exc}")
+        err.print(f"[red]invalid project:[/red] {escape(str(exc))}")
         raise typer.Exit(exit_codes.FAILED) from None
     if exec_cmd is None:
         spec = _with_sleep_payloads(spec)
@@ -181,9 +191,18 @@ def up(
     code = exit_codes.FAILED
     try:
         etcd.start()
-        for _ in range(coordinators):
-            cluster.add_coordinator()
+        ports = [free_port() for _ in range(coordinators)] if dashboard else []
+        urls = [f"http://127.0.0.1:{p}/" for p in ports]
+        for i in range(coordinators):
+            extra = []
+            if dashboard:  # every replica serves it; a page moves to a peer if its replica dies
+                peers = ",".join(u for j, u in enumerate(urls) if j != i)
+                extra = ["--dashboard-port", str(ports[i]), "--dashboard-peers", peers]
+            cluster.add_coordinator(extra)
         cluster.wait_coordinators()
+        if urls:
+            also = f" (every replica serves it: {', '.join(urls[1:])})" if urls[1:] else ""
+            err.print(f"dashboard: [bold]{urls[0]}[/bold]{also}")
         for slots, caps in plan:
             cluster.add_agent(
                 exec_cmd or SLEEP_CMD,
@@ -197,11 +216,13 @@ def up(
         else:
             _print_summary(summary)
         code = exit_codes.OK if summary.ok else exit_codes.FAILED
+        if keep:
+            _stay_up(urls)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: stopping the local cluster[/yellow]")
         code = exit_codes.INTERRUPTED
     except (WorkhiveError, TimeoutError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         code = exit_codes.UNAVAILABLE
     finally:
         cluster.stop()
@@ -211,6 +232,17 @@ def up(
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     raise typer.Exit(code)
+
+
+def _stay_up(urls: list[str]) -> None:
+    """``--keep``: leave the cluster running until Ctrl-C or SIGTERM."""
+    where = f": {urls[0]}" if urls else ""
+    err.print(f"cluster kept up for browsing{where} (Ctrl-C or SIGTERM stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        err.print("stopping the local cluster")
 
 
 def _interrupt_on(*signals: signal.Signals) -> None:
@@ -276,7 +308,8 @@ def _run(
     final = client.status(spec.id, tasks=True)
     client.close()
     proj = final.project(spec.id)
-    assert proj is not None  # it was there a moment ago; projects are never deleted
+    if proj is None:  # deleted by a retention setting between two calls
+        raise RuntimeError(f"project {spec.id} was deleted before its summary")
     counts = dict(proj.counts)
     report = _audit(cluster)
     return Summary(

@@ -1,4 +1,4 @@
-"""The workhive keyspace (BRIEF, "etcd keyspace"), under a configurable prefix.
+"""The workhive keyspace (docs/design.md, "etcd keyspace"), under a configurable prefix.
 
 Layout (``P`` = prefix, default ``/workhive/``)::
 

@@ -56,6 +56,13 @@ class LeaseRefresher:
             return max(1, int(seen[1] - (now - seen[0])))
         return 0
 
+    def last_keepalive(self, lease_id: int) -> float | None:
+        """Seconds since etcd last confirmed ``lease_id`` through this refresher
+        (``None``: not refreshed here recently). No I/O."""
+        with self._lock:
+            seen = self._confirmed.get(lease_id)
+        return None if seen is None else max(0.0, self.clock() - seen[0])
+
     def refresh(self, lease_id: int) -> int:
         """Remaining TTL of ``lease_id`` after keeping it alive (0: gone);
         blocks on etcd only when a keepalive is due."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.keys import Keyspace
@@ -28,6 +29,7 @@ from workhive.coordinator.etcd.watch import WatchBatch
 __all__ = ["StandbyMirror"]
 
 Sink = Callable[[ClusterState | WatchBatch], None]
+T = TypeVar("T")
 
 
 class StandbyMirror:
@@ -53,6 +55,13 @@ class StandbyMirror:
             self._push = push
             self._min_revision = min_revision
             self._release()
+
+    def read(self, fn: Callable[[ClusterState], T]) -> T | None:
+        """``fn(state)`` under the mirror's lock, while the mirror holds its state
+        (``None``: no snapshot yet, or handed over). ``fn`` must only copy: the
+        feed thread waits for it (the dashboard's snapshot, docs/dashboard.md)."""
+        with self._lock:
+            return fn(self._state) if self._state is not None else None
 
     def cancel(self) -> None:
         """Stop the feed (idempotent)."""

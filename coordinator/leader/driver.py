@@ -1,4 +1,4 @@
-"""The turn loop: the leader of one term.
+"""The turn loop: the leader of one term (docs/leader.md).
 
 One asyncio task owns the term (``term.Term``: the scheduler and the etcd
 mirror). Inputs (watch batches, agent messages, client cancels, timers) land

@@ -1,4 +1,4 @@
-"""Audit a finished run against the invariants of BRIEF ("Rules that make it
+"""Audit a finished run against the invariants of docs/design.md ("Rules that make it
 correct"), from etcd's full history and the agents' execution logs.
 
 Violations found:

@@ -1,4 +1,4 @@
-"""``SchedulerConfig``: every scheduling knob, defaults from BRIEF "Scheduling".
+"""``SchedulerConfig``: every scheduling knob, defaults in docs/scheduling.md.
 
 ``from_env`` reads a mapping handed in by the caller (never ``os.environ``
 itself): ``WORK_STEALING_ENABLED``, ``WORK_STEALING_THRESHOLD``,
@@ -43,6 +43,16 @@ class SchedulerConfig:
         ewma_alpha: weight of a new observation in the per-kind EWMA.
         default_duration: prediction for tasks with neither estimate nor kind data.
         duration_drift: relative EWMA change that invalidates cached ranks.
+        tail_margin: a ready task whose upward rank reaches ``1 - tail_margin``
+            of its project's predicted time left (work left / slots) goes before
+            any task with slack, whatever the priorities (``default`` only).
+        prefetch_horizon: once the estimates prove unreliable (see
+            ``prefetch_spread``), ``default`` puts a task in an agent's prefetch
+            queue only when that agent is predicted to start it within this many
+            seconds (first slot free plus the work queued ahead).
+        prefetch_spread: learned spread of the estimates (std-dev of
+            log(observed / estimate)) above which ``prefetch_horizon`` applies;
+            below it (exact or no estimates) queues fill as agents ask.
         plan_drift_tolerance: relative error of an observed duration against
             the planned one beyond which the plan is abandoned (replan requested).
     """
@@ -62,6 +72,9 @@ class SchedulerConfig:
     default_duration: float = 1.0
     duration_drift: float = 0.2
     plan_drift_tolerance: float = 0.1
+    tail_margin: float = 0.3
+    prefetch_horizon: float = 0.05
+    prefetch_spread: float = 0.1
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

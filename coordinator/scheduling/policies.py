@@ -7,12 +7,18 @@ capability the task requires); policies only order the eligible choices.
 policy                    task order                          agent choice
 ========================  ==================================  =========================
 ``greedy``                first ready first (FIFO)            first agent (join order)
-``critical-path``         priority, then upward rank          first agent
+``critical-path``         effective priority, upward rank     first agent
 ``balanced``              FIFO                                least predicted load
 ``affinity``              FIFO                                branch owner, else first
-``default``               the plan when one is active; else   branch owner, else least
-                          priority, then upward rank          predicted load
+``default``               the plan when one is active; else   branch owner, else fewest
+                          a task holding the project's end    needed extra capabilities,
+                          first, then effective priority,     then least predicted load;
+                          then upward rank                    scarce places reserved
 ========================  ==================================  =========================
+
+Effective priority: a task's own or any descendant's, whichever is higher.
+The ``default`` rules are in docs/scheduling.md ("Priority semantics",
+"Placement under wrong estimates").
 
 "Load" is predicted seconds of work held (running + queued), not a count. A
 branch owner is preferred only within the current tier (free slot first, then
@@ -22,7 +28,7 @@ ready work waits.
 
 from __future__ import annotations
 
-__all__ = ["agent_key", "follows_plan", "task_key", "uses_affinity"]
+__all__ = ["agent_key", "follows_plan", "task_key", "uses_affinity", "uses_scarcity"]
 
 _RANKED = frozenset({"critical-path", "default"})
 _LOAD = frozenset({"balanced", "default"})
@@ -52,4 +58,10 @@ def uses_affinity(policy: str) -> bool:
 
 def follows_plan(policy: str) -> bool:
     """Whether the policy follows a planner's schedule when one is given."""
+    return policy == "default"
+
+
+def uses_scarcity(policy: str) -> bool:
+    """Whether agents with capabilities other work needs are kept for it
+    (``scarcity.Needs``, docs/scheduling.md): only ``default``."""
     return policy == "default"

@@ -64,20 +64,23 @@ from workhive.coordinator.scheduling.metrics import (
     load_imbalance,
     lock_contention_rate,
 )
+from workhive.coordinator.scheduling.placement import QUEUE, SLOT, Placement
 from workhive.coordinator.scheduling.planner_types import Plan
 from workhive.coordinator.scheduling.policies import (
     agent_key,
     follows_plan,
     task_key,
-    uses_affinity,
+    uses_scarcity,
 )
+from workhive.coordinator.scheduling.priorities import effective_priorities
+from workhive.coordinator.scheduling.scarcity import Needs
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, plan_steals
 
 __all__ = ["SchedulerState"]
 
 _P, _R, _A, _RUN = TaskState.PENDING, TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
 _OK, _FAIL, _CXL = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
-_SLOT, _QUEUE = 0, 1
+_SLOT, _QUEUE = SLOT, QUEUE
 _RANKED_POLICIES = ("default", "critical-path")
 
 
@@ -85,6 +88,7 @@ class _Task:
     __slots__ = (
         "agent",
         "attempt",
+        "eff",
         "heap_id",
         "index",
         "key",
@@ -112,6 +116,7 @@ class _Task:
         self.agent: _Agent | None = None
         self.waiting = len(spec.depends_on)
         self.rank = 0.0
+        self.eff = spec.priority  # effective priority (priorities.effective_priorities)
         self.predicted = 0.0
         self.ready_seq = 0
         self.heap_id = -1
@@ -126,8 +131,10 @@ class _Project:
     __slots__ = (
         "analysis",
         "by_id",
+        "calibration",
         "cp_done",
         "finished",
+        "left",
         "plan",
         "plan_seqs",
         "rank_version",
@@ -142,6 +149,7 @@ class _Project:
         self.spec = spec
         self.tasks: list[_Task] = []
         self.by_id: dict[str, _Task] = {}
+        self.calibration = 0  # DurationModel.calibration at the last rerank
         self.analysis: GraphAnalysis | None = None
         self.remaining = len(spec.tasks)
         self.plan: Plan | None = None
@@ -150,6 +158,7 @@ class _Project:
         self.since_rank = 0
         self.unestimated = any(t.estimate is None for t in spec.tasks)
         self.cp_done = 0.0
+        self.left = 0.0  # predicted seconds of unfinished work
         self.finished: str | None = None
 
 
@@ -214,7 +223,7 @@ class _Stats:
     replans: int = 0
 
 
-class SchedulerState:
+class SchedulerState(Placement):
     """The scheduler. Create once per leadership term (or restore with
     ``StateRestored``); feed events in order; execute the returned commands."""
 
@@ -233,6 +242,8 @@ class SchedulerState:
         self._groups: dict[frozenset[str], _Group] = {}
         self._eligible: dict[frozenset[str], list[_Group]] = {}
         self._ready: dict[frozenset[str], list[tuple[tuple[float, ...], int, _Task]]] = {}
+        # the same ready tasks by upward rank alone (the tail rule, priorities.holds_the_end)
+        self._by_rank: dict[frozenset[str], list[tuple[float, int, _Task]]] = {}
         self._branch_owner: dict[tuple[str, str], _Agent] = {}
         self._queued: dict[str, _Agent] = {}  # agents with a non-empty queue
         # queued tasks by urgency, for free slots to take from saturated agents
@@ -244,6 +255,10 @@ class SchedulerState:
         self._stats = _Stats()
         self._out: list[Command] = []
         self._push_queued_later: list[_Task] = []
+        self._needs: Needs | None = None
+        self._now = 0.0
+        self._slot_total = -1
+        self._feeders: dict[TaskKey, _Task] = {}  # running tasks feeding needy work
 
     # ------------------------------------------------------------ public API
 
@@ -432,11 +447,15 @@ class SchedulerState:
 
     def _rerank(self, p: _Project) -> None:
         pred = self.durations.predict
-        p.analysis = analyse(p.spec, pred)
-        for t, r, w in zip(p.tasks, p.analysis.rank, p.analysis.weight, strict=True):
-            t.rank = r
-            t.predicted = w
+        an = p.analysis = analyse(p.spec, pred)
+        eff = effective_priorities([t.spec.priority for t in p.tasks], an.children, an.order)
+        for t, r, w, e in zip(p.tasks, an.rank, an.weight, eff, strict=True):
+            t.rank, t.eff = r, e
+            if t.agent is None:  # agents' loads hold what was predicted at assignment
+                t.predicted = w
+        p.left = sum(t.predicted for t in p.tasks if not t.state.terminal)
         p.rank_version = self.durations.version
+        p.calibration = self.durations.calibration
         p.since_rank = 0
 
     def _on_added(self, add: Addition) -> None:
@@ -547,6 +566,7 @@ class SchedulerState:
         t.state = _OK
         self._stats.busy += ev.duration
         drift = self.durations.observe(t.spec, ev.duration)
+        p.left -= t.predicted
         if p.analysis and p.analysis.on_critical_path(t.index):
             p.cp_done += p.analysis.weight[t.index]
         if p.plan and t.spec.id in p.plan.tasks:
@@ -557,7 +577,7 @@ class SchedulerState:
         p.since_rank += 1
         if (
             drift
-            and p.unestimated
+            and (p.unestimated or p.calibration != self.durations.calibration)
             and p.rank_version != self.durations.version
             and p.since_rank >= max(16, len(p.tasks) // 50)
         ):
@@ -717,6 +737,8 @@ class SchedulerState:
         if heap is None:
             heap = self._ready[t.spec.requires] = []
         heapq.heappush(heap, (k, self._push, t))
+        if uses_scarcity(self.config.policy):
+            heapq.heappush(self._by_rank.setdefault(t.spec.requires, []), (-t.rank, self._push, t))
 
     def _push_queued(self, t: _Task) -> None:
         if (
@@ -748,6 +770,7 @@ class SchedulerState:
     def _rebuild_ready(self) -> None:
         tasks = [e[2] for h in self._ready.values() for e in h if e[2].heap_id == e[1]]
         self._ready = {}
+        self._by_rank = {}
         for t in tasks:
             if t.state is _R and not t.planned:
                 self._push_ready(t)
@@ -825,6 +848,7 @@ class SchedulerState:
         t.state = _RUN
         a.running[t.key] = t
         t.started_at = now
+        self._note_running(t)
         if t.stolen_at is not None:
             self._stats.latency_sum += now - t.stolen_at
             self._stats.latency_n += 1
@@ -859,12 +883,6 @@ class SchedulerState:
             self._eligible.clear()
         return g
 
-    def _eligible_groups(self, req: frozenset[str]) -> list[_Group]:
-        gs = self._eligible.get(req)
-        if gs is None:
-            gs = self._eligible[req] = [g for g in self._groups.values() if req <= g.caps]
-        return gs
-
     def _touch(self, a: _Agent) -> None:
         """Re-index ``a`` in its group's heaps after any change."""
         self._dirty[a.info.id] = a
@@ -882,38 +900,12 @@ class SchedulerState:
         else:
             a.queue_stamp = -1
 
-    def _top_agent(self, g: _Group, tier: int) -> tuple[tuple[float, ...], int, _Agent] | None:
-        heap = g.heaps[tier]
-        while heap:
-            e = heap[0]
-            a = e[2]
-            stamp = a.slot_stamp if tier == _SLOT else a.queue_stamp
-            if a.alive and a.group is g and stamp == e[1]:
-                return e
-            heapq.heappop(heap)
-        return None
-
-    def _pick_agent(self, t: _Task, tier: int) -> _Agent | None:
-        req = t.spec.requires
-        if t.spec.branch and uses_affinity(self.config.policy):
-            o = self._branch_owner.get((t.key.project, t.spec.branch))
-            if (
-                o is not None
-                and o.alive
-                and req <= o.info.capabilities
-                and (o.free_slots > 0 if tier == _SLOT else o.queue_room > 0)
-            ):
-                return o
-        best: tuple[tuple[float, ...], int, _Agent] | None = None
-        for g in self._eligible_groups(req):
-            e = self._top_agent(g, tier)
-            if e is not None and (best is None or e[:2] < best[:2]):
-                best = e
-        return best[2] if best else None
-
     # ------------------------------------------------------------ dispatch
 
     def _dispatch(self, now: float) -> None:
+        self._needs = self._build_needs(now)
+        self._now = now
+        self._slot_total = -1
         self._start_queued(now)
         if self._planned:
             self._dispatch_planned(now)
@@ -923,23 +915,24 @@ class SchedulerState:
                 for req, heap in self._ready.items():
                     while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
                         heapq.heappop(heap)
-                    if not heap or (best is not None and heap[0][:2] >= best[:2]):
+                    top = self._tail_task(req) if heap and self._by_rank else None
+                    top = top or (heap[0] if heap else None)
+                    if top is None or (best is not None and top[:2] >= best[:2]):
                         continue
-                    if any(self._top_agent(g, tier) for g in self._eligible_groups(req)):
-                        best = heap[0]
+                    if self._pick_agent(top[2], tier) is not None:
+                        best = top
                 if tier == _SLOT and self._qheap:
                     q = self._top_queued()
                     if (
                         q is not None
-                        and (best is None or q[:2] < best[:2])
+                        and (best is None or (self._urgency(q[2]), q[1]) < best[:2])
                         and self._steal_to_slot(q[2], now)
                     ):
                         continue
                 if best is None:
                     break
                 t = best[2]
-                heapq.heappop(self._ready[t.spec.requires])
-                t.heap_id = -1
+                t.heap_id = -1  # its heap entries are now stale (lazy deletion)
                 a = self._pick_agent(t, tier)
                 assert a is not None
                 self._assign(t, a, now)
@@ -953,20 +946,8 @@ class SchedulerState:
                 self._steal(now, idle)
         self._dirty.clear()
 
-    def _best_ready_for(self, a: _Agent) -> _Task | None:
-        """Best READY task ``a`` may run (ranked policies only)."""
-        best: tuple[tuple[float, ...], int, _Task] | None = None
-        for req, heap in self._ready.items():
-            if not req <= a.info.capabilities:
-                continue
-            while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0][:2] < best[:2]):
-                best = heap[0]
-        return best[2] if best else None
-
     def _key(self, t: _Task) -> tuple[float, ...]:
-        return task_key(self.config.policy, t.spec.priority, t.rank, t.index, t.ready_seq)
+        return task_key(self.config.policy, t.eff, t.rank, t.index, t.ready_seq)
 
     def _steal_to_slot(self, t: _Task, now: float) -> bool:
         """A free slot takes ``t`` from a saturated agent's queue (steal on idle)."""
@@ -995,15 +976,6 @@ class SchedulerState:
             wait += q.predicted
         return wait > self.config.move_min_wait
 
-    @staticmethod
-    def _frees_in(a: _Agent, now: float) -> float:
-        """Predicted seconds until ``a``'s first busy slot frees (0: one is free)."""
-        if a.free_slots > 0:
-            return 0.0
-        return min(
-            (_remaining(r.predicted, r.started_at, now) for r in a.running.values()), default=0.0
-        )
-
     def _start_queued(self, now: float) -> None:
         ranked = self.config.policy in ("default", "critical-path")
         for a in list(self._dirty.values()):
@@ -1012,12 +984,12 @@ class SchedulerState:
                     # a freed slot takes a more urgent ready task before its prefetch
                     r = self._best_ready_for(a)
                     q = self._top_queued() if self._qheap else None
-                    own = self._key(a.queue[0])
+                    own = self._urgency(a.queue[0])
                     if (
                         q is not None
                         and q[2].agent is not a
-                        and q[0] < own
-                        and (r is None or q[0] < self._key(r))
+                        and self._urgency(q[2]) < own
+                        and (r is None or self._urgency(q[2]) < self._urgency(r))
                         and q[2].spec.requires <= a.info.capabilities
                         and self._worth_moving(q[2], now)
                     ):
@@ -1025,9 +997,8 @@ class SchedulerState:
                         assert victim is not None
                         self._move(q[2], victim, a, now)
                         continue
-                    if r is not None and self._key(r) < own:
-                        heapq.heappop(self._ready[r.spec.requires])
-                        r.heap_id = -1
+                    if r is not None and self._urgency(r) < own:
+                        r.heap_id = -1  # lazy deletion from its heaps
                         self._assign(r, a, now)
                         continue
                 t = a.queue.pop(0)
@@ -1173,12 +1144,3 @@ class SchedulerState:
         if count_event:
             self._stats.steal_events += 1
         self._out.append(StealTask(t.key, victim.info.id, thief.info.id, t.attempt, start))
-
-
-def _remaining(predicted: float, started_at: float | None, now: float) -> float:
-    """Predicted seconds left of a running task; an overdue one is expected to
-    run as long again as it has overrun."""
-    if started_at is None:
-        return predicted
-    elapsed = now - started_at
-    return predicted - elapsed if elapsed <= predicted else elapsed - predicted

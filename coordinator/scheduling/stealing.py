@@ -1,6 +1,6 @@
 """Work-stealing planner: a pure function from agents' queues to moves.
 
-Rules (BRIEF "Scheduling", issue 4):
+Rules (docs/scheduling.md, "Stealing"):
 - load = number of queued (assigned, not started) tasks, or in predictive mode
   their predicted seconds plus the agent's running work;
 - a victim/thief pair qualifies when the load difference is at least

@@ -9,7 +9,8 @@ StartRequest for a queued assignment before running it (unless the
 Assign said started=true); TaskCompleted / TaskFailed with the fence of
 the claim; Drain on shutdown. Coordinator side: Welcome (lease id and TTL;
 pass resume_lease_id on reconnect to keep the lease and its claims),
-Assign, StartGranted / StartRefused, Revoke, CompletionAck /
+Assign, StartGranted (StartRefused is reserved: today's coordinator never
+sends it, a stolen task gets Revoke), Revoke, CompletionAck /
 CompletionRejected, and Redirect when this replica does not lead (the
 agent then dials the leader; heartbeats are accepted by every replica).
 """

@@ -238,7 +238,7 @@ def test_lost_lease_drops_queued_tasks(coord: ScriptedCoordinator, start_agent: 
 def test_heartbeats_flow_while_handler_blocks(
     work: str, coord: ScriptedCoordinator, start_agent: Start
 ) -> None:
-    """BRIEF rule 7: task code cannot starve the heartbeat thread."""
+    """docs/design.md, rule 7: task code cannot starve the heartbeat thread."""
     done = threading.Event()
     window: list[float] = []
 

@@ -15,8 +15,7 @@ import grpc
 import pytest
 
 from tests.security.conftest import RawAgent, base_settings, coordinator
-from workhive.client import Client, TaskState
-from workhive.coordinator.model import ProjectSpec, TaskSpec
+from workhive.client import Client, Project, Task, TaskState
 from workhive.v1 import agent_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -24,14 +23,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
 
 
-def _project() -> ProjectSpec:
-    return ProjectSpec(
-        id="once",
-        tasks=(
-            TaskSpec(id="a", estimate=1.0, max_attempts=1),
-            TaskSpec(id="b", estimate=1.0, max_attempts=1),
-            TaskSpec(id="a-child", depends_on=("a",), estimate=1.0, max_attempts=1),
-            TaskSpec(id="b-child", depends_on=("b",), estimate=1.0, max_attempts=1),
+def _project() -> Project:
+    return Project(
+        "once",
+        (
+            Task("a", estimate=1.0, max_attempts=1),
+            Task("b", estimate=1.0, max_attempts=1),
+            Task("a-child", depends_on=("a",), estimate=1.0, max_attempts=1),
+            Task("b-child", depends_on=("b",), estimate=1.0, max_attempts=1),
         ),
     )
 
@@ -56,16 +55,6 @@ def _run_everything(agent: RawAgent, until: set[str], timeout: float = 20.0) -> 
         if ref is not None:
             agent.send(completed=agent_pb2.TaskCompleted(task=ref, duration_seconds=0.01))
             done.add(ref.task_id)
-
-
-def _wait_finished(client: Client, pid: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        project = client.status(pid).projects[0]
-        if project.finished:
-            return
-        assert time.monotonic() < deadline, f"project never finished: {project}"
-        time.sleep(0.1)
 
 
 def test_a_queued_task_whose_agent_vanished_runs_again_at_the_same_attempt(etcd_url: str) -> None:
@@ -94,9 +83,9 @@ def test_a_queued_task_whose_agent_vanished_runs_again_at_the_same_attempt(etcd_
         other.hello("agent-other")
         other.next("welcome")
         _run_everything(other, {queued.task.task_id, f"{queued.task.task_id}-child"})
-        _wait_finished(client, "once")
+        final = client.wait("once", timeout=20)
 
-        tasks = {t.task_id: t for t in client.status("once", tasks=True).projects[0].tasks}
+        tasks = {t.task_id: t for t in final.tasks}
         assert tasks[queued.task.task_id].state == SUCCEEDED
         assert tasks[queued.task.task_id].attempt == 1
         assert tasks[f"{queued.task.task_id}-child"].state == SUCCEEDED

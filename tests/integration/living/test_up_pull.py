@@ -12,9 +12,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 
 def test_up_with_pull_agents_runs_the_demo_and_its_audit_is_clean() -> None:
+    cli = [sys.executable, "-m", "workhive.coordinator.cli", "up", "--pull"]
     r = subprocess.run(
-        [sys.executable, "-m", "workhive.coordinator.cli", "up", "--pull", "--coordinators", "2"]
-        + ["--agents", "4", "--json"],
+        [*cli, "--coordinators", "2", "--agents", "4", "--json"],
         capture_output=True,
         text=True,
         timeout=280,

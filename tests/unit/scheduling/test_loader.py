@@ -42,7 +42,7 @@ def err(tmp_path: Path, text: str, name: str = "p.yaml") -> ProjectError:
     return ei.value
 
 
-def test_brief_example_loads_with_every_field(tmp_path: Path) -> None:
+def test_the_readme_example_loads_with_every_field(tmp_path: Path) -> None:
     spec = load_project(write(tmp_path, GOOD))
     assert spec.id == "website-rewrite"
     api = spec.task_map()["build-api"]

@@ -1,0 +1,239 @@
+"""Cases of the quality benchmark (``python -m bench.quality``) and its references.
+
+Every case is a ``ProjectSpec`` whose tasks carry an ``estimate`` (what the
+scheduler sees) and a ``duration`` (what the simulated task really takes), plus
+the agent groups it runs on. Generators are seeded (``random.Random``), so the
+same seed gives the same cases. References, computed on the real durations:
+
+- ``lower_bound``: max(critical path, work / slots, for every capability the
+  work needing it / the slots having it);
+- ``list_schedule``: online list scheduling (a free slot takes the
+  highest-ranked ready task it may run, preferring tasks that need one of its
+  capabilities), ranked by upward rank over ``durations``: the estimates give
+  the plain online baseline, the real durations the clairvoyant reference.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from workhive.coordinator.model import AgentGroup, ProjectSpec, TaskSpec
+from workhive.coordinator.scheduling import analyse
+
+WF_RECIPES = (
+    "Montage",
+    "Epigenomics",
+    "Genome",
+    "Cycles",
+    "Seismology",
+    "Blast",
+    "Bwa",
+    "Soykb",
+    "Srasearch",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One benchmark case: a family name, a label and the project."""
+
+    family: str
+    name: str
+    spec: ProjectSpec
+    sigma: float = 0.0
+
+
+def layered_dag(
+    rng: random.Random,
+    n: int,
+    sigma: float,
+    gpu_share: float = 0.0,
+    priorities: bool = False,
+    width: tuple[int, int] = (4, 30),
+) -> list[TaskSpec]:
+    """A random layered DAG of ``n`` tasks; each task depends on 1-3 tasks of
+    the previous two layers; estimates 1-100 s, real = estimate x
+    exp(N(0, sigma)); ``gpu_share`` of them require ``gpu``."""
+    layers: list[list[str]] = []
+    tasks: list[TaskSpec] = []
+    i = 0
+    while i < n:
+        w = min(n - i, rng.randint(*width))
+        layer = []
+        for _ in range(w):
+            tid = f"t{i}"
+            i += 1
+            pool = [x for lay in layers[-2:] for x in lay]
+            deps = (
+                tuple(sorted(set(rng.sample(pool, min(len(pool), rng.randint(1, 3))))))
+                if pool
+                else ()
+            )
+            est = float(rng.randint(1, 100))
+            gpu = rng.random() < gpu_share
+            prio = 5
+            if priorities:
+                prio = rng.choice((3, 5, 5, 5, 7, 9))
+            tasks.append(
+                TaskSpec(
+                    id=tid,
+                    depends_on=deps,
+                    estimate=est,
+                    duration=est * math.exp(sigma * rng.gauss(0.0, 1.0)),
+                    requires=frozenset({"gpu"}) if gpu else frozenset(),
+                    kind="gpu" if gpu else "cpu",
+                    priority=prio,
+                )
+            )
+            layer.append(tid)
+        layers.append(layer)
+    return tasks
+
+
+def gpu_cases(count: int, seed: int) -> list[Case]:
+    """6 plain + 2 ``gpu`` agents; 150-400 tasks, 15 % need gpu; priorities."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(count):
+        n = rng.randint(150, 400)
+        sigma = rng.uniform(0.2, 0.8)
+        tasks = layered_dag(rng, n, sigma, gpu_share=0.15, priorities=True)
+        groups = (AgentGroup(count=6), AgentGroup(count=2, capabilities=frozenset({"gpu"})))
+        spec = ProjectSpec(id=f"gpu{k}", tasks=tuple(tasks), agents=groups)
+        out.append(Case("gpu 6+2", f"gpu{k} n={n} s={sigma:.2f}", spec, sigma))
+    return out
+
+
+def random_cases(count: int, seed: int) -> list[Case]:
+    """Random layered DAGs, 300-1,000 tasks, 16 agents, uniform priority."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(count):
+        n = rng.randint(300, 1000)
+        sigma = rng.uniform(0.2, 0.8)
+        tasks = layered_dag(rng, n, sigma, width=(8, 60))
+        spec = ProjectSpec(id=f"rnd{k}", tasks=tuple(tasks), agents=(AgentGroup(count=16),))
+        out.append(Case("random 16", f"rnd{k} n={n} s={sigma:.2f}", spec, sigma))
+    return out
+
+
+def wf_workflow(recipe: str, n: int, seed: int) -> list[TaskSpec]:
+    """A workflow generated from a WfCommons recipe: real = the generated
+    runtime, estimate = the mean runtime of the task's kind (category)."""
+    import numpy as np
+    from wfcommons import WorkflowGenerator
+    from wfcommons.wfchef import recipes
+
+    random.seed(seed)
+    np.random.seed(seed)
+    cls = getattr(recipes, f"{recipe}Recipe")
+    wf = WorkflowGenerator(cls.from_num_tasks(n)).build_workflow()
+    names = sorted(wf.nodes)
+    real = {x: max(0.01, float(wf.tasks[x].runtime or 0.0)) for x in names}
+    kind = {x: str(wf.tasks[x].category or x.split("_")[0]) for x in names}
+    sums: dict[str, list[float]] = {}
+    for x in names:
+        sums.setdefault(kind[x], []).append(real[x])
+    mean = {k: sum(v) / len(v) for k, v in sums.items()}
+    return [
+        TaskSpec(
+            id=x,
+            depends_on=tuple(sorted(wf.predecessors(x))),
+            estimate=mean[kind[x]],
+            duration=real[x],
+            kind=kind[x],
+        )
+        for x in names
+    ]
+
+
+def wf_cases(sizes: tuple[int, ...], agents: tuple[int, ...], seed: int) -> list[Case]:
+    """Every recipe x size x agent count."""
+    out = []
+    for recipe in WF_RECIPES:
+        for n in sizes:
+            tasks = tuple(wf_workflow(recipe, n, seed))
+            for m in agents:
+                spec = ProjectSpec(
+                    id=f"{recipe}-{n}-{m}", tasks=tasks, agents=(AgentGroup(count=m),)
+                )
+                out.append(Case(f"wf {m}", f"{recipe} n={len(tasks)} m={m}", spec))
+    return out
+
+
+def _agents(spec: ProjectSpec) -> list[frozenset[str]]:
+    return [g.capabilities for g in spec.agents for _ in range(g.count * g.slots)]
+
+
+def real_durations(spec: ProjectSpec) -> list[float]:
+    """The real duration of each task."""
+    return [t.duration if t.duration is not None else (t.estimate or 1.0) for t in spec.tasks]
+
+
+def lower_bound(spec: ProjectSpec) -> float:
+    """max(critical path, work / slots, per capability: its work / its slots)."""
+    real = real_durations(spec)
+    an = analyse(spec, real)
+    lanes = _agents(spec)
+    lb = max(an.critical_path_length, an.total_work / len(lanes))
+    caps = set().union(*lanes)
+    for c in caps:
+        work = sum(d for t, d in zip(spec.tasks, real, strict=True) if c in t.requires)
+        have = sum(1 for ln in lanes if c in ln)
+        if work:
+            lb = max(lb, work / have)
+    return lb
+
+
+def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> float:
+    """Makespan of online capability-aware list scheduling ranked by ``durations``
+    (tasks run for their real durations)."""
+    real = real_durations(spec)
+    an = analyse(spec, durations)
+    lanes = _agents(spec)
+    n = len(spec.tasks)
+    waiting = [len(p) for p in an.parents]
+    ready: list[int] = [i for i in range(n) if waiting[i] == 0]
+    free = sorted(range(len(lanes)), key=lambda li: (len(lanes[li]), li))
+    running: list[tuple[float, int, int]] = []
+    now, done = 0.0, 0
+    while done < n:
+        ready.sort(key=lambda i: (-an.rank[i], i))
+        still = []
+        for li in free:
+            caps = lanes[li]
+            pick = next(
+                (i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps),
+                None,
+            )
+            if pick is None:
+                pick = next((i for i in ready if spec.tasks[i].requires <= caps), None)
+            if pick is None:
+                still.append(li)
+                continue
+            ready.remove(pick)
+            heapq.heappush(running, (now + real[pick], pick, li))
+        free = still
+        now, i, li = heapq.heappop(running)
+        finished = [(i, li)]
+        while running and running[0][0] == now:
+            _, j, lj = heapq.heappop(running)
+            finished.append((j, lj))
+        for i, li in finished:
+            done += 1
+            free.append(li)
+            for c in an.children[i]:
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    ready.append(c)
+        free.sort(key=lambda x: (len(lanes[x]), x))
+    return now
+
+
+def without_noise(spec: ProjectSpec) -> ProjectSpec:
+    """The same project with estimates equal to the real durations."""
+    return replace(spec, tasks=tuple(replace(t, estimate=t.duration) for t in spec.tasks))

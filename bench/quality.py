@@ -1,0 +1,127 @@
+"""Schedule quality when estimates are wrong (issue 18), printing JSON.
+
+Run from the repo root: ``nice -n 10 .venv/bin/python -m bench.quality [--quick]
+[--families gpu,random,wf] [--policy default] [--time-box 1]``. Cases (see
+docs/scheduling.md, "Schedule quality"): 6 plain + 2 gpu agents with 15 % gpu tasks and
+priorities; random layered DAGs on 16 agents; WfCommons workflows (Montage,
+Epigenomics, 1000Genome, Cycles, Seismology, BLAST, BWA, SoyKB, SRASearch; 250
+and 1,000 tasks; estimate = mean runtime of the kind) on 4, 16 and 64 agents.
+The scheduler sees only the estimates. Per case one JSON line: workhive's
+makespan over the lower bound (``ratio``), over clairvoyant list scheduling
+(``vs_clairvoyant``), and the plain online list scheduler on the same
+estimates (``online_ratio``); then one summary line per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from bench._quality_cases import (
+    Case,
+    gpu_cases,
+    list_schedule,
+    lower_bound,
+    random_cases,
+    real_durations,
+    wf_cases,
+)
+from workhive.coordinator.scheduling import PlannerConfig, SchedulerConfig, SimConfig, simulate
+
+
+def run_case(case: Case, policy: str, time_box: float) -> dict[str, Any]:
+    """Simulate one case and compare it with the references."""
+    spec = case.spec
+    lb = lower_bound(spec)
+    est = {t.id: (t.estimate or 1.0) for t in spec.tasks}
+    real = dict(zip((t.id for t in spec.tasks), real_durations(spec), strict=True))
+    online = list_schedule(spec, lambda t: est[t.id])
+    clair = list_schedule(spec, lambda t: real[t.id])
+    cfg = SimConfig(
+        scheduler=SchedulerConfig(policy=policy),
+        planner=PlannerConfig(time_box=time_box, workers=1) if time_box > 0 else None,
+    )
+    r = simulate(spec, cfg)
+    return {
+        "family": case.family,
+        "case": case.name,
+        "tasks": len(spec.tasks),
+        "makespan": round(r.makespan, 3),
+        "lower_bound": round(lb, 3),
+        "ratio": round(r.makespan / lb, 5),
+        "online_ratio": round(online / lb, 5),
+        "clairvoyant_ratio": round(clair / lb, 5),
+        "vs_clairvoyant": round(r.makespan / clair, 5),
+        "plan": r.plan_method,
+        "replans": r.replans,
+        "steals": r.steals,
+        "outcome": r.outcome,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and worst per family."""
+    out = []
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        rs = [r for r in rows if r["family"] == fam]
+        out.append(
+            {
+                "family": fam,
+                "cases": len(rs),
+                "mean_ratio": round(statistics.fmean(r["ratio"] for r in rs), 4),
+                "worst_ratio": round(max(r["ratio"] for r in rs), 4),
+                "online_mean": round(statistics.fmean(r["online_ratio"] for r in rs), 4),
+                "online_worst": round(max(r["online_ratio"] for r in rs), 4),
+                "clairvoyant_mean": round(statistics.fmean(r["clairvoyant_ratio"] for r in rs), 4),
+                "mean_minus_clairvoyant": round(
+                    statistics.fmean(r["ratio"] - r["clairvoyant_ratio"] for r in rs), 4
+                ),
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small subset (under a minute)")
+    ap.add_argument("--families", default="gpu,random,wf")
+    ap.add_argument("--policy", default="default")
+    ap.add_argument("--time-box", type=float, default=1.0, help="CP-SAT seconds (0: no planner)")
+    ap.add_argument("--seed", type=int, default=18, help="seed of the generated cases")
+    ap.add_argument("--count", type=int, default=0, help="generated graphs per family")
+    ap.add_argument("--recipes", default="", help="comma-separated subset of the WfCommons recipes")
+    ap.add_argument("--agents", default="4,16,64", help="agent counts of the workflows")
+    a = ap.parse_args(argv)
+    fams = set(a.families.split(","))
+    count = a.count or (4 if a.quick else 12)
+    cases: list[Case] = []
+    if "gpu" in fams:
+        cases += gpu_cases(count, a.seed)
+    if "random" in fams:
+        cases += random_cases(count, a.seed + 1)
+    if "wf" in fams:
+        sizes = (250,) if a.quick else (250, 1000)
+        agents = tuple(int(x) for x in a.agents.split(","))
+        cases += [
+            c
+            for c in wf_cases(sizes, agents, a.seed)
+            if not a.recipes or c.name.split()[0] in a.recipes.split(",")
+        ]
+    t0 = time.perf_counter()
+    rows = []
+    for c in cases:
+        row = run_case(c, a.policy, a.time_box)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for s in summarise(rows):
+        print(json.dumps({"summary": s}), flush=True)
+    print(json.dumps({"seconds": round(time.perf_counter() - t0, 1), "policy": a.policy}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
