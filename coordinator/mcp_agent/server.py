@@ -109,6 +109,7 @@ class Tools:
             if project is None or t.project_id == project:
                 return {"task": task_json(t)}
             await asyncio.to_thread(self.agent.release, t, f"wanted project {project}")
+            await asyncio.sleep(0.2)  # others may take it; no hot loop on one task
             if time.monotonic() >= until:
                 return {"task": None}
 

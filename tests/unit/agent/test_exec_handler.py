@@ -40,7 +40,7 @@ def test_env_vars_reach_the_command() -> None:
     env = json.loads(h(task()))
     inherited = {k for k in os.environ if k.startswith("WORKHIVE_")}  # e.g. CI's settings
     env = {k: v for k, v in env.items() if k not in inherited or k == "WORKHIVE_PAYLOAD"}
-    files = {k: env.pop(k) for k in ("WORKHIVE_INPUTS", "WORKHIVE_RESULT")}
+    files = {k: env.pop(k) for k in ("WORKHIVE_INPUTS", "WORKHIVE_RESULT", "WORKHIVE_NEW_TASKS")}
     assert all(os.path.isabs(f) for f in files.values())
     assert env == {
         "WORKHIVE_TASK_ID": "build-api",
