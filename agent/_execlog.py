@@ -1,8 +1,9 @@
 """Optional execution log for the invariant checker: one JSON line per event.
 
 Enabled by ``Agent(exec_log=PATH)`` or env ``WORKHIVE_EXEC_LOG=PATH``. Each
-line: ``{"t": unix_time, "agent": id, "event": "start"|"finish"|"rejected"|
-"dropped", "project", "task", "fence", "attempt"}`` plus, where it applies,
+line: ``{"t": unix_time, "agent": id, "pid": agent process id, "event":
+"start"|"finish"|"rejected"|"dropped", "project", "task", "fence",
+"attempt"}`` plus, where it applies,
 ``"outcome"`` (``succeeded``/``failed``) or ``"reason"``. Lines are appended
 with ``O_APPEND`` and flushed one by one, so several agents may share a file.
 """
@@ -32,6 +33,7 @@ class ExecLog:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent_id = agent_id
+        self._pid = os.getpid()
         self._clock = clock
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
@@ -48,6 +50,7 @@ class ExecLog:
         line: dict[str, Any] = {
             "t": self._clock(),
             "agent": self.agent_id,
+            "pid": self._pid,
             "event": event,
             "project": key.project_id,
             "task": key.task_id,

@@ -179,8 +179,9 @@ class CoordinatorNode:
     async def etcd_problem(self) -> str:
         try:
             await asyncio.to_thread(self.client.ping, 1.0)
-        except EtcdUnavailable:
-            return f"etcd at {self.etcd_targets} is unreachable: showing the last state seen"
+        except EtcdError as exc:
+            why = "is unreachable" if isinstance(exc, EtcdUnavailable) else f"failed ({exc})"
+            return f"etcd at {self.etcd_targets} {why}: showing the last state seen"
         return ""
 
     async def cluster_state(self) -> ClusterState:

@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.harness.docker_env import require_docker
 from tests.harness.etcd_container import EtcdContainer, start_cluster, start_single
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that configures logging (a CLI run, the logging tests) may bind
+    structlog to a stream that closes with it: every test starts from, and
+    leaves, structlog's defaults."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -23,14 +23,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import grpc
 import tenacity
 from etcd3 import etcdrpc
 
+from workhive.coordinator.etcd.credentials import EtcdAuth, EtcdTLS, TokenInterceptor
 from workhive.coordinator.etcd.errors import (
     AmbiguousResult,
     Compacted,
@@ -78,74 +78,6 @@ def parse_endpoint(url: str) -> str:
 
 def _is_tls(url: str) -> bool:
     return "://" in url and urlparse(url).scheme == "https"
-
-
-@dataclass(frozen=True)
-class EtcdTLS:
-    """TLS material for https endpoints (PEM bytes): the CA that signed etcd's
-    certificate (system roots when ``None``) and an optional client certificate."""
-
-    ca: bytes | None = None
-    cert: bytes | None = None
-    key: bytes | None = field(default=None, repr=False)
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
-        )
-
-
-@dataclass(frozen=True)
-class EtcdAuth:
-    """etcd user and password: the client authenticates and sends the token."""
-
-    user: str
-    password: str = field(repr=False)
-
-
-class _CallDetails(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: Any
-    wait_for_ready: Any
-    compression: Any
-
-
-class _TokenInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds etcd's ``token`` metadata to every call, streams included."""
-
-    def __init__(self, token: Callable[[], str]) -> None:
-        self._token = token
-
-    def _details(self, d: Any) -> Any:
-        md = [(k, v) for k, v in (d.metadata or ()) if k != "token"]
-        md.append(("token", self._token()))
-        return _CallDetails(
-            d.method,
-            d.timeout,
-            md,
-            d.credentials,
-            getattr(d, "wait_for_ready", None),
-            getattr(d, "compression", None),
-        )
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
 
 
 def kv_from_pb(kv: Any) -> KeyValue:
@@ -232,7 +164,7 @@ class EtcdClient:
         channel = self._raw_channel()
         if self._auth is None:
             return channel
-        return grpc.intercept_channel(channel, _TokenInterceptor(self._stream_token))
+        return grpc.intercept_channel(channel, TokenInterceptor(self._stream_token))
 
     # -- etcd authentication ---------------------------------------------------
 

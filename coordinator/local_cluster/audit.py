@@ -11,10 +11,12 @@ Violations found:
 - ``deposed_writes``: a claim was written under a fencing term that was not
   the leader's at that revision (a write accepted from a deposed leader);
 - ``executed_twice`` (agents' execution logs): a task started again although
-  its previous run neither failed nor lost its agent's lease first: the same
-  claim (fence) started twice, or a new claim created while the lease of the
-  claim that was running lived. A retry after a reported failure, and a re-run
-  after the first agent's lease ended (expired or revoked), are legitimate.
+  its previous run neither failed nor lost its agent first: the same claim
+  (fence) started twice, or a new claim created while the lease of the claim
+  that was running lived. Legitimate: a retry after a reported failure, a
+  re-run after the first agent's lease ended (expired or revoked), and a
+  re-run after the first agent's process died mid-run (it never logged the
+  run's end, and its agent id later logs from another process).
 """
 
 from __future__ import annotations
@@ -142,10 +144,10 @@ def audit(
     rep.lost = sorted(str(k) for k in keys if not result_puts[k])
     rep.committed_twice = sorted(str(k) for k, n in result_puts.items() if n > 1)
     if exec_log is not None and exec_log.exists():
-        runs = _read_runs(exec_log)
+        runs, seen = _read_runs(exec_log)
         rep.executions = sum(len(r) for r in runs.values())
         rep.early_start += _early_exec_starts(runs, deps, finished_at)
-        rep.executed_twice = _executed_twice(runs, leases)
+        rep.executed_twice = _executed_twice(runs, seen, leases)
     return rep
 
 
@@ -156,7 +158,9 @@ class _Run:
     t: float
     agent: str
     fence: int
+    pid: int = 0  # the agent's process
     failed: bool = False  # the run ended with a reported failure
+    finished: bool = False  # the agent logged the run's end
 
 
 class _Leases:
@@ -187,26 +191,39 @@ class _Leases:
         return end is not None and end <= revision
 
 
-def _read_runs(exec_log: Path) -> dict[TaskKey, list[_Run]]:
-    """Each task's runs in start order; a ``finish`` marks its run failed or not."""
+def _read_runs(
+    exec_log: Path,
+) -> tuple[dict[TaskKey, list[_Run]], dict[str, list[tuple[float, int]]]]:
+    """Each task's runs in start order (a ``finish`` marks its run's end and
+    outcome), and each agent id's log lines as (time, process id)."""
     runs: dict[TaskKey, list[_Run]] = defaultdict(list)
+    seen: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for line in exec_log.read_text().splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
         key = TaskKey(rec.get("project", ""), rec.get("task", ""))
-        event = rec.get("event")
+        agent, pid, event = rec.get("agent", ""), int(rec.get("pid", 0)), rec.get("event")
+        seen[agent].append((float(rec.get("t", 0.0)), pid))
         if event == "start":
-            runs[key].append(_Run(float(rec["t"]), rec.get("agent", ""), int(rec.get("fence", 0))))
-        elif event == "finish" and rec.get("outcome") == "failed":
+            runs[key].append(_Run(float(rec["t"]), agent, int(rec.get("fence", 0)), pid))
+        elif event == "finish":
             for run in reversed(runs.get(key, [])):
-                if run.agent == rec.get("agent") and run.fence == int(rec.get("fence", 0)):
-                    run.failed = True
+                if run.agent == agent and run.fence == int(rec.get("fence", 0)):
+                    run.finished = True
+                    run.failed = rec.get("outcome") == "failed"
                     break
     for r in runs.values():
         r.sort(key=lambda run: run.t)
-    return runs
+    return runs, seen
+
+
+def _process_died(run: _Run, seen: dict[str, list[tuple[float, int]]]) -> bool:
+    """The run never ended and its agent id logs later from another process."""
+    if run.finished or not run.pid:
+        return False
+    return any(t > run.t and pid and pid != run.pid for t, pid in seen.get(run.agent, ()))
 
 
 def _early_exec_starts(
@@ -224,7 +241,9 @@ def _early_exec_starts(
     return out
 
 
-def _executed_twice(runs: dict[TaskKey, list[_Run]], leases: _Leases) -> list[str]:
+def _executed_twice(
+    runs: dict[TaskKey, list[_Run]], seen: dict[str, list[tuple[float, int]]], leases: _Leases
+) -> list[str]:
     out = []
     for key, task_runs in runs.items():
         for prev, run in itertools.pairwise(task_runs):
@@ -232,7 +251,7 @@ def _executed_twice(runs: dict[TaskKey, list[_Run]], leases: _Leases) -> list[st
                 continue  # a retry after a reported failure
             if run.fence == prev.fence:
                 out.append(f"{key}: claim {run.fence} started twice (on {run.agent})")
-            elif not leases.ended_before(key, prev, run.fence):
+            elif not leases.ended_before(key, prev, run.fence) and not _process_died(prev, seen):
                 out.append(
                     f"{key}: ran on {prev.agent} (claim {prev.fence}) and again on "
                     f"{run.agent} (claim {run.fence}) while the first lease lived"

@@ -18,7 +18,8 @@ import structlog
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from workhive.coordinator.etcd.client import EtcdAuth, EtcdClient, EtcdTLS
+from workhive.coordinator.etcd.client import EtcdClient
+from workhive.coordinator.etcd.credentials import EtcdAuth, EtcdTLS
 from workhive.coordinator.service import interceptors
 from workhive.coordinator.service.interceptors import AuthInterceptor, DecodeInterceptor
 from workhive.coordinator.service.tokens import (

@@ -31,7 +31,8 @@ from tests.security.conftest import (
 )
 from workhive.client import Client
 from workhive.coordinator.etcd import EtcdError
-from workhive.coordinator.etcd.client import EtcdAuth, EtcdClient, EtcdTLS
+from workhive.coordinator.etcd.client import EtcdClient
+from workhive.coordinator.etcd.credentials import EtcdAuth, EtcdTLS
 from workhive.v1 import client_pb2, client_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -303,3 +303,21 @@ def test_a_retry_after_a_reported_failure_is_allowed(tmp_path: Path) -> None:
         (3.0, "agent-2", "start", second, ""),
     )
     assert audit(h.events, KS, log).ok
+
+
+def test_a_rerun_after_the_first_agent_process_died_mid_run_is_allowed(tmp_path: Path) -> None:
+    """agent-1 was SIGKILLed while running a; a new agent-1 process took a new
+    lease before the old one was revoked: re-running a is legitimate."""
+    h, first, second = _one_task_claimed_twice(lease_ends_between=False)
+    log = tmp_path / "exec.jsonl"
+    lines = [
+        {"t": 1.0, "agent": "agent-1", "pid": 100, "event": "start", "project": PID,
+         "task": "a", "fence": first},
+        {"t": 3.0, "agent": "agent-1", "pid": 200, "event": "start", "project": PID,
+         "task": "a", "fence": second},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert audit(h.events, KS, log).ok
+    lines[1]["pid"] = 100  # the same process, alive: a real re-execution
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert audit(h.events, KS, log).executed_twice

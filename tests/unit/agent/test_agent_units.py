@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,12 @@ def test_exec_log_lines(tmp_path: Path) -> None:
     log.record("dropped", TaskKey("p", "u", 8, 2), reason="stolen")
     log.close()
     lines = [json.loads(x) for x in path.read_text().splitlines()]
+    pid = os.getpid()  # which process of the agent id ran it (the audit tells them apart)
     assert lines == [
-        {"t": 12.5, "agent": "a1", "event": "start", "project": "p", "task": "t", "fence": 7,
-         "attempt": 1},
-        {"t": 12.5, "agent": "a1", "event": "dropped", "project": "p", "task": "u", "fence": 8,
-         "attempt": 2, "reason": "stolen"},
+        {"t": 12.5, "agent": "a1", "pid": pid, "event": "start", "project": "p", "task": "t",
+         "fence": 7, "attempt": 1},
+        {"t": 12.5, "agent": "a1", "pid": pid, "event": "dropped", "project": "p", "task": "u",
+         "fence": 8, "attempt": 2, "reason": "stolen"},
     ]  # fmt: skip
 
 
