@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from workhive.coordinator.logs import configure_logging
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    """These tests point structlog at pytest's captured stderr, which is closed
-    after each test: later tests that log (in-process agents, the stall
-    cover) must not write to it."""
-    yield
-    structlog.reset_defaults()
 
 
 def test_json_renderer_emits_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
