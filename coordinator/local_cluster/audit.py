@@ -15,8 +15,8 @@ Violations found:
   (fence) started twice, or a new claim created while the lease of the claim
   that was running lived. Legitimate: a retry after a reported failure, a
   re-run after the first agent's lease ended (expired or revoked), and a
-  re-run after the first agent's process died mid-run (it never logged the
-  run's end, and its agent id later logs from another process).
+  re-run after the first agent's process died before its result committed
+  (its agent id later logs from another process: a restart).
 """
 
 from __future__ import annotations
@@ -160,7 +160,6 @@ class _Run:
     fence: int
     pid: int = 0  # the agent's process
     failed: bool = False  # the run ended with a reported failure
-    finished: bool = False  # the agent logged the run's end
 
 
 class _Leases:
@@ -194,8 +193,8 @@ class _Leases:
 def _read_runs(
     exec_log: Path,
 ) -> tuple[dict[TaskKey, list[_Run]], dict[str, list[tuple[float, int]]]]:
-    """Each task's runs in start order (a ``finish`` marks its run's end and
-    outcome), and each agent id's log lines as (time, process id)."""
+    """Each task's runs in start order (a failed ``finish`` marks its run
+    failed), and each agent id's log lines as (time, process id)."""
     runs: dict[TaskKey, list[_Run]] = defaultdict(list)
     seen: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for line in exec_log.read_text().splitlines():
@@ -211,7 +210,6 @@ def _read_runs(
         elif event == "finish":
             for run in reversed(runs.get(key, [])):
                 if run.agent == agent and run.fence == int(rec.get("fence", 0)):
-                    run.finished = True
                     run.failed = rec.get("outcome") == "failed"
                     break
     for r in runs.values():
@@ -220,8 +218,10 @@ def _read_runs(
 
 
 def _process_died(run: _Run, seen: dict[str, list[tuple[float, int]]]) -> bool:
-    """The run never ended and its agent id logs later from another process."""
-    if run.finished or not run.pid:
+    """The run's agent process was replaced: its agent id logs later from
+    another process. Its result, if it had one, died with it uncommitted (a
+    committed result leaves no claim to run again)."""
+    if not run.pid:
         return False
     return any(t > run.t and pid and pid != run.pid for t, pid in seen.get(run.agent, ()))
 

@@ -305,9 +305,10 @@ def test_a_retry_after_a_reported_failure_is_allowed(tmp_path: Path) -> None:
     assert audit(h.events, KS, log).ok
 
 
-def test_a_rerun_after_the_first_agent_process_died_mid_run_is_allowed(tmp_path: Path) -> None:
-    """agent-1 was SIGKILLed while running a; a new agent-1 process took a new
-    lease before the old one was revoked: re-running a is legitimate."""
+def test_a_rerun_after_the_first_agent_process_died_is_allowed(tmp_path: Path) -> None:
+    """agent-1 was SIGKILLed while running a (or before its result committed);
+    a new agent-1 process took a new lease before the old one was revoked:
+    re-running a is legitimate."""
     h, first, second = _one_task_claimed_twice(lease_ends_between=False)
     log = tmp_path / "exec.jsonl"
     lines = [
@@ -321,3 +322,20 @@ def test_a_rerun_after_the_first_agent_process_died_mid_run_is_allowed(tmp_path:
     lines[1]["pid"] = 100  # the same process, alive: a real re-execution
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert audit(h.events, KS, log).executed_twice
+
+
+def test_a_rerun_after_the_first_process_finished_and_then_died_is_allowed(
+    tmp_path: Path,
+) -> None:
+    h, first, second = _one_task_claimed_twice(lease_ends_between=False)
+    log = tmp_path / "exec.jsonl"
+    lines = [
+        {"t": 1.0, "agent": "agent-1", "pid": 100, "event": "start", "project": PID,
+         "task": "a", "fence": first},
+        {"t": 2.0, "agent": "agent-1", "pid": 100, "event": "finish", "project": PID,
+         "task": "a", "fence": first, "outcome": "succeeded"},  # killed before the commit
+        {"t": 3.0, "agent": "agent-1", "pid": 200, "event": "start", "project": PID,
+         "task": "a", "fence": second},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert audit(h.events, KS, log).ok

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,7 @@ def test_started_assign_runs_without_start_request(
     assert events[1] | {"t": 0} == {
         "t": 0,
         "agent": "agent-test",
+        "pid": os.getpid(),  # the agent runs in this process
         "event": "finish",
         "project": "p1",
         "task": "t1",
