@@ -18,6 +18,8 @@ Quick start::
 from ._agent import Agent
 from ._backoff import Backoff
 from ._exec import ExecHandler
+from ._pull import PullAgent
+from ._results import MAX_RESULT_BYTES, Result
 from ._session import CHANNEL_OPTIONS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS
 from ._types import (
     OUTPUT_TAIL_BYTES,
@@ -34,6 +36,7 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "KEEPALIVE_TIMEOUT_MS",
     "KEEPALIVE_TIME_MS",
+    "MAX_RESULT_BYTES",
     "OUTPUT_TAIL_BYTES",
     "Agent",
     "Backoff",
@@ -42,6 +45,8 @@ __all__ = [
     "CredentialsRefused",
     "ExecHandler",
     "Handler",
+    "PullAgent",
+    "Result",
     "Task",
     "TaskFailure",
     "TaskKey",

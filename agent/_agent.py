@@ -35,6 +35,7 @@ from ._backoff import Backoff
 from ._execlog import ENV_VAR as EXEC_LOG_ENV
 from ._execlog import ExecLog
 from ._leader import LeaderHint, leader_from_error, status_details, status_name
+from ._results import success
 from ._session import CHANNEL_OPTIONS, Session
 from ._types import (
     ConnectionState,
@@ -56,6 +57,7 @@ UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
 POLL = 0.05
 REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+REFUSED_WORK = common_pb2.INVALID_PROJECT  # a completion refused for its new tasks
 """Session ends that mean "these credentials will not do"."""
 MAX_ORPHANS = 256
 """Successful results whose claim was gone, kept in case the task comes back."""
@@ -478,6 +480,7 @@ class Agent:
                     prefetch=self.prefetch,
                     resume_lease_id=self._lease_id,
                     sdk_version=workhive.__version__,
+                    pull=self.pull,
                     held=[
                         *(h.task.key for h in self._held.values()),
                         *(o.key for o in self._unacked.values()),
@@ -545,14 +548,16 @@ class Agent:
                 key = cv.key_from_proto(msg.completion_ack.task)
                 if self._take_unacked(key) is not None:
                     self.counters.completions_acked += 1
+                    self._answered(key, True)
             elif kind == "completion_rejected":
                 rej = msg.completion_rejected
                 key = cv.key_from_proto(rej.task)
                 rejected = self._take_unacked(key)
                 self.counters.completions_rejected += 1
                 reason = common_pb2.ErrorReason.Name(rej.reason)
-                if rejected is not None and rejected.succeeded:
-                    self._keep_orphan(rejected)
+                if rejected is not None and rejected.succeeded and rej.reason != REFUSED_WORK:
+                    self._keep_orphan(rejected)  # refused work (bad new tasks) may run again
+                self._answered(key, False, rej.message)
                 self._exec_log.record("rejected", key, reason=reason)
                 self._log.warning(
                     "completion rejected: dropping it",
@@ -562,6 +567,8 @@ class Agent:
                     reason=reason,
                     message=rej.message,
                 )
+            elif kind == "claim_empty":
+                self._claim_empty(msg.claim_empty.seq)
             elif kind == "heartbeat_ack":
                 pass
             else:
@@ -610,6 +617,14 @@ class Agent:
             session.send(cv.drain(return_queue=True))
         self._pump()
         self._hb_wake.set()
+        self._welcomed()
+
+    # Pull mode hooks (``_pull.PullCore``), called with the lock held.
+    pull = False
+
+    def _welcomed(self) -> None: ...
+    def _claim_empty(self, seq: int) -> None: ...
+    def _answered(self, key: TaskKey, committed: bool, message: str = "") -> None: ...
 
     def _on_assign(self, a: agent_pb2.Assign) -> None:
         """Take an assignment; a task is never run twice by this agent.
@@ -774,6 +789,7 @@ class Agent:
                 reason=exc.reason,
                 exit_code=exc.exit_code,
                 retryable=exc.retryable,
+                released=exc.released,
             )
         except Exception as exc:
             outcome = Outcome(
@@ -785,12 +801,7 @@ class Agent:
                 retryable=True,
             )
         else:
-            outcome = Outcome(
-                key,
-                succeeded=True,
-                duration_seconds=self._clock() - t0,
-                output_tail=tail(result if isinstance(result, str) else ""),
-            )
+            outcome = success(key, result, self._clock() - t0)
         result_name = "succeeded" if outcome.succeeded else "failed"
         self._exec_log.record("finish", key, outcome=result_name)
         log.info(

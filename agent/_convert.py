@@ -3,6 +3,7 @@ for task data (CONVENTIONS lesson 5)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from workhive.v1 import agent_pb2, common_pb2
@@ -33,6 +34,7 @@ def task_from_assign(msg: agent_pb2.Assign) -> Task:
         estimate_seconds=msg.estimate_seconds,
         term=msg.term,
         payload_json=msg.payload_json,
+        inputs=json.loads(msg.inputs_json) if msg.inputs_json else {},
     )
 
 
@@ -45,6 +47,7 @@ def hello(
     resume_lease_id: int,
     sdk_version: str,
     held: Iterable[TaskKey],
+    pull: bool = False,
 ) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(
         hello=agent_pb2.Hello(
@@ -55,6 +58,7 @@ def hello(
             resume_lease_id=resume_lease_id,
             sdk_version=sdk_version,
             held=[key_to_proto(k) for k in held],
+            pull=pull,
         )
     )
 
@@ -78,7 +82,11 @@ def outcome(o: Outcome) -> agent_pb2.AgentMessage:
     if o.succeeded:
         return agent_pb2.AgentMessage(
             completed=agent_pb2.TaskCompleted(
-                task=ref, duration_seconds=o.duration_seconds, output_tail=o.output_tail
+                task=ref,
+                duration_seconds=o.duration_seconds,
+                output_tail=o.output_tail,
+                result_json=o.result_json,
+                new_tasks_json=o.new_tasks_json,
             )
         )
     return agent_pb2.AgentMessage(
@@ -89,5 +97,12 @@ def outcome(o: Outcome) -> agent_pb2.AgentMessage:
             duration_seconds=o.duration_seconds,
             output_tail=o.output_tail,
             retryable=o.retryable,
+            released=o.released,
         )
+    )
+
+
+def claim_request(seq: int, wait: float) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(
+        claim=agent_pb2.ClaimRequest(seq=seq, wait_ms=max(0, int(wait * 1000)))
     )

@@ -16,6 +16,8 @@ from typing import IO
 
 import structlog
 
+from ._files import RunFiles
+from ._results import Result
 from ._types import OUTPUT_TAIL_BYTES, Task, TaskFailure, TaskKey
 
 _log = structlog.get_logger("workhive.agent")
@@ -53,7 +55,13 @@ class ExecHandler:
 
     - ``WORKHIVE_TASK_ID``, ``WORKHIVE_PROJECT_ID``, ``WORKHIVE_ATTEMPT``,
       ``WORKHIVE_FENCE``, ``WORKHIVE_TASK_KIND``, ``WORKHIVE_PRIORITY``;
-    - ``WORKHIVE_PAYLOAD``: the payload as JSON text (``null`` when empty).
+    - ``WORKHIVE_PAYLOAD``: the payload as JSON text (``null`` when empty);
+    - ``WORKHIVE_INPUTS``: a JSON file, ``{parent id: result}`` (the results
+      of the task's parents);
+    - ``WORKHIVE_RESULT``: where the program may write its JSON result (at
+      most 64 KiB; not JSON or larger fails the task for good).
+
+    The two files live in a fresh directory per run, removed afterwards.
 
     Exit code 0 means success. stdout and stderr are merged; the last
     ``tail_bytes`` (4 KiB) travel with the result. A non-zero exit, a timeout
@@ -94,8 +102,9 @@ class ExecHandler:
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._closed = False
 
-    def task_env(self, task: Task) -> dict[str, str]:
-        """The environment a task's process gets."""
+    def task_env(self, task: Task, files: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a task's process gets (``files``: the per-run file
+        variables, see :func:`_files.prepare`)."""
         env = dict(os.environ)
         env.update(self.env)
         env.update(
@@ -107,13 +116,19 @@ class ExecHandler:
             WORKHIVE_PRIORITY=str(task.priority),
             WORKHIVE_PAYLOAD=task.payload_json or "null",
         )
+        env.update(files or {})
         return env
 
-    def __call__(self, task: Task) -> str:
+    def __call__(self, task: Task) -> str | Result:
+        with RunFiles(task) as files:
+            output = self._run(task, files.env)
+            return files.result(output)
+
+    def _run(self, task: Task, files: Mapping[str, str]) -> str:
         with self._lock:
             if self._closed:
                 raise TaskFailure("agent stopping", retryable=True)
-            env = self.task_env(task)
+            env = self.task_env(task, files)
             if shutil.which(self.argv[0], path=env.get("PATH")) is None:
                 raise TaskFailure(
                     f"cannot start {self.argv[0]!r}: not found or not executable",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -43,6 +43,8 @@ class Task:
         estimate_seconds: Expected duration (0 when unknown).
         term: The leader term that made the claim.
         payload_json: The payload exactly as it arrived (JSON text).
+        inputs: The results of the task's parents, ``{parent id: result}``
+            (parents that completed without a result are absent).
     """
 
     project_id: str
@@ -56,6 +58,7 @@ class Task:
     estimate_seconds: float = 0.0
     term: int = 0
     payload_json: str = field(default="", repr=False)
+    inputs: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def key(self) -> TaskKey:
@@ -82,11 +85,18 @@ class TaskFailure(Exception):
     """
 
     def __init__(
-        self, reason: str, retryable: bool = False, *, exit_code: int = 0, output: str = ""
+        self,
+        reason: str,
+        retryable: bool = False,
+        *,
+        exit_code: int = 0,
+        output: str = "",
+        released: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retryable = retryable
+        self.retryable = retryable or released
+        self.released = released  # handed back: ready again at once, no attempt spent
         self.exit_code = exit_code
         self.output = output
 
@@ -118,8 +128,9 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-Handler: TypeAlias = Callable[[Task], "str | None"]
-"""``handler(task)``: return (``None`` or output text) = success; raise = failure."""
+Handler: TypeAlias = Callable[[Task], Any]
+"""``handler(task)``: return ``None``, output text, a ``Result`` or a JSON value
+= success (docs/agent.md, "Results"); raise = failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,9 @@ class Outcome:
     reason: str = ""
     exit_code: int = 0
     retryable: bool = True
+    result_json: str = ""
+    released: bool = False
+    new_tasks_json: str = ""
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

@@ -33,6 +33,7 @@ from workhive.client._types import (
     Submitted,
     Task,
     TaskLike,
+    TasksAdded,
     TaskState,
     TaskStatus,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "TaskLike",
     "TaskState",
     "TaskStatus",
+    "TasksAdded",
     "Unavailable",
     "UnknownProject",
     "WaitTimeout",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -30,6 +30,8 @@ from workhive.client._types import (
     ProjectLike,
     ProjectStatus,
     Submitted,
+    TaskLike,
+    TasksAdded,
     TaskStatus,
 )
 from workhive.v1 import client_pb2, client_pb2_grpc
@@ -202,6 +204,26 @@ class Client:
         resp = self._call(lambda s: s.SubmitProject(req, timeout=deadline, metadata=self._metadata))
         return _convert.submitted_from_proto(resp)
 
+    def add_tasks(self, project_id: str, tasks: Sequence[TaskLike]) -> TasksAdded:
+        """Add tasks to a running (or finished: it reopens) project, in one
+        fenced transaction: all of them or none. New tasks may depend on any
+        existing task but a failed or cancelled one, and on each other; a
+        task's ``blocks`` names existing unstarted tasks that now wait for it.
+
+        Raises:
+            InvalidProject: a rule was broken (the message names task and
+                field; a cycle prints its path); nothing written.
+            UnknownProject: no such project.
+            WorkhiveError: ``ABORTED`` when the graph changed while writing.
+        """
+        req = client_pb2.AddTasksRequest(
+            project_id=project_id, tasks=[_convert.task_to_proto(t) for t in tasks]
+        )
+        resp = self._call(
+            lambda s: s.AddTasks(req, timeout=self._deadline, metadata=self._metadata)
+        )
+        return TasksAdded(resp.project_id, resp.revision, resp.added, resp.task_count)
+
     def status(
         self, project_id: str = "", *, tasks: bool = False, until: float | None = None
     ) -> ClusterStatus:
@@ -221,6 +243,10 @@ class Client:
         req = client_pb2.GetTaskRequest(project_id=project_id, task_id=task_id)
         resp = self._call(lambda s: s.GetTask(req, timeout=self._deadline, metadata=self._metadata))
         return _convert.task_status_from_proto(resp)
+
+    def result(self, project_id: str, task_id: str) -> Any:
+        """The JSON result a task completed with (``None``: none, or not yet)."""
+        return self.task(project_id, task_id).result
 
     def cancel(self, project_id: str, reason: str = "") -> int:
         """Cancel every unfinished task of a project; returns how many were.

@@ -39,6 +39,7 @@ def task_to_proto(t: TaskLike) -> client_pb2.TaskSpec:
         requires=sorted(t.requires),
         payload_json="" if t.payload is None else json.dumps(t.payload),
         max_attempts=t.max_attempts,
+        blocks=list(getattr(t, "blocks", ())),
     )
 
 
@@ -64,6 +65,8 @@ def task_status_from_proto(m: client_pb2.TaskStatus) -> TaskStatus:
         reason=m.reason,
         started_at=m.started_at,
         finished_at=m.finished_at,
+        result=json.loads(m.result_json) if m.result_json else None,
+        output_tail=m.output_tail,
     )
 
 

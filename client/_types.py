@@ -77,6 +77,18 @@ class Task:
     requires: frozenset[str] = frozenset()
     payload: Any = None
     max_attempts: int = 3
+    blocks: tuple[str, ...] = ()  # ``add_tasks`` only: existing unstarted tasks that wait for it
+
+
+@dataclass(frozen=True, slots=True)
+class TasksAdded:
+    """An ``add_tasks`` batch that committed at ``revision``; the project has
+    ``task_count`` tasks now."""
+
+    project_id: str
+    revision: int
+    added: int
+    task_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,8 @@ class TaskStatus:
     reason: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    result: Any = None  # ``Client.task`` only: the task's JSON result (None: none)
+    output_tail: str = ""  # ``Client.task`` only
 
 
 @dataclass(frozen=True, slots=True)

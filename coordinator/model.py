@@ -93,6 +93,7 @@ class AgentInfo:
     slots: int = 1
     prefetch: int = 1
     lease_id: int = 0
+    pull: bool = False  # given a task only when it asks (docs/agent.md, "Pull mode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ class TaskResult:
     duration: float = 0.0
     output_tail: str = ""
     finished_at: float = 0.0
+    result_json: str = ""  # the task's JSON result, compact (empty: none); docs/etcd-layer.md
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,9 @@ def agent_command(
         envvar="WORKHIVE_AGENT_TLS_KEY",
         help="This agent's client key (PEM), for mutual TLS.",
     ),
+    pull: bool = typer.Option(
+        False, "--pull", help="Pull mode: ask for a task whenever a slot is free (no prefetch)."
+    ),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines to stderr."),
     log_level: str = typer.Option("info", "--log-level", envvar="WORKHIVE_LOG_LEVEL"),
 ) -> None:
@@ -166,7 +169,9 @@ def agent_command(
         raise typer.BadParameter(str(exc), param_hint="--exec") from exc
     credentials, token = client_security(tls, tls_ca, tls_cert, tls_key, token, token_file)
     configure_logging("json" if json_logs else "auto", log_level.lower())
-    agent = Agent(
+    from workhive.agent._pull import PullingAgent
+
+    agent = (PullingAgent if pull else Agent)(
         addresses,
         agent_id=agent_id or None,
         capabilities=_split(capabilities),

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import typer
 
-from workhive.coordinator.cli import agent, coordinator, projects, simulate, up
+from workhive.coordinator.cli import agent, coordinator, living, projects, simulate, up
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = [
     up.register,
     coordinator.register,
     agent.register,
     projects.register,
+    living.register,
     simulate.register,
 ]

@@ -171,6 +171,9 @@ def up(
     dashboard: bool = typer.Option(
         True, "--dashboard/--no-dashboard", help="Serve the web dashboard on every coordinator."
     ),
+    pull: bool = typer.Option(
+        False, "--pull", help="Agents in pull mode: each asks for its next task."
+    ),
 ) -> None:
     """Run a project on a local cluster: embedded etcd, coordinators, agents."""
     try:
@@ -201,7 +204,12 @@ def up(
             also = f" (every replica serves it: {', '.join(urls[1:])})" if urls[1:] else ""
             err.print(f"dashboard: [bold]{urls[0]}[/bold]{also}")
         for slots, caps in plan:
-            cluster.add_agent(exec_cmd or SLEEP_CMD, slots=slots, capabilities=tuple(sorted(caps)))
+            cluster.add_agent(
+                exec_cmd or SLEEP_CMD,
+                slots=slots,
+                capabilities=tuple(sorted(caps)),
+                extra=["--pull"] if pull else None,
+            )
         summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out)
         if json_out:
             typer.echo(summary.to_json())

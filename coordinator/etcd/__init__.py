@@ -17,6 +17,13 @@ from workhive.coordinator.etcd.errors import (
     InvalidArgument,
     LeaseLost,
 )
+from workhive.coordinator.etcd.grow import (
+    Growth,
+    GrowthTooLarge,
+    add_tasks,
+    complete_and_grow,
+    grown,
+)
 from workhive.coordinator.etcd.keys import DEFAULT_PREFIX, Keyspace
 from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
@@ -54,6 +61,8 @@ __all__ = [
     "Fence",
     "FenceLost",
     "Finish",
+    "Growth",
+    "GrowthTooLarge",
     "InvalidArgument",
     "ItemResult",
     "KeyValue",
@@ -76,9 +85,12 @@ __all__ = [
     "WatchBatch",
     "WatchEvent",
     "Watcher",
+    "add_tasks",
+    "complete_and_grow",
     "current_leader",
     "effective_state",
     "fenced_txn",
+    "grown",
     "observe",
     "snapshot",
     "submit_project",

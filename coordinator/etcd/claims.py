@@ -280,7 +280,7 @@ class Claims:
 
     # -- completions (claim-fenced; any replica) -------------------------------
 
-    def _completion_item(self, c: Completion, rec: TaskRecord, *, unread_result: bool) -> TxnItem:
+    def completion_item(self, c: Completion, rec: TaskRecord, *, unread_result: bool) -> TxnItem:
         """One completion: claim deleted, result written, record set to the
         result's state; guarded by the claim's fence and lease and the record's
         mod revision, and (when no read showed the result absent) by the result
@@ -314,7 +314,7 @@ class Claims:
             if rec is None or rec.mod_revision <= 0 or any(comps[j].key == c.key for j in idx):
                 rest.append(i)
                 continue
-            items.append(self._completion_item(c, rec, unread_result=True))
+            items.append(self.completion_item(c, rec, unread_result=True))
             idx.append(i)
         for i, o in zip(idx, self._run(items, fence), strict=True):
             if o.ok:
@@ -377,7 +377,7 @@ class Claims:
                     res[i] = ItemResult(Outcome.CONFLICT)
                     continue
                 rec = codec.decode_task(c.key, tkv)
-                items.append(self._completion_item(c, rec, unread_result=False))
+                items.append(self.completion_item(c, rec, unread_result=False))
                 idx.append(i)
             out = self._run(items, fence)
             todo = []

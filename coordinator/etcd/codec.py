@@ -105,17 +105,20 @@ def decode_claim(key: TaskKey, kv: KeyValue) -> Claim:
 
 
 def encode_result(r: TaskResult) -> bytes:
-    return dumps(
-        {
-            "state": str(r.state),
-            "agent": r.agent,
-            "attempt": r.attempt,
-            "reason": r.reason,
-            "duration": r.duration,
-            "output_tail": r.output_tail,
-            "finished_at": r.finished_at,
-        }
-    )
+    """``result`` (the task's JSON result) is embedded as JSON, not as text,
+    and only when there is one."""
+    d: dict[str, Any] = {
+        "state": str(r.state),
+        "agent": r.agent,
+        "attempt": r.attempt,
+        "reason": r.reason,
+        "duration": r.duration,
+        "output_tail": r.output_tail,
+        "finished_at": r.finished_at,
+    }
+    if r.result_json:
+        d["result"] = orjson.Fragment(r.result_json)
+    return dumps(d)
 
 
 def decode_result(key: TaskKey, kv: KeyValue) -> TaskResult:
@@ -129,6 +132,7 @@ def decode_result(key: TaskKey, kv: KeyValue) -> TaskResult:
         duration=float(d.get("duration", 0.0)),
         output_tail=d.get("output_tail", ""),
         finished_at=float(d.get("finished_at", 0.0)),
+        result_json=orjson.dumps(d["result"]).decode() if "result" in d else "",
     )
 
 
@@ -142,6 +146,7 @@ def encode_agent(a: AgentInfo) -> bytes:
             "capabilities": sorted(a.capabilities),
             "slots": a.slots,
             "prefetch": a.prefetch,
+            "pull": a.pull,
         }
     )
 
@@ -154,6 +159,7 @@ def decode_agent(kv: KeyValue) -> AgentInfo:
         slots=int(d.get("slots", 1)),
         prefetch=int(d.get("prefetch", 1)),
         lease_id=kv.lease,
+        pull=bool(d.get("pull", False)),
     )
 
 

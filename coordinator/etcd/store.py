@@ -89,6 +89,13 @@ class ClusterState:
             self.mods[key] = record.mod_revision
             self.tasks[record.key] = record
 
+    def fold_meta(self, meta: ProjectMeta) -> None:
+        """A project meta this process wrote (at ``meta.mod_revision``)."""
+        key = self.keyspace.meta(meta.id)
+        if self._newer(key, meta.mod_revision):
+            self.mods[key] = meta.mod_revision
+            self.projects[meta.id] = meta
+
     def fold_claim(self, claim: Claim) -> None:
         """A claim this process created or changed (at ``claim.mod_revision``)."""
         key = self.keyspace.claim(claim.key)

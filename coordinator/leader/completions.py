@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from workhive.coordinator.etcd import Completion
 from workhive.coordinator.leader.ports import Report
+from workhive.coordinator.leader.spawn import Spawner
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.model import Claim, TaskResult, TaskState
 from workhive.coordinator.scheduling import Event, TaskFailed, TaskSucceeded
@@ -21,8 +22,11 @@ STALE = "claim moved or expired (stale fence)"
 class Completions:
     def __init__(self, term: Term) -> None:
         self.term = term
+        self.spawner = Spawner(term)
 
     async def commit(self, reports: list[Report], now: float) -> list[Event]:
+        spawning = [r for r in reports if r.ok and (r.children is not None or r.refusal)]
+        reports = [r for r in reports if not (r.ok and (r.children is not None or r.refusal))]
         done = [r for r in reports if r.ok or not r.retryable]
         failed = [r for r in reports if not r.ok and r.retryable]
         events: list[Event] = []
@@ -30,6 +34,8 @@ class Completions:
             events += await self._finished(done, now)
         if failed:
             events += await self._given_back(failed, now)
+        for r in spawning:  # one txn each: completion and children together
+            events += await self.spawner.commit(r, now)
         return events
 
     async def _finished(self, done: list[Report], now: float) -> list[Event]:
@@ -48,6 +54,7 @@ class Completions:
                     duration=r.duration,
                     output_tail=r.output_tail,
                     finished_at=now,
+                    result_json=r.result_json if r.ok else "",
                 ),
             )
             for r in done
@@ -83,7 +90,9 @@ class Completions:
             if res.ok:
                 mirror.fold_release(claim.key, res.revision)
                 term.port.ack(r.agent_id, r.ref)
-                events.append(TaskFailed(claim.key, r.agent_id, r.reason, True, now))
+                events.append(
+                    TaskFailed(claim.key, r.agent_id, r.reason, True, now, spent=not r.released)
+                )
             else:
                 term.port.reject(r.agent_id, r.ref, STALE)
         return events

@@ -41,6 +41,7 @@ from workhive.coordinator.leader import restore
 from workhive.coordinator.leader.clock import Clock
 from workhive.coordinator.leader.completions import Completions
 from workhive.coordinator.leader.executor import CommandExecutor
+from workhive.coordinator.leader.growth import Added, AddRequest, Grower
 from workhive.coordinator.leader.planning import Planning
 from workhive.coordinator.leader.ports import AgentPort, Gone, Hello, Report
 from workhive.coordinator.leader.presence import Presence
@@ -49,7 +50,10 @@ from workhive.coordinator.leader.writes import ClaimsStore, EtcdClaimsStore, Not
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import AgentInfo, TaskRef, TaskState
 from workhive.coordinator.scheduling import (
+    Addition,
     ClaimLost,
+    ClaimWanted,
+    ClaimWithdrawn,
     Command,
     Event,
     ProjectCancelled,
@@ -74,13 +78,35 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """A pull agent's request ``seq``; ``wait`` seconds until it is withdrawn."""
+
+    agent_id: str
+    seq: int
+    wait: float
+
+
+@dataclass(frozen=True)
 class Deferred:
     """Scheduler events postponed to a later turn."""
 
     events: tuple[Event, ...]
 
 
-Input = WatchBatch | ClusterState | Report | Hello | Gone | Cancel | StealTick | Deferred | str
+Input = (
+    WatchBatch
+    | ClusterState
+    | Report
+    | Hello
+    | Gone
+    | Cancel
+    | AddRequest
+    | Ask
+    | ClaimWithdrawn
+    | StealTick
+    | Deferred
+    | str
+)
 
 RETRY_DELAY = 0.05  # seconds before rejected commands are decided again
 TICK = 0.25  # seconds between timer inputs (grace expiry)
@@ -115,6 +141,7 @@ class LeaderDriver:
         self.executor = CommandExecutor(self.term, self.planning.plan_later)
         self.completions = Completions(self.term)
         self.presence = Presence(self.term, agent_grace)
+        self.grower = Grower(self.term)
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
         self._feed: Feed | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -180,6 +207,10 @@ class LeaderDriver:
     def start_requested(self, agent_id: str, ref: TaskRef) -> None:
         self.presence.start_requested(agent_id, ref)
 
+    def claim_wanted(self, agent_id: str, seq: int, wait: float) -> None:
+        """A pull agent asks for a task (docs/scheduling.md, "Pull claims")."""
+        self._inbox.put_nowait(Ask(agent_id, seq, wait))
+
     def drain(self, agent_id: str) -> None:
         """The agent stops taking work; when its session ends its lease is
         revoked at once, so queued claims are requeued without a grace wait."""
@@ -192,6 +223,14 @@ class LeaderDriver:
         only if it is not done), it never reaches the loop."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(Cancel(project_id, reason, fut))
+        return fut
+
+    def add_tasks(self, addition: Addition, source: str = "<request>") -> asyncio.Future[Added]:
+        """Queue a batch of new tasks (``leader.growth``); the future says
+        what was committed or raises ``AddRefused``. Like a cancel, the batch
+        is decided whether or not anyone waits."""
+        fut: asyncio.Future[Added] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(AddRequest(addition, source, fut))
         return fut
 
     def registered(self, agent_id: str) -> AgentInfo | None:
@@ -251,6 +290,7 @@ class LeaderDriver:
         now = self.clock.wall()
         events: list[Event] = []
         reports: list[Report] = []
+        adds: list[AddRequest] = []
         todo = deque(items)
         while todo:
             item = todo.popleft()
@@ -267,7 +307,7 @@ class LeaderDriver:
                 todo.extend(self._early)  # what arrived before the state, in order
                 self._early.clear()
             elif term.mirror is None:
-                if isinstance(item, Report | Hello | Gone | Cancel):
+                if isinstance(item, Report | Hello | Gone | Cancel | AddRequest | Ask):
                     self._early.append(item)  # decided once the state is here
             elif isinstance(item, WatchBatch):
                 events += self._watched(item, now)
@@ -282,6 +322,14 @@ class LeaderDriver:
                 events.append(ProjectCancelled(item.project_id, item.reason, now))
                 if not item.done.done():  # its caller may have given up
                     item.done.set_result(before)
+            elif isinstance(item, AddRequest):
+                adds.append(item)
+            elif isinstance(item, Ask):
+                events.append(ClaimWanted(item.agent_id, item.seq, now))
+                withdraw = ClaimWithdrawn(item.agent_id, item.seq, now + item.wait)
+                asyncio.get_running_loop().call_later(item.wait, self._inbox.put_nowait, withdraw)
+            elif isinstance(item, ClaimWithdrawn):
+                events.append(replace(item, now=now))
             elif isinstance(item, StealTick):
                 events.append(item)
             elif isinstance(item, Deferred):
@@ -295,6 +343,8 @@ class LeaderDriver:
         commit = asyncio.create_task(self.completions.commit(reports, now)) if reports else None
         try:
             events += await self._settle()
+            for add in adds:  # decided with no claim or start in flight
+                events += await self.grower.add(add, now)
         finally:
             if commit is not None:
                 events += await commit

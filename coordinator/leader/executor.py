@@ -30,6 +30,7 @@ from workhive.coordinator.scheduling import (
     AssignRejected,
     AssignTask,
     CancelTask,
+    ClaimUnanswered,
     Command,
     Event,
     MarkTaskFailed,
@@ -70,6 +71,8 @@ class CommandExecutor:
         events += assigned + started
         events += await self._steal(by_kind[StealTask], now)
         await self._finish(by_kind[MarkTaskFailed], by_kind[CancelTask])
+        for cu in by_kind[ClaimUnanswered]:
+            self.term.port.claim_empty(cu.agent_id, cu.seq)
         for rp in by_kind[RequestReplan]:
             log.info("plan dropped", project=rp.project_id, reason=rp.reason)
             self.replan(rp.project_id)
@@ -99,7 +102,7 @@ class CommandExecutor:
                         replace(req.record, state=TaskState.READY, mod_revision=res.revision)
                     )
                 term.metrics.assignments.labels("claimed").inc()
-                term.port.assign(res.claim, req.record.spec, term.fence.term)
+                term.assign(res.claim)
                 if c.start_now:
                     term.latencies.started(c.key)
             else:
@@ -170,7 +173,7 @@ class CommandExecutor:
                 if c.start_now:
                     starts.append((c, res.claim))
                 else:
-                    term.port.assign(res.claim, mirror.tasks[c.key].spec, term.fence.term)
+                    term.assign(res.claim)
             else:
                 term.metrics.steals.labels("rejected").inc()
                 events.append(StealRejected(c.key, c.from_agent, c.to_agent, now))
@@ -181,7 +184,7 @@ class CommandExecutor:
             for (c, _), res in zip(starts, started, strict=True):
                 if res.ok and res.claim is not None:
                     mirror.fold_claim(res.claim)
-                    term.port.assign(res.claim, mirror.tasks[c.key].spec, term.fence.term)
+                    term.assign(res.claim)
                     term.latencies.started(c.key)
                 else:
                     events.append(StartRejected(c.key, c.to_agent, now))

@@ -11,10 +11,12 @@ bounded mailbox until it reconnects (or is dropped by ``forget``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from workhive.coordinator.model import AgentInfo, Claim, TaskRef, TaskSpec
+from workhive.coordinator.scheduling import Addition
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,10 @@ class Report:
     retryable: bool = True
     duration: float = 0.0
     output_tail: str = ""
+    result_json: str = ""  # checked by the edge (coordinator/results.py)
+    released: bool = False  # handed back unfinished: ready again, no attempt spent
+    children: Addition | None = None  # tasks spawned with this completion (same txn)
+    refusal: str = ""  # the edge refused the completion (e.g. bad new tasks): hand it back
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +60,14 @@ class Gone:
 class AgentPort(Protocol):
     """How the leader speaks to agents (see module docstring)."""
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
-        """Hand the claimed task to its agent (started or to queue)."""
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
+        """Hand the claimed task to its agent (started or to queue), with its
+        parents' results (``inputs``: parent id -> result JSON text)."""
+
+    def claim_empty(self, agent_id: str, seq: int) -> None:
+        """The pull agent's request ``seq`` found no task within its wait."""
 
     def grant(self, claim: Claim) -> None:
         """The agent may start the queued task now."""
@@ -66,8 +78,9 @@ class AgentPort(Protocol):
     def ack(self, agent_id: str, ref: TaskRef) -> None:
         """The agent's report of ``ref`` committed."""
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
-        """The agent's report of ``ref`` was refused (stale fence)."""
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
+        """The agent's report of ``ref`` was refused: stale fence, or
+        (``invalid``) the tasks it would spawn broke a rule."""
 
     def connected(self, agent_id: str) -> bool:
         """The agent has an open session on this replica."""

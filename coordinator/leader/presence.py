@@ -58,7 +58,7 @@ class Presence:
         mine = {k: c for k, c in mirror.claims.items() if c.agent == agent_id}
         for key, claim in mine.items():
             if key not in held and key in mirror.tasks:
-                term.port.assign(claim, mirror.tasks[key].spec, term.fence.term)
+                term.assign(claim)
         for key, ref in held.items():
             current = mine.get(key)
             if current is None or current.fence != ref.fence:

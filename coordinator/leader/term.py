@@ -17,7 +17,7 @@ from workhive.coordinator.leader.clock import Clock
 from workhive.coordinator.leader.ports import AgentPort
 from workhive.coordinator.leader.writes import Writer
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import ProjectSpec, TaskKey, TaskState
+from workhive.coordinator.model import Claim, ProjectSpec, TaskKey, TaskState
 from workhive.coordinator.scheduling import SchedulerConfig, SchedulerState
 
 
@@ -91,6 +91,23 @@ class Term:
         """The mirror (only called once it is rebuilt)."""
         assert self.mirror is not None
         return self.mirror
+
+    def inputs_of(self, key: TaskKey) -> dict[str, str]:
+        """The results of ``key``'s parents (parent id -> JSON text), as the
+        mirror holds them: what an assignment of ``key`` carries."""
+        mirror = self.view()
+        rec = mirror.tasks.get(key)
+        out: dict[str, str] = {}
+        for d in rec.spec.depends_on if rec is not None else ():
+            r = mirror.results.get(TaskKey(key.project, d))
+            if r is not None and r.result_json:
+                out[d] = r.result_json
+        return out
+
+    def assign(self, claim: Claim) -> None:
+        """Push the claimed task to its agent with its parents' results."""
+        spec = self.view().tasks[claim.key].spec
+        self.port.assign(claim, spec, self.fence.term, self.inputs_of(claim.key))
 
     def lease_of(self, agent_id: str) -> int:
         """The agent's lease: its open session's, else its registration's."""

@@ -27,6 +27,7 @@ from workhive.coordinator.etcd import (
     EtcdClient,
     Fence,
     Finish,
+    Growth,
     InvalidArgument,
     ItemResult,
     Keyspace,
@@ -35,6 +36,8 @@ from workhive.coordinator.etcd import (
     Steal,
     Store,
     TaskRecord,
+    add_tasks,
+    complete_and_grow,
 )
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import Claim, TaskKey
@@ -63,6 +66,10 @@ class ClaimsStore(Protocol):
         self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]: ...
     def task_record(self, key: TaskKey) -> TaskRecord | None: ...
+    def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]: ...
+    def complete_spawning(
+        self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
+    ) -> ItemResult: ...
     def lease_ttl(self, lease_id: int) -> int: ...
     def revoke_lease(self, lease_id: int) -> None: ...
 
@@ -100,6 +107,14 @@ class EtcdClaimsStore:
         self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]:
         return self._claims.complete(comps, known=known)
+
+    def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]:
+        return [add_tasks(self._client, self._claims.ks, g, fence) for g in items]
+
+    def complete_spawning(
+        self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
+    ) -> ItemResult:
+        return complete_and_grow(self._claims, c, rec, g, fence)
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)

@@ -13,6 +13,9 @@ from workhive.coordinator.scheduling.events import (
     AssignTask,
     CancelTask,
     ClaimLost,
+    ClaimUnanswered,
+    ClaimWanted,
+    ClaimWithdrawn,
     Command,
     Event,
     MarkTaskFailed,
@@ -30,10 +33,12 @@ from workhive.coordinator.scheduling.events import (
     StealTask,
     StealTick,
     TaskFailed,
+    TasksAdded,
     TaskStarted,
     TaskSucceeded,
 )
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
+from workhive.coordinator.scheduling.growth import Addition, check_addition, extend_analysis
 from workhive.coordinator.scheduling.loader import ProjectError, load_project, project_from_dict
 from workhive.coordinator.scheduling.metrics import (
     SchedulerMetrics,
@@ -50,6 +55,7 @@ from workhive.coordinator.scheduling.stg import BestKnown, load_best_known, load
 
 __all__ = [
     "POLICIES",
+    "Addition",
     "AgentJoined",
     "AgentLeft",
     "AgentQueue",
@@ -58,6 +64,9 @@ __all__ = [
     "BestKnown",
     "CancelTask",
     "ClaimLost",
+    "ClaimUnanswered",
+    "ClaimWanted",
+    "ClaimWithdrawn",
     "Command",
     "DurationModel",
     "Event",
@@ -90,7 +99,10 @@ __all__ = [
     "TaskFailed",
     "TaskStarted",
     "TaskSucceeded",
+    "TasksAdded",
     "analyse",
+    "check_addition",
+    "extend_analysis",
     "list_schedule",
     "load_best_known",
     "load_imbalance",

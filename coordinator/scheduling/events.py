@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, Claim, ProjectSpec, TaskKey, TaskResult
+from workhive.coordinator.scheduling.growth import Addition
 from workhive.coordinator.scheduling.planner_types import Plan
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "AssignTask",
     "CancelTask",
     "ClaimLost",
+    "ClaimUnanswered",
+    "ClaimWanted",
+    "ClaimWithdrawn",
     "Command",
     "Event",
     "MarkTaskFailed",
@@ -40,6 +44,7 @@ __all__ = [
     "TaskFailed",
     "TaskStarted",
     "TaskSucceeded",
+    "TasksAdded",
 ]
 
 # ----------------------------------------------------------------- events
@@ -107,6 +112,7 @@ class TaskFailed:
     reason: str
     retryable: bool
     now: float
+    spent: bool = True  # False: handed back (released): ready again at the same attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,36 @@ class StealTick:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksAdded:
+    """Tasks were added to a running project (committed; validated by
+    ``growth.check_addition``): ranks grow incrementally, an active plan is
+    dropped, a finished project reopens."""
+
+    addition: Addition
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWanted:
+    """A pull agent asks for one task (request ``seq``): its next free slot
+    takes the best ready task for it, under the active policy."""
+
+    agent_id: str
+    seq: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWithdrawn:
+    """The wait of request ``seq`` ended: unanswered, it is answered empty
+    (``ClaimUnanswered``)."""
+
+    agent_id: str
+    seq: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectCancelled:
     """The user cancelled a project: every unfinished task is cancelled."""
 
@@ -193,6 +229,9 @@ class StateRestored:
 
 Event = (
     ProjectSubmitted
+    | TasksAdded
+    | ClaimWanted
+    | ClaimWithdrawn
     | PlanUpdated
     | AgentJoined
     | AgentLeft
@@ -292,8 +331,17 @@ class RequestReplan:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimUnanswered:
+    """Tell the pull agent that its request ``seq`` found no task in its wait."""
+
+    agent_id: str
+    seq: int
+
+
 Command = (
     AssignTask
+    | ClaimUnanswered
     | StartTask
     | StealTask
     | RequeueTask

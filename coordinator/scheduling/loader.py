@@ -286,6 +286,12 @@ def _strset(v: Any, src: str, task: str | None, field: str) -> frozenset[str]:
     return frozenset(v)
 
 
+def task_from_dict(raw: Any, index: int, source: str) -> TaskSpec:
+    """Validate one task on its own (its dependencies are checked by the
+    caller: ``growth.check_addition`` for tasks added to a running project)."""
+    return _task(raw, index, {}, source)
+
+
 def _task(raw: Any, index: int, defaults: Mapping[str, Any], src: str) -> TaskSpec:
     if not isinstance(raw, Mapping):
         raise ProjectError(

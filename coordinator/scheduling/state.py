@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec, TaskState
 from workhive.coordinator.scheduling.config import SchedulerConfig
@@ -33,6 +33,9 @@ from workhive.coordinator.scheduling.events import (
     AssignTask,
     CancelTask,
     ClaimLost,
+    ClaimUnanswered,
+    ClaimWanted,
+    ClaimWithdrawn,
     Command,
     Event,
     MarkTaskFailed,
@@ -50,10 +53,12 @@ from workhive.coordinator.scheduling.events import (
     StealTask,
     StealTick,
     TaskFailed,
+    TasksAdded,
     TaskStarted,
     TaskSucceeded,
 )
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
+from workhive.coordinator.scheduling.growth import Addition, extend_analysis
 from workhive.coordinator.scheduling.metrics import (
     SchedulerMetrics,
     load_imbalance,
@@ -160,6 +165,8 @@ class _Project:
 class _Agent:
     __slots__ = (
         "alive",
+        "answered",
+        "asks",
         "group",
         "info",
         "load",
@@ -180,14 +187,17 @@ class _Agent:
         self.slot_stamp = -1
         self.queue_stamp = -1
         self.alive = True
+        self.asks: deque[int] = deque()  # a pull agent's open requests (pull.py)
+        self.answered: dict[TaskKey, int] = {}  # request each assignment answered
 
     @property
     def free_slots(self) -> int:
-        return self.info.slots - len(self.running)
+        free = self.info.slots - len(self.running)
+        return min(free, len(self.asks)) if self.info.pull else free
 
     @property
     def queue_room(self) -> int:
-        return self.info.prefetch - len(self.queue)
+        return 0 if self.info.pull else self.info.prefetch - len(self.queue)
 
 
 @dataclass(slots=True)
@@ -366,6 +376,10 @@ class SchedulerState(Placement):
                 self._steal(ev.now, None)
             case ProjectSubmitted():
                 self._on_submitted(ev.spec, ev.plan)
+            case TasksAdded():
+                self._on_added(ev.addition)
+            case ClaimWanted() | ClaimWithdrawn():
+                self._on_claim_request(ev)
             case AgentJoined():
                 self._on_joined(ev.agent)
             case AgentLeft():
@@ -444,9 +458,65 @@ class SchedulerState(Placement):
         p.calibration = self.durations.calibration
         p.since_rank = 0
 
+    def _on_added(self, add: Addition) -> None:
+        """New tasks join a project (docs/scheduling.md, "Growing a project")."""
+        p = self._projects.get(add.project_id)
+        if p is None or p.analysis is None or any(t.id in p.by_id for t in add.tasks):
+            return  # idempotent: a batch is added once
+        blocked = add.blocked_deps()
+        specs = list(p.spec.tasks)
+        for x, ns in blocked.items():
+            t = p.by_id[x]
+            t.spec = specs[t.index] = replace(t.spec, depends_on=(*t.spec.depends_on, *ns))
+            t.waiting += len(ns)
+            if t.state is _R:
+                t.state, t.heap_id, t.planned = _P, -1, False
+        p.spec = replace(p.spec, tasks=(*specs, *add.tasks))
+        p.analysis, changed = extend_analysis(
+            p.analysis, add.tasks, blocked, self.durations.predict
+        )
+        fresh = []
+        for ts in add.tasks:
+            t = _Task(TaskKey(p.spec.id, ts.id), ts, len(p.tasks), p)
+            t.rank, t.predicted = p.analysis.rank[t.index], p.analysis.weight[t.index]
+            p.tasks.append(t)
+            p.by_id[ts.id] = t
+            fresh.append(t)
+        for t in fresh:
+            t.waiting = sum(1 for d in t.spec.depends_on if p.by_id[d].state is not _OK)
+        p.remaining += len(fresh)
+        p.unestimated = p.unestimated or any(t.estimate is None for t in add.tasks)
+        p.finished = None
+        self._drop_plan(p, f"{len(fresh)} tasks added")
+        for i in changed:
+            t = p.tasks[i]
+            t.rank = p.analysis.rank[i]
+            if t.state is _R and not t.planned:
+                self._push_ready(t)  # re-keyed; the old heap entry is stale
+        for t in fresh:
+            if t.waiting == 0:
+                self._make_ready(t)
+
+    def _on_claim_request(self, ev: ClaimWanted | ClaimWithdrawn) -> None:
+        """Pull mode (docs/scheduling.md, "Pull claims"): an open request is a
+        free slot; one whose wait ended unanswered is answered empty."""
+        a = self._agents.get(ev.agent_id)
+        if a is None or not a.info.pull:
+            if isinstance(ev, ClaimWithdrawn):
+                self._out.append(ClaimUnanswered(ev.agent_id, ev.seq))
+            return
+        if isinstance(ev, ClaimWanted):
+            if ev.seq not in a.asks:
+                a.asks.append(ev.seq)
+        elif ev.seq in a.asks:
+            a.asks.remove(ev.seq)
+            self._out.append(ClaimUnanswered(ev.agent_id, ev.seq))
+        self._touch(a)
+
     def _on_joined(self, info: AgentInfo) -> None:
         a = self._agents.get(info.id)
         if a is not None:
+            a.asks.clear()  # a new session asks again
             if a.info.capabilities != info.capabilities:
                 a.group = self._group(info.capabilities)
             a.info = info
@@ -525,7 +595,10 @@ class SchedulerState(Placement):
         t = self._task(ev.key)
         if not t or t.state.terminal:
             return
-        if ev.retryable and t.attempt < t.spec.max_attempts:
+        if not ev.spent:
+            self._release(t)
+            self._requeue(t, f"released: {ev.reason}", spent=False)
+        elif ev.retryable and t.attempt < t.spec.max_attempts:
             self._release(t)
             self._requeue(t, f"failed: {ev.reason}")
         else:
@@ -537,6 +610,10 @@ class SchedulerState(Placement):
         if not t or not t.agent or t.agent.info.id != ev.agent_id or t.state not in (_A, _RUN):
             return
         self._stats.failed_claims += 1
+        a = t.agent
+        seq = a.answered.pop(t.key, None)
+        if seq is not None:
+            a.asks.appendleft(seq)  # the request is still open
         self._release(t)
         self._make_ready(t)
 
@@ -703,6 +780,7 @@ class SchedulerState(Placement):
         a = t.agent
         if a is None:
             return
+        a.answered.pop(t.key, None)
         if t.state is _RUN:
             a.running.pop(t.key, None)
         elif t.state is _A:
@@ -778,6 +856,8 @@ class SchedulerState(Placement):
 
     def _assign(self, t: _Task, a: _Agent, now: float) -> None:
         start = a.free_slots > 0
+        if a.info.pull and a.asks:
+            a.answered[t.key] = a.asks.popleft()
         t.agent = a
         t.attempt = max(1, t.attempt)
         a.load += t.predicted

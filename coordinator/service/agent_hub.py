@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskKey, TaskRef, TaskSpec
+from workhive.coordinator.results import inputs_json
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.v1 import agent_pb2, common_pb2
 
@@ -110,7 +112,9 @@ class AgentHub:
 
     # -- what the leader says ------------------------------------------------
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
         self._send(
             claim.agent,
             agent_pb2.CoordinatorMessage(
@@ -123,8 +127,15 @@ class AgentHub:
                     estimate_seconds=spec.estimate or 0.0,
                     started=claim.started,
                     term=term,
+                    inputs_json=inputs_json(inputs or {}),
                 )
             ),
+        )
+
+    def claim_empty(self, agent_id: str, seq: int) -> None:
+        self._send(
+            agent_id,
+            agent_pb2.CoordinatorMessage(claim_empty=agent_pb2.ClaimEmpty(seq=seq)),
         )
 
     def grant(self, claim: Claim) -> None:
@@ -151,12 +162,14 @@ class AgentHub:
             ),
         )
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
         self._send(
             agent_id,
             agent_pb2.CoordinatorMessage(
                 completion_rejected=agent_pb2.CompletionRejected(
-                    task=ref_to_proto(ref), reason=common_pb2.STALE_FENCE, message=reason
+                    task=ref_to_proto(ref),
+                    reason=common_pb2.INVALID_PROJECT if invalid else common_pb2.STALE_FENCE,
+                    message=reason,
                 )
             ),
         )

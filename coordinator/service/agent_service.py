@@ -10,6 +10,7 @@ between the wire and the leader driver; it holds no scheduling logic.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,9 @@ import structlog
 
 from workhive.coordinator.leader.ports import Gone, Hello, Report
 from workhive.coordinator.model import AgentInfo
+from workhive.coordinator.results import ResultError, check_result
+from workhive.coordinator.scheduling import ProjectError
+from workhive.coordinator.scheduling.growth import addition_from_dicts
 from workhive.coordinator.service.agent_hub import AgentConn, ref_from_proto
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
@@ -33,6 +37,7 @@ MAX_SLOTS = 1024
 MAX_CAPABILITIES = 64
 HELLO_TIMEOUT = 10.0
 MAX_TAIL = 64 * 1024
+MAX_CLAIM_WAIT_MS = 300_000  # a pull request waits at most 5 minutes
 
 
 def _bad(message: str) -> grpc.Status:
@@ -49,6 +54,35 @@ def _check_hello(h: agent_pb2.Hello) -> str | None:
     if len(h.capabilities) > MAX_CAPABILITIES or any(not AGENT_ID.match(c) for c in h.capabilities):
         return "capabilities: at most 64 names of [A-Za-z0-9._:@+-]"
     return None
+
+
+def completion_report(agent: str, lease_id: int, c: agent_pb2.TaskCompleted) -> Report:
+    """A completion as the leader hears it. A result that cannot be stored
+    (over 64 KiB, not JSON) becomes a retryable failure naming the problem:
+    nothing of it is committed and the task is ready again."""
+    ref = ref_from_proto(c.task)
+    try:
+        result = check_result(c.result_json, ref.key.task)
+    except ResultError as exc:
+        return Report(agent, lease_id, ref, ok=False, reason=str(exc), retryable=True)
+    children, refusal = None, ""
+    if c.new_tasks_json:
+        source = f"<new tasks of {ref.key.task}>"
+        try:
+            children = addition_from_dicts(ref.key.project, json.loads(c.new_tasks_json), source)
+        except (ProjectError, ValueError, RecursionError) as exc:
+            refusal = str(exc)
+    return Report(
+        agent,
+        lease_id,
+        ref,
+        ok=True,
+        duration=c.duration_seconds,
+        output_tail=c.output_tail[-MAX_TAIL:],
+        result_json=result,
+        children=children,
+        refusal=refusal,
+    )
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -186,8 +220,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             id=hello.agent_id,
             capabilities=frozenset(hello.capabilities),
             slots=hello.slots,
-            prefetch=hello.prefetch or 1,
+            prefetch=0 if hello.pull else hello.prefetch or 1,
             lease_id=lease,
+            pull=hello.pull,
         )
         if self._registered(info.id) != info:  # a resumed agent is usually registered as is
             await self.node.register_agent(info, lease)
@@ -249,17 +284,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         conn.close()
                         return False
                 elif kind == "completed":
-                    c = msg.completed
-                    driver.report(
-                        Report(
-                            agent,
-                            conn.lease_id,
-                            ref_from_proto(c.task),
-                            ok=True,
-                            duration=c.duration_seconds,
-                            output_tail=c.output_tail[-MAX_TAIL:],
-                        )
-                    )
+                    driver.report(completion_report(agent, conn.lease_id, msg.completed))
                 elif kind == "failed":
                     f = msg.failed
                     driver.report(
@@ -269,11 +294,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                             ref_from_proto(f.task),
                             ok=False,
                             reason=f.reason[:4096] or f"exit code {f.exit_code}",
-                            retryable=f.retryable,
+                            retryable=f.retryable or f.released,
+                            released=f.released,
                             duration=f.duration_seconds,
                             output_tail=f.output_tail[-MAX_TAIL:],
                         )
                     )
+                elif kind == "claim":
+                    wait = min(msg.claim.wait_ms, MAX_CLAIM_WAIT_MS) / 1000.0
+                    driver.claim_wanted(agent, msg.claim.seq, wait)
                 elif kind == "start":
                     driver.start_requested(agent, ref_from_proto(msg.start.task))
                 elif kind == "drain":

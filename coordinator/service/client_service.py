@@ -23,9 +23,16 @@ from workhive.coordinator.etcd import (
     ProjectExists,
     SubmitConflict,
 )
+from workhive.coordinator.leader.growth import AddRefused
+from workhive.coordinator.leader.writes import NotLeading
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.loader import ProjectError
-from workhive.coordinator.service.convert import leader_to_proto, project_from_proto, state_to_proto
+from workhive.coordinator.service.convert import (
+    addition_from_proto,
+    leader_to_proto,
+    project_from_proto,
+    state_to_proto,
+)
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
 from workhive.coordinator.service.node_view import LeaderView, NodeView
 from workhive.v1 import client_pb2, client_pb2_grpc
@@ -34,6 +41,7 @@ log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
 MAX_ID_CHARS = 200  # the loader's limit for project and task ids
+SEEN_WAIT = 2.0  # seconds a submit waits for the leader to see the project
 STATUS_CACHE_ENTRIES = 128  # answers kept at most (keyed by client input: bounded)
 
 
@@ -54,7 +62,9 @@ def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
     return states
 
 
-def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.TaskStatus:
+def task_status(
+    cs: ClusterState, key: TaskKey, state: TaskState, *, with_result: bool = False
+) -> client_pb2.TaskStatus:
     rec = cs.tasks[key]
     claim = cs.claims.get(key)
     result = cs.results.get(key)
@@ -66,7 +76,20 @@ def task_status(cs: ClusterState, key: TaskKey, state: TaskState) -> client_pb2.
         attempt=(result.attempt if result and result.attempt else rec.attempt),
         reason=result.reason if result else "",
         finished_at=result.finished_at if result else 0.0,
+        result_json=result.result_json if result and with_result else "",
+        output_tail=result.output_tail if result and with_result else "",
     )
+
+
+async def _seen(driver: LeaderView, pid: str, wait: float) -> None:
+    """Wait (at most ``wait`` s) until the leader's mirror shows the project,
+    so what the caller does next (add tasks, read status) finds it."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        mirror = driver.cluster()
+        if mirror is not None and pid in mirror.projects:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def _check_ids(context: Ctx, **ids: str) -> None:
@@ -115,7 +138,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def SubmitProject(
         self, request: client_pb2.SubmitProjectRequest, context: Ctx
     ) -> client_pb2.SubmitProjectResponse:
-        await self._leader_only(context)
+        driver = await self._leader_only(context)
         try:
             spec = project_from_proto(request.project, source="<submit>")
         except ProjectError as exc:
@@ -154,6 +177,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
+        await _seen(driver, spec.id, SEEN_WAIT)
         return client_pb2.SubmitProjectResponse(
             project_id=spec.id, revision=meta.mod_revision, task_count=len(spec.tasks)
         )
@@ -259,7 +283,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 project_id=key.project, task_id=key.task, state=state_to_proto(None)
             )
         states = effective_states(cs, key.project)
-        return task_status(cs, key, states[key])
+        return task_status(cs, key, states[key], with_result=True)
 
     async def WatchProject(
         self, request: client_pb2.WatchProjectRequest, context: Ctx
@@ -289,6 +313,44 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             if finished:
                 return
             await asyncio.sleep(0.2)
+
+    async def AddTasks(
+        self, request: client_pb2.AddTasksRequest, context: Ctx
+    ) -> client_pb2.AddTasksResponse:
+        await _check_ids(context, project_id=request.project_id)
+        driver = await self._leader_only(context)
+        source = f"<add {request.project_id}>"
+        try:
+            addition = addition_from_proto(request.project_id, request.tasks, source)
+        except ProjectError as exc:
+            await context.abort_with_status(
+                error_status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT", str(exc))
+            )
+        try:
+            # queued before any await and shielded, like a cancel
+            added = await asyncio.shield(driver.add_tasks(addition, source))
+        except AddRefused as exc:
+            code, reason = {
+                "unknown": (grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT"),
+                "conflict": (grpc.StatusCode.ABORTED, ""),
+            }.get(exc.kind, (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROJECT"))
+            await context.abort_with_status(error_status(code, reason, str(exc)))
+        except NotLeading:
+            await context.abort_with_status(no_leader())
+        except EtcdError as exc:
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ETCD_UNAVAILABLE",
+                    f"tasks not added: etcd: {type(exc).__name__}",
+                )
+            )
+        return client_pb2.AddTasksResponse(
+            project_id=added.project_id,
+            revision=added.revision,
+            added=added.added,
+            task_count=added.task_count,
+        )
 
     async def CancelProject(
         self, request: client_pb2.CancelProjectRequest, context: Ctx

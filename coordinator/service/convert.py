@@ -7,6 +7,7 @@ so a spec arriving over the wire obeys the same rules (and errors) as a file.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from workhive.coordinator.model import (
@@ -16,7 +17,8 @@ from workhive.coordinator.model import (
     TaskSpec,
     TaskState,
 )
-from workhive.coordinator.scheduling.loader import ProjectError, project_from_dict
+from workhive.coordinator.scheduling.growth import Addition
+from workhive.coordinator.scheduling.loader import ProjectError, project_from_dict, task_from_dict
 from workhive.v1 import client_pb2, common_pb2
 
 _STATE_TO_PB = {
@@ -29,6 +31,7 @@ _STATE_TO_PB = {
     TaskState.CANCELLED: common_pb2.TASK_STATE_CANCELLED,
 }
 _PB_TO_STATE = {v: k for k, v in _STATE_TO_PB.items()}
+MAX_BLOCKS = 60  # blocks edges of one new task (each costs two txn operations)
 
 
 def state_to_proto(state: TaskState | None) -> common_pb2.TaskState.ValueType:
@@ -93,28 +96,50 @@ def _payload(text: str, task_id: str, source: str) -> Any:
         ) from None
 
 
+def _task_dict(t: client_pb2.TaskSpec, source: str) -> dict[str, Any]:
+    raw: dict[str, Any] = {"id": t.id, "priority": t.priority}
+    if t.depends_on:
+        raw["depends_on"] = list(t.depends_on)
+    if t.estimate_seconds:
+        raw["estimate"] = t.estimate_seconds
+    if t.kind:
+        raw["kind"] = t.kind
+    if t.branch:
+        raw["branch"] = t.branch
+    if t.requires:
+        raw["requires"] = list(t.requires)
+    if t.payload_json:
+        raw["payload"] = _payload(t.payload_json, t.id, source)
+    if t.max_attempts:
+        raw["max_attempts"] = t.max_attempts
+    return raw
+
+
+def addition_from_proto(
+    project_id: str, tasks: Sequence[client_pb2.TaskSpec], source: str = "<add>"
+) -> Addition:
+    """Validate each new task like a file's (the batch against the graph is
+    the leader's check); raises ``ProjectError``."""
+    specs = tuple(task_from_dict(_task_dict(t, source), i, source) for i, t in enumerate(tasks))
+    blocks: dict[str, tuple[str, ...]] = {}
+    for t in tasks:
+        if t.blocks:
+            if len(t.blocks) > MAX_BLOCKS:
+                raise ProjectError(
+                    f"{len(t.blocks)} entries, limit {MAX_BLOCKS}",
+                    file=source,
+                    task=t.id,
+                    field="blocks",
+                )
+            blocks[t.id] = tuple(dict.fromkeys(t.blocks))
+    return Addition(project_id, specs, blocks)
+
+
 def project_to_proto(spec: ProjectSpec) -> client_pb2.ProjectSpec:
     return client_pb2.ProjectSpec(project_id=spec.id, tasks=[task_to_proto(t) for t in spec.tasks])
 
 
 def project_from_proto(msg: client_pb2.ProjectSpec, source: str = "<request>") -> ProjectSpec:
     """Validate a wire spec; raises ``ProjectError`` exactly like a bad file."""
-    tasks: list[dict[str, Any]] = []
-    for t in msg.tasks:
-        raw: dict[str, Any] = {"id": t.id, "priority": t.priority}
-        if t.depends_on:
-            raw["depends_on"] = list(t.depends_on)
-        if t.estimate_seconds:
-            raw["estimate"] = t.estimate_seconds
-        if t.kind:
-            raw["kind"] = t.kind
-        if t.branch:
-            raw["branch"] = t.branch
-        if t.requires:
-            raw["requires"] = list(t.requires)
-        if t.payload_json:
-            raw["payload"] = _payload(t.payload_json, t.id, source)
-        if t.max_attempts:
-            raw["max_attempts"] = t.max_attempts
-        tasks.append(raw)
+    tasks = [_task_dict(t, source) for t in msg.tasks]
     return project_from_dict({"project": msg.project_id, "tasks": tasks}, source)

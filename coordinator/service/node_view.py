@@ -13,9 +13,10 @@ import asyncio
 from typing import Protocol
 
 from workhive.coordinator.etcd import ClusterState, ProjectMeta
+from workhive.coordinator.leader.growth import Added
 from workhive.coordinator.leader.ports import Gone, Hello, Report
 from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec, TaskRef
-from workhive.coordinator.scheduling import SchedulerMetrics
+from workhive.coordinator.scheduling import Addition, SchedulerMetrics
 from workhive.coordinator.service.agent_hub import AgentHub
 
 
@@ -27,9 +28,14 @@ class LeaderView(Protocol):
     def gone(self, gone: Gone) -> None: ...
     def start_requested(self, agent_id: str, ref: TaskRef) -> None: ...
     def drain(self, agent_id: str) -> None: ...
+    def claim_wanted(self, agent_id: str, seq: int, wait: float) -> None: ...
 
     def cancel(self, project_id: str, reason: str) -> asyncio.Future[int]:
         """Queued at once; the future may be abandoned (see the leader's docs)."""
+        ...
+
+    def add_tasks(self, addition: Addition, source: str = "<request>") -> asyncio.Future[Added]:
+        """Queued at once; raises ``AddRefused`` when refused (``leader.growth``)."""
         ...
 
     def registered(self, agent_id: str) -> AgentInfo | None:

@@ -13,6 +13,10 @@ Assign, StartGranted (StartRefused is reserved: today's coordinator never
 sends it, a stolen task gets Revoke), Revoke, CompletionAck /
 CompletionRejected, and Redirect when this replica does not lead (the
 agent then dials the leader; heartbeats are accepted by every replica).
+Pull mode (Hello.pull): the agent is given a task only when it asks with
+ClaimRequest; the answer is an Assign (started) or ClaimEmpty.
+TaskCompleted may carry a JSON result and child tasks; TaskFailed with
+released=true hands a task back (docs/agent.md, "Pull mode", "Results").
 """
 
 from collections import abc as _abc
@@ -41,6 +45,7 @@ class AgentMessage(_message.Message):
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    CLAIM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -53,6 +58,8 @@ class AgentMessage(_message.Message):
     def failed(self) -> Global___TaskFailed: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def claim(self) -> Global___ClaimRequest: ...
     def __init__(
         self,
         *,
@@ -62,12 +69,13 @@ class AgentMessage(_message.Message):
         completed: Global___TaskCompleted | None = ...,
         failed: Global___TaskFailed | None = ...,
         drain: Global___Drain | None = ...,
+        claim: Global___ClaimRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -84,6 +92,7 @@ class Hello(_message.Message):
     RESUME_LEASE_ID_FIELD_NUMBER: _builtins.int
     SDK_VERSION_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    PULL_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     """concurrent tasks"""
@@ -92,6 +101,10 @@ class Hello(_message.Message):
     resume_lease_id: _builtins.int
     """0 = new lease"""
     sdk_version: _builtins.str
+    pull: _builtins.bool
+    """A pull agent: it is given a task only when it asks (ClaimRequest), one
+    per request; slots bound what it holds at once.
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -108,14 +121,42 @@ class Hello(_message.Message):
         resume_lease_id: _builtins.int = ...,
         sdk_version: _builtins.str = ...,
         held: _abc.Iterable[_common_pb2.TaskRef] | None = ...,
+        pull: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
+
+@_typing.final
+class ClaimRequest(_message.Message):
+    """A pull agent asks for its next task: answered with an Assign (started)
+    of the best task for it under the active policy, or ClaimEmpty{seq} when
+    wait_ms passes first. Re-send an unanswered request after a reconnect.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    wait_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        wait_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "wait_ms", b"wait_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRequest: _TypeAlias = ClaimRequest  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
@@ -192,9 +233,21 @@ class TaskCompleted(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    NEW_TASKS_JSON_FIELD_NUMBER: _builtins.int
     duration_seconds: _builtins.float
     output_tail: _builtins.str
     """last bytes of stdout/stderr, capped"""
+    result_json: _builtins.str
+    """The task's JSON result (empty: none), at most 64 KiB; handed to its
+    children's Assign.inputs_json. Larger: rejected, nothing committed.
+    """
+    new_tasks_json: _builtins.str
+    """Child tasks to add to the project with this completion, in its txn: a
+    JSON list of task objects (fields of a project file's tasks, plus
+    "blocks"). Refused by the graph check: CompletionRejected
+    (INVALID_PROJECT, the reason), the task is handed back, nothing added.
+    """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -203,10 +256,12 @@ class TaskCompleted(_message.Message):
         task: _common_pb2.TaskRef | None = ...,
         duration_seconds: _builtins.float = ...,
         output_tail: _builtins.str = ...,
+        result_json: _builtins.str = ...,
+        new_tasks_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "output_tail", b"output_tail", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "new_tasks_json", b"new_tasks_json", "output_tail", b"output_tail", "result_json", b"result_json", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,12 +277,15 @@ class TaskFailed(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     exit_code: _builtins.int
     duration_seconds: _builtins.float
     output_tail: _builtins.str
     retryable: _builtins.bool
     """false: fail now, do not use the remaining attempts"""
+    released: _builtins.bool
+    """Hand the task back unfinished: ready again at once, no attempt spent."""
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -239,10 +297,11 @@ class TaskFailed(_message.Message):
         duration_seconds: _builtins.float = ...,
         output_tail: _builtins.str = ...,
         retryable: _builtins.bool = ...,
+        released: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "output_tail", b"output_tail", "reason", b"reason", "retryable", b"retryable", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "exit_code", b"exit_code", "output_tail", b"output_tail", "reason", b"reason", "released", b"released", "retryable", b"retryable", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -282,6 +341,7 @@ class CoordinatorMessage(_message.Message):
     COMPLETION_REJECTED_FIELD_NUMBER: _builtins.int
     REDIRECT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
+    CLAIM_EMPTY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -300,6 +360,8 @@ class CoordinatorMessage(_message.Message):
     def redirect(self) -> Global___Redirect: ...
     @_builtins.property
     def heartbeat_ack(self) -> Global___HeartbeatAck: ...
+    @_builtins.property
+    def claim_empty(self) -> Global___ClaimEmpty: ...
     def __init__(
         self,
         *,
@@ -312,16 +374,38 @@ class CoordinatorMessage(_message.Message):
         completion_rejected: Global___CompletionRejected | None = ...,
         redirect: Global___Redirect | None = ...,
         heartbeat_ack: Global___HeartbeatAck | None = ...,
+        claim_empty: Global___ClaimEmpty | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CoordinatorMessage: _TypeAlias = CoordinatorMessage  # noqa: Y015
+
+@_typing.final
+class ClaimEmpty(_message.Message):
+    """No task for the pull agent's request ``seq`` within its wait."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimEmpty: _TypeAlias = ClaimEmpty  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):
@@ -371,6 +455,7 @@ class Assign(_message.Message):
     ESTIMATE_SECONDS_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
+    INPUTS_JSON_FIELD_NUMBER: _builtins.int
     payload_json: _builtins.str
     priority: _builtins.int
     kind: _builtins.str
@@ -380,6 +465,10 @@ class Assign(_message.Message):
     """start already granted: run it now"""
     term: _builtins.int
     """leader's fencing term that made the claim"""
+    inputs_json: _builtins.str
+    """The results of the task's parents: a JSON object {parent id: result}
+    (parents that completed without a result are absent; empty: none).
+    """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
     def __init__(
@@ -393,10 +482,11 @@ class Assign(_message.Message):
         estimate_seconds: _builtins.float = ...,
         started: _builtins.bool = ...,
         term: _builtins.int = ...,
+        inputs_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "estimate_seconds", b"estimate_seconds", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "estimate_seconds", b"estimate_seconds", "inputs_json", b"inputs_json", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,6 +13,10 @@ Assign, StartGranted (StartRefused is reserved: today's coordinator never
 sends it, a stolen task gets Revoke), Revoke, CompletionAck /
 CompletionRejected, and Redirect when this replica does not lead (the
 agent then dials the leader; heartbeats are accepted by every replica).
+Pull mode (Hello.pull): the agent is given a task only when it asks with
+ClaimRequest; the answer is an Assign (started) or ClaimEmpty.
+TaskCompleted may carry a JSON result and child tasks; TaskFailed with
+released=true hands a task back (docs/agent.md, "Pull mode", "Results").
 """
 
 from collections import abc as _abc

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from workhive.v1 import common_pb2 as workhive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18workhive/v1/client.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\xb2\x01\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndepends_on\x18\x02 \x03(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x18\n\x10\x65stimate_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x06 \x01(\t\x12\x10\n\x08requires\x18\x07 \x03(\t\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\r\"G\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"A\n\x14SubmitProjectRequest\x12)\n\x07project\x18\x01 \x01(\x0b\x32\x18.workhive.v1.ProjectSpec\"Q\n\x15SubmitProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x12\n\ntask_count\x18\x03 \x01(\r\"=\n\x10GetStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"\xb4\x01\n\nTaskStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.workhive.v1.TaskState\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\"\xaa\x02\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x36\n\x06\x63ounts\x18\x02 \x03(\x0b\x32&.workhive.v1.ProjectStatus.CountsEntry\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x1d\n\x15\x63ritical_path_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12total_work_seconds\x18\x06 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x8e\x01\n\x0b\x41gentStatus\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\xa7\x02\n\x11GetStatusResponse\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12,\n\x08projects\x18\x02 \x03(\x0b\x32\x1a.workhive.v1.ProjectStatus\x12(\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x18.workhive.v1.AgentStatus\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.workhive.v1.GetStatusResponse.MetricsEntry\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eGetTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"@\n\x13WatchProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\"u\n\x0cProjectEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x04task\x18\x02 \x01(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10project_finished\x18\x04 \x01(\x08\":\n\x14\x43\x61ncelProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x43\x61ncelProjectResponse\x12\x11\n\tcancelled\x18\x01 \x01(\r\";\n\x14\x44\x65leteProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x02 \x01(\x08\"8\n\x15\x44\x65leteProjectResponse\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\x32\xf3\x03\n\rClientService\x12V\n\rSubmitProject\x12!.workhive.v1.SubmitProjectRequest\x1a\".workhive.v1.SubmitProjectResponse\x12J\n\tGetStatus\x12\x1d.workhive.v1.GetStatusRequest\x1a\x1e.workhive.v1.GetStatusResponse\x12?\n\x07GetTask\x12\x1b.workhive.v1.GetTaskRequest\x1a\x17.workhive.v1.TaskStatus\x12M\n\x0cWatchProject\x12 .workhive.v1.WatchProjectRequest\x1a\x19.workhive.v1.ProjectEvent0\x01\x12V\n\rCancelProject\x12!.workhive.v1.CancelProjectRequest\x1a\".workhive.v1.CancelProjectResponse\x12V\n\rDeleteProject\x12!.workhive.v1.DeleteProjectRequest\x1a\".workhive.v1.DeleteProjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18workhive/v1/client.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\xc2\x01\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndepends_on\x18\x02 \x03(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x18\n\x10\x65stimate_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x06 \x01(\t\x12\x10\n\x08requires\x18\x07 \x03(\t\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\r\x12\x0e\n\x06\x62locks\x18\n \x03(\t\"G\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"A\n\x14SubmitProjectRequest\x12)\n\x07project\x18\x01 \x01(\x0b\x32\x18.workhive.v1.ProjectSpec\"Q\n\x15SubmitProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x12\n\ntask_count\x18\x03 \x01(\r\"=\n\x10GetStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"\xde\x01\n\nTaskStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.workhive.v1.TaskState\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12\x13\n\x0boutput_tail\x18\n \x01(\t\"\xaa\x02\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x36\n\x06\x63ounts\x18\x02 \x03(\x0b\x32&.workhive.v1.ProjectStatus.CountsEntry\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x1d\n\x15\x63ritical_path_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12total_work_seconds\x18\x06 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x8e\x01\n\x0b\x41gentStatus\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\xa7\x02\n\x11GetStatusResponse\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12,\n\x08projects\x18\x02 \x03(\x0b\x32\x1a.workhive.v1.ProjectStatus\x12(\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x18.workhive.v1.AgentStatus\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.workhive.v1.GetStatusResponse.MetricsEntry\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eGetTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"@\n\x13WatchProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\"u\n\x0cProjectEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x04task\x18\x02 \x01(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10project_finished\x18\x04 \x01(\x08\":\n\x14\x43\x61ncelProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x43\x61ncelProjectResponse\x12\x11\n\tcancelled\x18\x01 \x01(\r\"K\n\x0f\x41\x64\x64TasksRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"[\n\x10\x41\x64\x64TasksResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\r\x12\x12\n\ntask_count\x18\x04 \x01(\r\";\n\x14\x44\x65leteProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x02 \x01(\x08\"8\n\x15\x44\x65leteProjectResponse\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\x32\xbc\x04\n\rClientService\x12V\n\rSubmitProject\x12!.workhive.v1.SubmitProjectRequest\x1a\".workhive.v1.SubmitProjectResponse\x12J\n\tGetStatus\x12\x1d.workhive.v1.GetStatusRequest\x1a\x1e.workhive.v1.GetStatusResponse\x12?\n\x07GetTask\x12\x1b.workhive.v1.GetTaskRequest\x1a\x17.workhive.v1.TaskStatus\x12M\n\x0cWatchProject\x12 .workhive.v1.WatchProjectRequest\x1a\x19.workhive.v1.ProjectEvent0\x01\x12V\n\rCancelProject\x12!.workhive.v1.CancelProjectRequest\x1a\".workhive.v1.CancelProjectResponse\x12G\n\x08\x41\x64\x64Tasks\x12\x1c.workhive.v1.AddTasksRequest\x1a\x1d.workhive.v1.AddTasksResponse\x12V\n\rDeleteProject\x12!.workhive.v1.DeleteProjectRequest\x1a\".workhive.v1.DeleteProjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,41 +37,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSRESPONSE_METRICSENTRY']._loaded_options = None
   _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_TASKSPEC']._serialized_start=68
-  _globals['_TASKSPEC']._serialized_end=246
-  _globals['_PROJECTSPEC']._serialized_start=248
-  _globals['_PROJECTSPEC']._serialized_end=319
-  _globals['_SUBMITPROJECTREQUEST']._serialized_start=321
-  _globals['_SUBMITPROJECTREQUEST']._serialized_end=386
-  _globals['_SUBMITPROJECTRESPONSE']._serialized_start=388
-  _globals['_SUBMITPROJECTRESPONSE']._serialized_end=469
-  _globals['_GETSTATUSREQUEST']._serialized_start=471
-  _globals['_GETSTATUSREQUEST']._serialized_end=532
-  _globals['_TASKSTATUS']._serialized_start=535
-  _globals['_TASKSTATUS']._serialized_end=715
-  _globals['_PROJECTSTATUS']._serialized_start=718
-  _globals['_PROJECTSTATUS']._serialized_end=1016
-  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_start=971
-  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_end=1016
-  _globals['_AGENTSTATUS']._serialized_start=1019
-  _globals['_AGENTSTATUS']._serialized_end=1161
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1164
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1459
-  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_start=1413
-  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_end=1459
-  _globals['_GETTASKREQUEST']._serialized_start=1461
-  _globals['_GETTASKREQUEST']._serialized_end=1514
-  _globals['_WATCHPROJECTREQUEST']._serialized_start=1516
-  _globals['_WATCHPROJECTREQUEST']._serialized_end=1580
-  _globals['_PROJECTEVENT']._serialized_start=1582
-  _globals['_PROJECTEVENT']._serialized_end=1699
-  _globals['_CANCELPROJECTREQUEST']._serialized_start=1701
-  _globals['_CANCELPROJECTREQUEST']._serialized_end=1759
-  _globals['_CANCELPROJECTRESPONSE']._serialized_start=1761
-  _globals['_CANCELPROJECTRESPONSE']._serialized_end=1803
-  _globals['_DELETEPROJECTREQUEST']._serialized_start=1805
-  _globals['_DELETEPROJECTREQUEST']._serialized_end=1864
-  _globals['_DELETEPROJECTRESPONSE']._serialized_start=1866
-  _globals['_DELETEPROJECTRESPONSE']._serialized_end=1922
-  _globals['_CLIENTSERVICE']._serialized_start=1925
-  _globals['_CLIENTSERVICE']._serialized_end=2424
+  _globals['_TASKSPEC']._serialized_end=262
+  _globals['_PROJECTSPEC']._serialized_start=264
+  _globals['_PROJECTSPEC']._serialized_end=335
+  _globals['_SUBMITPROJECTREQUEST']._serialized_start=337
+  _globals['_SUBMITPROJECTREQUEST']._serialized_end=402
+  _globals['_SUBMITPROJECTRESPONSE']._serialized_start=404
+  _globals['_SUBMITPROJECTRESPONSE']._serialized_end=485
+  _globals['_GETSTATUSREQUEST']._serialized_start=487
+  _globals['_GETSTATUSREQUEST']._serialized_end=548
+  _globals['_TASKSTATUS']._serialized_start=551
+  _globals['_TASKSTATUS']._serialized_end=773
+  _globals['_PROJECTSTATUS']._serialized_start=776
+  _globals['_PROJECTSTATUS']._serialized_end=1074
+  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_start=1029
+  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_end=1074
+  _globals['_AGENTSTATUS']._serialized_start=1077
+  _globals['_AGENTSTATUS']._serialized_end=1219
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1222
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1517
+  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_start=1471
+  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_end=1517
+  _globals['_GETTASKREQUEST']._serialized_start=1519
+  _globals['_GETTASKREQUEST']._serialized_end=1572
+  _globals['_WATCHPROJECTREQUEST']._serialized_start=1574
+  _globals['_WATCHPROJECTREQUEST']._serialized_end=1638
+  _globals['_PROJECTEVENT']._serialized_start=1640
+  _globals['_PROJECTEVENT']._serialized_end=1757
+  _globals['_CANCELPROJECTREQUEST']._serialized_start=1759
+  _globals['_CANCELPROJECTREQUEST']._serialized_end=1817
+  _globals['_CANCELPROJECTRESPONSE']._serialized_start=1819
+  _globals['_CANCELPROJECTRESPONSE']._serialized_end=1861
+  _globals['_ADDTASKSREQUEST']._serialized_start=1863
+  _globals['_ADDTASKSREQUEST']._serialized_end=1938
+  _globals['_ADDTASKSRESPONSE']._serialized_start=1940
+  _globals['_ADDTASKSRESPONSE']._serialized_end=2031
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=2033
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=2092
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=2094
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=2150
+  _globals['_CLIENTSERVICE']._serialized_start=2153
+  _globals['_CLIENTSERVICE']._serialized_end=2725
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,7 @@ class TaskSpec(_message.Message):
     REQUIRES_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    BLOCKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     priority: _builtins.int
     estimate_seconds: _builtins.float
@@ -47,6 +48,10 @@ class TaskSpec(_message.Message):
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def requires(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def blocks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """AddTasks only: existing tasks not started yet that now also wait for this one."""
+
     def __init__(
         self,
         *,
@@ -59,10 +64,11 @@ class TaskSpec(_message.Message):
         requires: _abc.Iterable[_builtins.str] | None = ...,
         payload_json: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
+        blocks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "depends_on", b"depends_on", "estimate_seconds", b"estimate_seconds", "id", b"id", "kind", b"kind", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "requires", b"requires"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "branch", b"branch", "depends_on", b"depends_on", "estimate_seconds", b"estimate_seconds", "id", b"id", "kind", b"kind", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "requires", b"requires"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -171,6 +177,8 @@ class TaskStatus(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     task_id: _builtins.str
     state: _common_pb2.TaskState.ValueType
@@ -181,6 +189,9 @@ class TaskStatus(_message.Message):
     started_at: _builtins.float
     """unix seconds, 0 if never"""
     finished_at: _builtins.float
+    result_json: _builtins.str
+    """GetTask only: the task's JSON result (empty: none) and output tail."""
+    output_tail: _builtins.str
     def __init__(
         self,
         *,
@@ -192,10 +203,12 @@ class TaskStatus(_message.Message):
         reason: _builtins.str = ...,
         started_at: _builtins.float = ...,
         finished_at: _builtins.float = ...,
+        result_json: _builtins.str = ...,
+        output_tail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "finished_at", b"finished_at", "project_id", b"project_id", "reason", b"reason", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "finished_at", b"finished_at", "output_tail", b"output_tail", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -481,6 +494,58 @@ class CancelProjectResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelProjectResponse: _TypeAlias = CancelProjectResponse  # noqa: Y015
+
+@_typing.final
+class AddTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskSpec]: ...
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        tasks: _abc.Iterable[Global___TaskSpec] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project_id", b"project_id", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTasksRequest: _TypeAlias = AddTasksRequest  # noqa: Y015
+
+@_typing.final
+class AddTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    TASK_COUNT_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    revision: _builtins.int
+    added: _builtins.int
+    task_count: _builtins.int
+    """tasks of the project now"""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        added: _builtins.int = ...,
+        task_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "project_id", b"project_id", "revision", b"revision", "task_count", b"task_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTasksResponse: _TypeAlias = AddTasksResponse  # noqa: Y015
 
 @_typing.final
 class DeleteProjectRequest(_message.Message):

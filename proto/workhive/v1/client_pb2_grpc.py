@@ -59,6 +59,11 @@ class ClientServiceStub:
                 request_serializer=workhive_dot_v1_dot_client__pb2.CancelProjectRequest.SerializeToString,
                 response_deserializer=workhive_dot_v1_dot_client__pb2.CancelProjectResponse.FromString,
                 _registered_method=True)
+        self.AddTasks = channel.unary_unary(
+                '/workhive.v1.ClientService/AddTasks',
+                request_serializer=workhive_dot_v1_dot_client__pb2.AddTasksRequest.SerializeToString,
+                response_deserializer=workhive_dot_v1_dot_client__pb2.AddTasksResponse.FromString,
+                _registered_method=True)
         self.DeleteProject = channel.unary_unary(
                 '/workhive.v1.ClientService/DeleteProject',
                 request_serializer=workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.SerializeToString,
@@ -99,6 +104,15 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddTasks(self, request, context):
+        """Grow a project while it runs (leader-only): the batch is validated
+        against the whole graph and committed in one fenced txn, or refused
+        (INVALID_ARGUMENT naming task and field) with nothing written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteProject(self, request, context):
         """Delete a finished project: its tasks, results and meta, in one fenced txn.
         FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
@@ -134,6 +148,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.CancelProject,
                     request_deserializer=workhive_dot_v1_dot_client__pb2.CancelProjectRequest.FromString,
                     response_serializer=workhive_dot_v1_dot_client__pb2.CancelProjectResponse.SerializeToString,
+            ),
+            'AddTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTasks,
+                    request_deserializer=workhive_dot_v1_dot_client__pb2.AddTasksRequest.FromString,
+                    response_serializer=workhive_dot_v1_dot_client__pb2.AddTasksResponse.SerializeToString,
             ),
             'DeleteProject': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteProject,
@@ -276,6 +295,33 @@ class ClientService:
             '/workhive.v1.ClientService/CancelProject',
             workhive_dot_v1_dot_client__pb2.CancelProjectRequest.SerializeToString,
             workhive_dot_v1_dot_client__pb2.CancelProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workhive.v1.ClientService/AddTasks',
+            workhive_dot_v1_dot_client__pb2.AddTasksRequest.SerializeToString,
+            workhive_dot_v1_dot_client__pb2.AddTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

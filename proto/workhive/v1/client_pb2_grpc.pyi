@@ -39,6 +39,11 @@ class ClientServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]
     WatchProject: _grpc.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]
     CancelProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]
+    AddTasks: _grpc.UnaryUnaryMultiCallable[_client_pb2.AddTasksRequest, _client_pb2.AddTasksResponse]
+    """Grow a project while it runs (leader-only): the batch is validated
+    against the whole graph and committed in one fenced txn, or refused
+    (INVALID_ARGUMENT naming task and field) with nothing written.
+    """
     DeleteProject: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]
     """Delete a finished project: its tasks, results and meta, in one fenced txn.
     FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
@@ -52,6 +57,11 @@ class ClientServiceAsyncStub(ClientServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_client_pb2.GetTaskRequest, _client_pb2.TaskStatus]  # type: ignore[assignment]
     WatchProject: _aio.UnaryStreamMultiCallable[_client_pb2.WatchProjectRequest, _client_pb2.ProjectEvent]  # type: ignore[assignment]
     CancelProject: _aio.UnaryUnaryMultiCallable[_client_pb2.CancelProjectRequest, _client_pb2.CancelProjectResponse]  # type: ignore[assignment]
+    AddTasks: _aio.UnaryUnaryMultiCallable[_client_pb2.AddTasksRequest, _client_pb2.AddTasksResponse]  # type: ignore[assignment]
+    """Grow a project while it runs (leader-only): the batch is validated
+    against the whole graph and committed in one fenced txn, or refused
+    (INVALID_ARGUMENT naming task and field) with nothing written.
+    """
     DeleteProject: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteProjectRequest, _client_pb2.DeleteProjectResponse]  # type: ignore[assignment]
     """Delete a finished project: its tasks, results and meta, in one fenced txn.
     FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
@@ -92,6 +102,17 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _client_pb2.CancelProjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.CancelProjectResponse, _abc.Awaitable[_client_pb2.CancelProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddTasks(
+        self,
+        request: _client_pb2.AddTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.AddTasksResponse, _abc.Awaitable[_client_pb2.AddTasksResponse]]:
+        """Grow a project while it runs (leader-only): the batch is validated
+        against the whole graph and committed in one fenced txn, or refused
+        (INVALID_ARGUMENT naming task and field) with nothing written.
+        """
 
     @_abc_1.abstractmethod
     def DeleteProject(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workhive.agent import ExecHandler, Task, TaskFailure, TaskKey
+from workhive.agent import ExecHandler, Result, Task, TaskFailure, TaskKey
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,6 +40,8 @@ def test_env_vars_reach_the_command() -> None:
     env = json.loads(h(task()))
     inherited = {k for k in os.environ if k.startswith("WORKHIVE_")}  # e.g. CI's settings
     env = {k: v for k, v in env.items() if k not in inherited or k == "WORKHIVE_PAYLOAD"}
+    files = {k: env.pop(k) for k in ("WORKHIVE_INPUTS", "WORKHIVE_RESULT", "WORKHIVE_NEW_TASKS")}
+    assert all(os.path.isabs(f) for f in files.values())
     assert env == {
         "WORKHIVE_TASK_ID": "build-api",
         "WORKHIVE_PROJECT_ID": "proj",
@@ -51,6 +53,22 @@ def test_env_vars_reach_the_command() -> None:
         "EXTRA": "x",
     }
     assert json.loads(env["WORKHIVE_PAYLOAD"]) == {"ticket": 42}
+
+
+def test_the_command_reads_its_inputs_and_writes_its_result_through_files() -> None:
+    script = (
+        "import json, os; i = json.load(open(os.environ['WORKHIVE_INPUTS']));"
+        " json.dump({'got': i}, open(os.environ['WORKHIVE_RESULT'], 'w'))"
+    )
+    out = ExecHandler([sys.executable, "-c", script])(task(inputs={"a": [1]}))
+    assert isinstance(out, Result) and out.value == {"got": {"a": [1]}}
+
+
+def test_a_result_file_that_is_not_json_fails_the_task_for_good() -> None:
+    script = "import os; open(os.environ['WORKHIVE_RESULT'], 'w').write('{nope')"
+    with pytest.raises(TaskFailure, match="WORKHIVE_RESULT is not JSON") as exc:
+        ExecHandler([sys.executable, "-c", script])(task())
+    assert not exc.value.retryable
 
 
 def test_string_command_is_shlex_split_without_shell() -> None:

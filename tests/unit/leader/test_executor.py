@@ -155,7 +155,9 @@ class FakePort:
     sessions: dict[str, int] = field(default_factory=lambda: {"a": 11, "b": 12})
     told: list[tuple[str, str, str, Any]] = field(default_factory=list)
 
-    def assign(self, claim: Claim, spec: TaskSpec, term: int) -> None:
+    def assign(
+        self, claim: Claim, spec: TaskSpec, term: int, inputs: Mapping[str, str] | None = None
+    ) -> None:
         self.told.append(("assign", claim.agent, claim.key.task, claim.started))
 
     def grant(self, claim: Claim) -> None:
@@ -167,7 +169,7 @@ class FakePort:
     def ack(self, agent_id: str, ref: TaskRef) -> None:
         self.told.append(("ack", agent_id, ref.key.task, None))
 
-    def reject(self, agent_id: str, ref: TaskRef, reason: str) -> None:
+    def reject(self, agent_id: str, ref: TaskRef, reason: str, invalid: bool = False) -> None:
         self.told.append(("reject", agent_id, ref.key.task, reason))
 
     def connected(self, agent_id: str) -> bool:

@@ -135,6 +135,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "estimates",
         "events",
         "graph",
+        "growth",
         "loader",
         "metrics",
         "placement",

@@ -1,0 +1,2 @@
+"""``workhive mcp``: one AI agent instance as a workhive agent, over MCP
+(docs/mcp.md)."""
