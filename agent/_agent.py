@@ -571,6 +571,11 @@ class Agent:
                 self._claim_empty(msg.claim_empty.seq)
             elif kind == "heartbeat_ack":
                 pass
+            elif kind == "drain_request":
+                self._log.info(
+                    "drain requested by the coordinator", reason=msg.drain_request.reason
+                )
+                self._drain_requested = True
             else:
                 self._log.warning("unknown coordinator message", kind=kind)
         cancel_fn = getattr(self._handler, "cancel", None)

@@ -260,6 +260,16 @@ class Client:
         )
         return resp.cancelled
 
+    def drain_agent(self, agent_id: str, reason: str = "") -> None:
+        """Ask a connected agent to drain: it hands its queued tasks back,
+        finishes what runs, reports and exits (as on SIGTERM).
+
+        Raises:
+            WorkhiveError: ``NOT_FOUND`` when no such agent is connected.
+        """
+        req = client_pb2.DrainAgentRequest(agent_id=agent_id, reason=reason)
+        self._call(lambda s: s.DrainAgent(req, timeout=self._deadline, metadata=self._metadata))
+
     def delete(self, project_id: str, *, compact: bool = False) -> int:
         """Delete a finished project (tasks, results, meta) in one fenced txn;
         returns how many tasks it had. ``compact`` also compacts etcd's history

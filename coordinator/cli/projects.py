@@ -262,6 +262,27 @@ def delete(
     err.print(f"deleted {project} ({tasks} tasks)")
 
 
+def drain(
+    agent: str = typer.Argument(..., help="Agent id."),
+    coordinator: str = COORDINATORS,
+    reason: str = typer.Option("operator", help="Logged by the agent and the leader."),
+    timeout: float = TIMEOUT,
+    tls: bool = TLS,
+    tls_ca: Path | None = TLS_CA,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    token_file: Path | None = TOKEN_FILE,
+) -> None:
+    """Ask a connected agent to drain: hand its queue back, finish what runs, exit."""
+    sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
+    with _client(coordinator, timeout, **sec) as client:
+        try:
+            client.drain_agent(agent, reason)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+    err.print(f"asked {agent} to drain")
+
+
 def wait(
     project: str = typer.Argument(..., help="Project id."),
     coordinator: str = COORDINATORS,
@@ -294,4 +315,5 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(cancel)
     app.command()(delete)
+    app.command()(drain)
     app.command()(wait)

@@ -86,4 +86,6 @@ class ActionGuard:
                 )
             if project and not who.sees(project):
                 return Denied(403, f"client {who.name!r} may not touch project {project!r}")
+            if not project and who.projects:
+                return Denied(403, f"client {who.name!r} is limited to projects {who.projects!r}*")
         return None

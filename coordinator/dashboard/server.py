@@ -9,7 +9,7 @@ Routes (documented in docs/dashboard.md, "API"):
 ``GET /api/v1/agents``        agents: capabilities, slots, running, queued, lease
 ``GET /api/v1/events[?project=<pid>]``    server-sent events (``live.py``)
 ``POST /api/v1/projects/<pid>/cancel``    cancel (``auth.py`` decides who may)
-``POST /api/v1/agents/<id>/drain``        answers 501 (see docs/dashboard.md)
+``POST /api/v1/agents/<id>/drain``        asks the agent to drain (admin, no project prefix)
 
 Handlers never compute on the loop: they take the model's frame and run the
 view and its JSON encoding on the dashboard's worker thread.
@@ -242,14 +242,25 @@ class Dashboard:
     ) -> web.Response:
         """A follower passes the cancel to the leader over the gRPC client API,
         with the caller's token."""
+        failed = await self._on_leader(lambda c: c.cancel(pid, reason), address, token)
+        if failed is not None:
+            return failed
+        log.info("project cancel passed to the leader", project=pid, leader=address)
+        return _json(orjson.dumps({"project": pid, "cancelled": True, "by": address}))
+
+    async def _on_leader(
+        self, fn: Callable[[Client], object], address: str, token: str
+    ) -> web.Response | None:
+        """Run ``fn`` against the leader's client API with the caller's token;
+        the error response if it failed, else ``None``."""
         s = self.node.settings
         creds = channel_credentials(s.tls_ca or None, s.tls_cert, s.tls_key) if s.tls_cert else None
 
-        def call() -> int:
+        def call() -> None:
             with Client(
                 [address], timeout=5.0, call_deadline=5.0, credentials=creds, token=token or None
             ) as c:
-                return c.cancel(pid, reason)
+                fn(c)
 
         try:
             await asyncio.to_thread(call)
@@ -258,16 +269,27 @@ class Dashboard:
         except AccessDenied as exc:
             return _error(403, f"leader refused: {exc}")
         except WorkhiveError as exc:
-            return _error(502, f"leader did not cancel: {exc}")
-        log.info("project cancel passed to the leader", project=pid, leader=address)
-        return _json(orjson.dumps({"project": pid, "cancelled": True, "by": address}))
+            status = 404 if exc.code == "NOT_FOUND" else 502
+            return _error(status, f"leader did not do it: {exc}")
+        return None
 
     async def _drain(self, request: web.Request) -> web.Response:
+        aid = request.match_info["aid"]
         denied = self.guard.check(request)
         if denied is not None:
             return _error(denied.status, denied.message)
-        return _error(
-            501,
-            "draining from the coordinator is not supported yet: the agent protocol has no "
-            "coordinator-to-agent drain message; SIGTERM the agent (it drains itself)",
-        )
+        reason = "drained from the dashboard"
+        if self.node.driver is not None:
+            if not self.node.hub.drain(aid, reason):
+                return _error(404, f"no agent {aid[:80]!r} is connected to this leader")
+            log.info("agent asked to drain from the dashboard", agent=aid)
+            return _json(orjson.dumps({"agent": aid, "draining": True, "by": self.node.id}))
+        leader = self.node.leader_info
+        if leader is None:
+            return _error(503, "no leader at the moment; try again")
+        token = self.guard.bearer(request)
+        failed = await self._on_leader(lambda c: c.drain_agent(aid, reason), leader.address, token)
+        if failed is not None:
+            return failed
+        log.info("agent drain passed to the leader", agent=aid, leader=leader.address)
+        return _json(orjson.dumps({"agent": aid, "draining": True, "by": leader.address}))

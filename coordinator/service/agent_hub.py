@@ -110,6 +110,14 @@ class AgentHub:
         box = self._mail.setdefault(agent_id, deque(maxlen=MAILBOX_LIMIT))
         box.append(msg)
 
+    def drain(self, agent_id: str, reason: str) -> bool:
+        """Ask a connected agent to drain; False if it has no session here."""
+        conn = self.conns.get(agent_id)
+        if conn is None:
+            return False
+        conn.push(agent_pb2.CoordinatorMessage(drain_request=agent_pb2.DrainRequest(reason=reason)))
+        return True
+
     # -- what the leader says ------------------------------------------------
 
     def assign(

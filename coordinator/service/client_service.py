@@ -418,3 +418,21 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             )
         log.info("project deleted", project=pid, tasks=len(states), revision=revision)
         return client_pb2.DeleteProjectResponse(tasks=len(states), revision=revision)
+
+    async def DrainAgent(
+        self, request: client_pb2.DrainAgentRequest, context: Ctx
+    ) -> client_pb2.DrainAgentResponse:
+        """Ask a connected agent to drain (it hands its queue back, finishes
+        what runs, reports and exits, as on SIGTERM)."""
+        await self._leader_only(context)
+        aid = request.agent_id
+        if len(aid) > MAX_ID_CHARS or not self.node.hub.drain(aid, request.reason or "operator"):
+            await context.abort_with_status(
+                error_status(
+                    grpc.StatusCode.NOT_FOUND,
+                    "UNKNOWN_AGENT",
+                    f"no agent {aid[:80]!r} is connected to the leader",
+                )
+            )
+        log.info("agent asked to drain", agent_id=aid, reason=request.reason)
+        return client_pb2.DrainAgentResponse()

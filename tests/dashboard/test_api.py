@@ -166,3 +166,26 @@ def test_a_read_only_client_token_cannot_act(tmp_path: Path) -> None:
         assert r.status == 403 and "admin" in (await r.json())["error"]
 
     run(body, auth_tokens_file=str(path))
+
+
+def test_a_drain_on_a_follower_without_leader_answers_503(tmp_path: Path) -> None:
+    async def body(c: TestClient[Any, Any], node: FakeNode) -> None:
+        node.leader_info = None
+        ok = {**ACT, "Authorization": "Bearer client-token-0123456789"}
+        assert (await c.post("/api/v1/agents/a1/drain", headers=ok)).status == 503
+
+    run(body, auth_tokens_file=_tokens(tmp_path))
+
+
+def test_an_admin_limited_to_a_project_prefix_cannot_drain_agents(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text(
+        "clients:\n  ci: {token: ci-admin-token-0123456789, role: admin, projects: ci-}\n"
+    )
+
+    async def body(c: TestClient[Any, Any], node: FakeNode) -> None:
+        scoped = {**ACT, "Authorization": "Bearer ci-admin-token-0123456789"}
+        r = await c.post("/api/v1/agents/a1/drain", headers=scoped)
+        assert r.status == 403 and "limited to projects" in (await r.json())["error"]
+
+    run(body, auth_tokens_file=str(path))

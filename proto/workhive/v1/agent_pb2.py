@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from workhive.v1 import common_pb2 as workhive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17workhive/v1/agent.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\xc1\x02\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.workhive.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.workhive.v1.HeartbeatH\x00\x12*\n\x05start\x18\x03 \x01(\x0b\x32\x19.workhive.v1.StartRequestH\x00\x12/\n\tcompleted\x18\x04 \x01(\x0b\x32\x1a.workhive.v1.TaskCompletedH\x00\x12)\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x17.workhive.v1.TaskFailedH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.workhive.v1.DrainH\x00\x12*\n\x05\x63laim\x18\x07 \x01(\x0b\x32\x19.workhive.v1.ClaimRequestH\x00\x42\x06\n\x04kind\"\xb0\x01\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\x17\n\x0fresume_lease_id\x18\x05 \x01(\x03\x12\x13\n\x0bsdk_version\x18\x06 \x01(\t\x12\"\n\x04held\x18\x07 \x03(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0c\n\x04pull\x18\x08 \x01(\x08\",\n\x0c\x43laimRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"?\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x07running\x18\x02 \x03(\x0b\x32\x14.workhive.v1.TaskRef\"C\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x04\"2\n\x0cStartRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"\x8f\x01\n\rTaskCompleted\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x13\n\x0boutput_tail\x18\x03 \x01(\t\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\x16\n\x0enew_tasks_json\x18\x05 \x01(\t\"\xa7\x01\n\nTaskFailed\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x13\n\x0boutput_tail\x18\x05 \x01(\t\x12\x11\n\tretryable\x18\x06 \x01(\x08\x12\x10\n\x08released\x18\x07 \x01(\x08\"\x1d\n\x05\x44rain\x12\x14\n\x0creturn_queue\x18\x01 \x01(\x08\"\x80\x04\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.workhive.v1.WelcomeH\x00\x12%\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x13.workhive.v1.AssignH\x00\x12\x32\n\rstart_granted\x18\x03 \x01(\x0b\x32\x19.workhive.v1.StartGrantedH\x00\x12\x32\n\rstart_refused\x18\x04 \x01(\x0b\x32\x19.workhive.v1.StartRefusedH\x00\x12%\n\x06revoke\x18\x05 \x01(\x0b\x32\x13.workhive.v1.RevokeH\x00\x12\x34\n\x0e\x63ompletion_ack\x18\x06 \x01(\x0b\x32\x1a.workhive.v1.CompletionAckH\x00\x12>\n\x13\x63ompletion_rejected\x18\x07 \x01(\x0b\x32\x1f.workhive.v1.CompletionRejectedH\x00\x12)\n\x08redirect\x18\x08 \x01(\x0b\x32\x15.workhive.v1.RedirectH\x00\x12\x32\n\rheartbeat_ack\x18\t \x01(\x0b\x32\x19.workhive.v1.HeartbeatAckH\x00\x12.\n\x0b\x63laim_empty\x18\n \x01(\x0b\x32\x17.workhive.v1.ClaimEmptyH\x00\x42\x06\n\x04kind\"\x19\n\nClaimEmpty\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\xa1\x01\n\x07Welcome\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0e\x63oordinator_id\x18\x04 \x01(\t\x12\'\n\x06leader\x18\x05 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12\x0f\n\x07resumed\x18\x06 \x01(\x08\"\xc0\x01\n\x06\x41ssign\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\x12\x18\n\x10\x65stimate_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07started\x18\x07 \x01(\x08\x12\x0c\n\x04term\x18\x08 \x01(\x03\x12\x13\n\x0binputs_json\x18\t \x01(\t\"2\n\x0cStartGranted\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"B\n\x0cStartRefused\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x06Revoke\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\rCompletionAck\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"s\n\x12\x43ompletionRejected\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.workhive.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"3\n\x08Redirect\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\"\x12\n\x10GetLeaderRequest\"0\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r2\xe5\x01\n\x0c\x41gentService\x12I\n\x07Session\x12\x19.workhive.v1.AgentMessage\x1a\x1f.workhive.v1.CoordinatorMessage(\x01\x30\x01\x12\x43\n\tGetLeader\x12\x1d.workhive.v1.GetLeaderRequest\x1a\x17.workhive.v1.LeaderInfo\x12\x45\n\tHeartbeat\x12\x1d.workhive.v1.HeartbeatRequest\x1a\x19.workhive.v1.HeartbeatAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17workhive/v1/agent.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\xc1\x02\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.workhive.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.workhive.v1.HeartbeatH\x00\x12*\n\x05start\x18\x03 \x01(\x0b\x32\x19.workhive.v1.StartRequestH\x00\x12/\n\tcompleted\x18\x04 \x01(\x0b\x32\x1a.workhive.v1.TaskCompletedH\x00\x12)\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x17.workhive.v1.TaskFailedH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.workhive.v1.DrainH\x00\x12*\n\x05\x63laim\x18\x07 \x01(\x0b\x32\x19.workhive.v1.ClaimRequestH\x00\x42\x06\n\x04kind\"\xb0\x01\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\x17\n\x0fresume_lease_id\x18\x05 \x01(\x03\x12\x13\n\x0bsdk_version\x18\x06 \x01(\t\x12\"\n\x04held\x18\x07 \x03(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0c\n\x04pull\x18\x08 \x01(\x08\",\n\x0c\x43laimRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"?\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x07running\x18\x02 \x03(\x0b\x32\x14.workhive.v1.TaskRef\"C\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x04\"2\n\x0cStartRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"\x8f\x01\n\rTaskCompleted\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x18\n\x10\x64uration_seconds\x18\x02 \x01(\x01\x12\x13\n\x0boutput_tail\x18\x03 \x01(\t\x12\x13\n\x0bresult_json\x18\x04 \x01(\t\x12\x16\n\x0enew_tasks_json\x18\x05 \x01(\t\"\xa7\x01\n\nTaskFailed\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x13\n\x0boutput_tail\x18\x05 \x01(\t\x12\x11\n\tretryable\x18\x06 \x01(\x08\x12\x10\n\x08released\x18\x07 \x01(\x08\"\x1d\n\x05\x44rain\x12\x14\n\x0creturn_queue\x18\x01 \x01(\x08\"\xb4\x04\n\x12\x43oordinatorMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.workhive.v1.WelcomeH\x00\x12%\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x13.workhive.v1.AssignH\x00\x12\x32\n\rstart_granted\x18\x03 \x01(\x0b\x32\x19.workhive.v1.StartGrantedH\x00\x12\x32\n\rstart_refused\x18\x04 \x01(\x0b\x32\x19.workhive.v1.StartRefusedH\x00\x12%\n\x06revoke\x18\x05 \x01(\x0b\x32\x13.workhive.v1.RevokeH\x00\x12\x34\n\x0e\x63ompletion_ack\x18\x06 \x01(\x0b\x32\x1a.workhive.v1.CompletionAckH\x00\x12>\n\x13\x63ompletion_rejected\x18\x07 \x01(\x0b\x32\x1f.workhive.v1.CompletionRejectedH\x00\x12)\n\x08redirect\x18\x08 \x01(\x0b\x32\x15.workhive.v1.RedirectH\x00\x12\x32\n\rheartbeat_ack\x18\t \x01(\x0b\x32\x19.workhive.v1.HeartbeatAckH\x00\x12.\n\x0b\x63laim_empty\x18\n \x01(\x0b\x32\x17.workhive.v1.ClaimEmptyH\x00\x12\x32\n\rdrain_request\x18\x0b \x01(\x0b\x32\x19.workhive.v1.DrainRequestH\x00\x42\x06\n\x04kind\"\x1e\n\x0c\x44rainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x19\n\nClaimEmpty\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\xa1\x01\n\x07Welcome\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x16\n\x0e\x63oordinator_id\x18\x04 \x01(\t\x12\'\n\x06leader\x18\x05 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12\x0f\n\x07resumed\x18\x06 \x01(\x08\"\xc0\x01\n\x06\x41ssign\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\x12\x18\n\x10\x65stimate_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07started\x18\x07 \x01(\x08\x12\x0c\n\x04term\x18\x08 \x01(\x03\x12\x13\n\x0binputs_json\x18\t \x01(\t\"2\n\x0cStartGranted\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"B\n\x0cStartRefused\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x06Revoke\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\rCompletionAck\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\"s\n\x12\x43ompletionRejected\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.workhive.v1.TaskRef\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.workhive.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"3\n\x08Redirect\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\"\x12\n\x10GetLeaderRequest\"0\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r2\xe5\x01\n\x0c\x41gentService\x12I\n\x07Session\x12\x19.workhive.v1.AgentMessage\x1a\x1f.workhive.v1.CoordinatorMessage(\x01\x30\x01\x12\x43\n\tGetLeader\x12\x1d.workhive.v1.GetLeaderRequest\x1a\x17.workhive.v1.LeaderInfo\x12\x45\n\tHeartbeat\x12\x1d.workhive.v1.HeartbeatRequest\x1a\x19.workhive.v1.HeartbeatAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,29 +51,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DRAIN']._serialized_start=1117
   _globals['_DRAIN']._serialized_end=1146
   _globals['_COORDINATORMESSAGE']._serialized_start=1149
-  _globals['_COORDINATORMESSAGE']._serialized_end=1661
-  _globals['_CLAIMEMPTY']._serialized_start=1663
-  _globals['_CLAIMEMPTY']._serialized_end=1688
-  _globals['_WELCOME']._serialized_start=1691
-  _globals['_WELCOME']._serialized_end=1852
-  _globals['_ASSIGN']._serialized_start=1855
-  _globals['_ASSIGN']._serialized_end=2047
-  _globals['_STARTGRANTED']._serialized_start=2049
-  _globals['_STARTGRANTED']._serialized_end=2099
-  _globals['_STARTREFUSED']._serialized_start=2101
-  _globals['_STARTREFUSED']._serialized_end=2167
-  _globals['_REVOKE']._serialized_start=2169
-  _globals['_REVOKE']._serialized_end=2229
-  _globals['_COMPLETIONACK']._serialized_start=2231
-  _globals['_COMPLETIONACK']._serialized_end=2282
-  _globals['_COMPLETIONREJECTED']._serialized_start=2284
-  _globals['_COMPLETIONREJECTED']._serialized_end=2399
-  _globals['_REDIRECT']._serialized_start=2401
-  _globals['_REDIRECT']._serialized_end=2452
-  _globals['_GETLEADERREQUEST']._serialized_start=2454
-  _globals['_GETLEADERREQUEST']._serialized_end=2472
-  _globals['_HEARTBEATACK']._serialized_start=2474
-  _globals['_HEARTBEATACK']._serialized_end=2522
-  _globals['_AGENTSERVICE']._serialized_start=2525
-  _globals['_AGENTSERVICE']._serialized_end=2754
+  _globals['_COORDINATORMESSAGE']._serialized_end=1713
+  _globals['_DRAINREQUEST']._serialized_start=1715
+  _globals['_DRAINREQUEST']._serialized_end=1745
+  _globals['_CLAIMEMPTY']._serialized_start=1747
+  _globals['_CLAIMEMPTY']._serialized_end=1772
+  _globals['_WELCOME']._serialized_start=1775
+  _globals['_WELCOME']._serialized_end=1936
+  _globals['_ASSIGN']._serialized_start=1939
+  _globals['_ASSIGN']._serialized_end=2131
+  _globals['_STARTGRANTED']._serialized_start=2133
+  _globals['_STARTGRANTED']._serialized_end=2183
+  _globals['_STARTREFUSED']._serialized_start=2185
+  _globals['_STARTREFUSED']._serialized_end=2251
+  _globals['_REVOKE']._serialized_start=2253
+  _globals['_REVOKE']._serialized_end=2313
+  _globals['_COMPLETIONACK']._serialized_start=2315
+  _globals['_COMPLETIONACK']._serialized_end=2366
+  _globals['_COMPLETIONREJECTED']._serialized_start=2368
+  _globals['_COMPLETIONREJECTED']._serialized_end=2483
+  _globals['_REDIRECT']._serialized_start=2485
+  _globals['_REDIRECT']._serialized_end=2536
+  _globals['_GETLEADERREQUEST']._serialized_start=2538
+  _globals['_GETLEADERREQUEST']._serialized_end=2556
+  _globals['_HEARTBEATACK']._serialized_start=2558
+  _globals['_HEARTBEATACK']._serialized_end=2606
+  _globals['_AGENTSERVICE']._serialized_start=2609
+  _globals['_AGENTSERVICE']._serialized_end=2838
 # @@protoc_insertion_point(module_scope)

@@ -342,6 +342,7 @@ class CoordinatorMessage(_message.Message):
     REDIRECT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
     CLAIM_EMPTY_FIELD_NUMBER: _builtins.int
+    DRAIN_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -362,6 +363,8 @@ class CoordinatorMessage(_message.Message):
     def heartbeat_ack(self) -> Global___HeartbeatAck: ...
     @_builtins.property
     def claim_empty(self) -> Global___ClaimEmpty: ...
+    @_builtins.property
+    def drain_request(self) -> Global___DrainRequest: ...
     def __init__(
         self,
         *,
@@ -375,16 +378,41 @@ class CoordinatorMessage(_message.Message):
         redirect: Global___Redirect | None = ...,
         heartbeat_ack: Global___HeartbeatAck | None = ...,
         claim_empty: Global___ClaimEmpty | None = ...,
+        drain_request: Global___DrainRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty", "drain_request"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CoordinatorMessage: _TypeAlias = CoordinatorMessage  # noqa: Y015
+
+@_typing.final
+class DrainRequest(_message.Message):
+    """An operator asked this agent to drain (workhive drain, the dashboard): it
+    hands its queue back, finishes what runs, reports, and exits, exactly as
+    on SIGTERM.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainRequest: _TypeAlias = DrainRequest  # noqa: Y015
 
 @_typing.final
 class ClaimEmpty(_message.Message):

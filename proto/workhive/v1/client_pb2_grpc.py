@@ -69,6 +69,11 @@ class ClientServiceStub:
                 request_serializer=workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.SerializeToString,
                 response_deserializer=workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.FromString,
                 _registered_method=True)
+        self.DrainAgent = channel.unary_unary(
+                '/workhive.v1.ClientService/DrainAgent',
+                request_serializer=workhive_dot_v1_dot_client__pb2.DrainAgentRequest.SerializeToString,
+                response_deserializer=workhive_dot_v1_dot_client__pb2.DrainAgentResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -121,6 +126,13 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainAgent(self, request, context):
+        """Ask a connected agent to drain (role admin). NOT_FOUND if it is not connected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +170,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.DeleteProject,
                     request_deserializer=workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.FromString,
                     response_serializer=workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.SerializeToString,
+            ),
+            'DrainAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainAgent,
+                    request_deserializer=workhive_dot_v1_dot_client__pb2.DrainAgentRequest.FromString,
+                    response_serializer=workhive_dot_v1_dot_client__pb2.DrainAgentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +366,33 @@ class ClientService:
             '/workhive.v1.ClientService/DeleteProject',
             workhive_dot_v1_dot_client__pb2.DeleteProjectRequest.SerializeToString,
             workhive_dot_v1_dot_client__pb2.DeleteProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workhive.v1.ClientService/DrainAgent',
+            workhive_dot_v1_dot_client__pb2.DrainAgentRequest.SerializeToString,
+            workhive_dot_v1_dot_client__pb2.DrainAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,

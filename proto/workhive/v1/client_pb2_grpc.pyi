@@ -48,6 +48,8 @@ class ClientServiceStub:
     """Delete a finished project: its tasks, results and meta, in one fenced txn.
     FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
     """
+    DrainAgent: _grpc.UnaryUnaryMultiCallable[_client_pb2.DrainAgentRequest, _client_pb2.DrainAgentResponse]
+    """Ask a connected agent to drain (role admin). NOT_FOUND if it is not connected."""
 
 @_typing.type_check_only
 class ClientServiceAsyncStub(ClientServiceStub):
@@ -66,6 +68,8 @@ class ClientServiceAsyncStub(ClientServiceStub):
     """Delete a finished project: its tasks, results and meta, in one fenced txn.
     FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
     """
+    DrainAgent: _aio.UnaryUnaryMultiCallable[_client_pb2.DrainAgentRequest, _client_pb2.DrainAgentResponse]  # type: ignore[assignment]
+    """Ask a connected agent to drain (role admin). NOT_FOUND if it is not connected."""
 
 class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -123,5 +127,13 @@ class ClientServiceServicer(metaclass=_abc_1.ABCMeta):
         """Delete a finished project: its tasks, results and meta, in one fenced txn.
         FAILED_PRECONDITION while it runs (cancel it first); NOT_FOUND if absent.
         """
+
+    @_abc_1.abstractmethod
+    def DrainAgent(
+        self,
+        request: _client_pb2.DrainAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_client_pb2.DrainAgentResponse, _abc.Awaitable[_client_pb2.DrainAgentResponse]]:
+        """Ask a connected agent to drain (role admin). NOT_FOUND if it is not connected."""
 
 def add_ClientServiceServicer_to_server(servicer: ClientServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
