@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -86,7 +87,10 @@ def test_deleting_an_unknown_project_is_not_found(client: Client) -> None:
         client.delete("never-was")
 
 
-def test_retention_deletes_projects_that_finished_long_enough_ago(etcd_url: str) -> None:
+def test_retention_deletes_projects_that_finished_long_enough_ago(etcd_private: Any) -> None:
+    """Retention compacts etcd's history: a private etcd, so the shared one
+    keeps the full history other tests audit."""
+    etcd_url = etcd_private.endpoints[0]
     with coordinator(base_settings(etcd_url, retention_seconds=1.0)) as n, Client([n.address]) as c:
         _finished(c, "expiring")
         deadline = time.monotonic() + 15
