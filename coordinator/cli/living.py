@@ -15,7 +15,7 @@ from typing import Any
 import typer
 import yaml
 
-from workhive.client import Task, TaskState, WorkhiveError
+from workhive.client import Task, TaskState
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.cli.projects import (
     COORDINATORS,
@@ -25,10 +25,9 @@ from workhive.coordinator.cli.projects import (
     TLS_CERT,
     TLS_KEY,
     TOKEN_FILE,
-    _client,
     _sec,
+    call,
     err,
-    fail,
 )
 from workhive.coordinator.scheduling.loader import ProjectError, task_from_dict
 
@@ -49,11 +48,7 @@ def result(
 ) -> None:
     """Print the JSON result a task completed with (``null``: none yet)."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            st = client.task(project, task)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    st = call(lambda c: c.task(project, task), coordinator, timeout, sec)
     if st.state is TaskState.UNKNOWN:
         err.print(f"[red]unknown task:[/red] {project}/{task}", highlight=False)
         raise typer.Exit(exit_codes.FAILED)
@@ -128,11 +123,7 @@ def add(
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_codes.FAILED) from None
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            added = client.add_tasks(project, tasks)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    added = call(lambda c: c.add_tasks(project, tasks), coordinator, timeout, sec)
     if json_out:
         typer.echo(json.dumps(asdict(added)))
     else:

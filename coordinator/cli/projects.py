@@ -12,9 +12,10 @@ credentials refused or not allowed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -65,6 +66,9 @@ TIMEOUT = typer.Option(
 )
 
 
+T = TypeVar("T")
+
+
 def _client(
     addresses: str,
     timeout: float = 15.0,
@@ -112,6 +116,16 @@ def _sec(
     }
 
 
+def call(fn: Callable[[Client], T], coordinator: str, timeout: float, sec: dict[str, Any]) -> T:
+    """One client call from the common options; a failure is the CLI's
+    one-line error and the exit code that says what kind it was."""
+    with _client(coordinator, timeout, **sec) as client:
+        try:
+            return fn(client)
+        except WorkhiveError as exc:
+            raise fail(exc) from None
+
+
 def fail(exc: WorkhiveError) -> typer.Exit:
     """Print the error on one line; the exit code says what kind it was."""
     err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -142,11 +156,7 @@ def submit(
     except ProjectError as exc:
         err.print(f"[red]invalid project:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exit_codes.FAILED) from None
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            resp = client.submit(spec)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    resp = call(lambda c: c.submit(spec), coordinator, timeout, sec)
     if json_out:
         typer.echo(json.dumps(asdict(resp)))
     else:
@@ -201,11 +211,7 @@ def status(
     ``"stale": true`` (JSON) or a STALE line (stderr), and exits 69.
     """
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            resp = client.status(project, tasks=tasks)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    resp = call(lambda c: c.status(project, tasks=tasks), coordinator, timeout, sec)
     if project and resp.project(project) is None:
         err.print(f"[red]unknown project:[/red] {escape(project)}", highlight=False)
         raise typer.Exit(exit_codes.FAILED)
@@ -231,11 +237,7 @@ def cancel(
 ) -> None:
     """Cancel every task of a project that has not finished."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            cancelled = client.cancel(project, reason)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    cancelled = call(lambda c: c.cancel(project, reason), coordinator, timeout, sec)
     err.print(f"cancelled {cancelled} tasks of {escape(project)}")
 
 
@@ -254,11 +256,7 @@ def delete(
 ) -> None:
     """Delete a finished project: its tasks, results and meta (cancel a running one first)."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            tasks = client.delete(project, compact=compact)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    tasks = call(lambda c: c.delete(project, compact=compact), coordinator, timeout, sec)
     err.print(f"deleted {project} ({tasks} tasks)")
 
 
@@ -275,11 +273,7 @@ def drain(
 ) -> None:
     """Ask a connected agent to drain: hand its queue back, finish what runs, exit."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, timeout, **sec) as client:
-        try:
-            client.drain_agent(agent, reason)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    call(lambda c: c.drain_agent(agent, reason), coordinator, timeout, sec)
     err.print(f"asked {agent} to drain")
 
 
@@ -296,11 +290,7 @@ def wait(
 ) -> None:
     """Wait until every task of a project finished; exit 0 only if all succeeded."""
     sec = _sec(tls, tls_ca, tls_cert, tls_key, token_file)
-    with _client(coordinator, min(timeout, 15.0), **sec) as client:
-        try:
-            done = client.wait(project, timeout)
-        except WorkhiveError as exc:
-            raise fail(exc) from None
+    done = call(lambda c: c.wait(project, timeout), coordinator, min(timeout, 15.0), sec)
     if json_out:
         typer.echo(json.dumps(asdict(done)))
     else:

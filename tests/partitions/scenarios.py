@@ -332,7 +332,10 @@ def leader_link_delayed(
         out.info["succeeded_under_delay"] = (
             during.counts.get("succeeded", 0) if during else 0
         ) - done_before
-        out.metrics["recover"] = _need(sc.first_start_after(t0), "start under the delay", sc)
+        first = sc.first_start_after(t0)
+        out.info["started_under_delay"] = first is not None
+        if first is not None:
+            out.metrics["recover"] = first
         after_heal = sc.first_start_after(t_heal)
         if after_heal is not None:  # None: the project finished under the delay
             out.metrics["recover_after_heal"] = after_heal
