@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workhive.coordinator.project_files import load_best_known, load_stg
 from workhive.coordinator.scheduling import (
     POLICIES,
     PlannerConfig,
     SchedulerConfig,
     SimConfig,
-    load_best_known,
-    load_stg,
     simulate,
 )
 

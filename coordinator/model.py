@@ -7,7 +7,7 @@ etcd values lives in the etcd layer.
 
 Invariants kept here:
 - a ``ProjectSpec`` is valid once constructed by the loader: ids unique,
-  dependencies known, acyclic, priorities in 0..10 (see ``scheduling.loader``);
+  dependencies known, acyclic, priorities in 0..10 (see ``project_files`` and ``task_schema``);
 - ``TaskState`` order follows the lifecycle; terminal states never change.
 """
 

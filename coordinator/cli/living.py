@@ -29,7 +29,7 @@ from workhive.coordinator.cli.projects import (
     call,
     err,
 )
-from workhive.coordinator.scheduling.loader import ProjectError, task_from_dict
+from workhive.coordinator.task_schema import ProjectError, task_from_dict
 
 
 def result(

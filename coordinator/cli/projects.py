@@ -32,7 +32,7 @@ from workhive.client import (
     WorkhiveError,
 )
 from workhive.coordinator.cli import exit_codes
-from workhive.coordinator.scheduling.loader import ProjectError, load_project
+from workhive.coordinator.project_files import ProjectError, load_project
 
 err = Console(stderr=True)
 

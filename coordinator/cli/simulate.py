@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 
+from workhive.coordinator.project_files import BestKnown, load_best_known, load_project, load_stg
 from workhive.coordinator.scheduling import (
     POLICIES,
     PlannerConfig,
@@ -26,12 +27,8 @@ from workhive.coordinator.scheduling import (
     SchedulerConfig,
     SimConfig,
     SimResult,
-    load_best_known,
-    load_project,
-    load_stg,
     simulate,
 )
-from workhive.coordinator.scheduling.stg import BestKnown
 
 __all__ = ["register", "result_record"]
 

@@ -36,7 +36,7 @@ from workhive.coordinator.local_cluster.ports import free_port
 from workhive.coordinator.local_cluster.processes import LocalCluster, Proc
 from workhive.coordinator.local_cluster.summary import Summary, lower_bound
 from workhive.coordinator.model import ProjectSpec
-from workhive.coordinator.scheduling.loader import ProjectError, load_project
+from workhive.coordinator.project_files import ProjectError, load_project
 
 err = Console(stderr=True)
 

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from workhive.coordinator.etcd.types import KeyValue, ProjectMeta, TaskRecord
-from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskSpec, TaskState
+from workhive.coordinator.model import AgentInfo, Claim, TaskKey, TaskResult, TaskState
+from workhive.coordinator.task_schema import task_from_stored, task_to_dict
 
 
 def dumps(obj: Any) -> bytes:
@@ -22,48 +23,12 @@ def loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
-# -- task spec / record ------------------------------------------------------
-
-
-def spec_to_dict(spec: TaskSpec) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": spec.id}
-    if spec.depends_on:
-        d["depends_on"] = list(spec.depends_on)
-    d["priority"] = spec.priority
-    if spec.estimate is not None:
-        d["estimate"] = spec.estimate
-    if spec.kind:
-        d["kind"] = spec.kind
-    if spec.branch:
-        d["branch"] = spec.branch
-    if spec.requires:
-        d["requires"] = sorted(spec.requires)
-    if spec.payload is not None:
-        d["payload"] = spec.payload
-    d["max_attempts"] = spec.max_attempts
-    if spec.duration is not None:
-        d["duration"] = spec.duration
-    return d
-
-
-def spec_from_dict(d: dict[str, Any]) -> TaskSpec:
-    return TaskSpec(
-        id=d["id"],
-        depends_on=tuple(d.get("depends_on", ())),
-        priority=int(d.get("priority", 5)),
-        estimate=d.get("estimate"),
-        kind=d.get("kind", ""),
-        branch=d.get("branch", ""),
-        requires=frozenset(d.get("requires", ())),
-        payload=d.get("payload"),
-        max_attempts=int(d.get("max_attempts", 3)),
-        duration=d.get("duration"),
-    )
+# -- task record (the spec's fields: the one task schema, task_schema.py) ----
 
 
 def encode_task(record: TaskRecord) -> bytes:
     return dumps(
-        {"spec": spec_to_dict(record.spec), "state": str(record.state), "attempt": record.attempt}
+        {"spec": task_to_dict(record.spec), "state": str(record.state), "attempt": record.attempt}
     )
 
 
@@ -71,7 +36,7 @@ def decode_task(key: TaskKey, kv: KeyValue) -> TaskRecord:
     d = loads(kv.value)
     return TaskRecord(
         key=key,
-        spec=spec_from_dict(d["spec"]),
+        spec=task_from_stored(d["spec"]),
         state=TaskState(d.get("state", "pending")),
         attempt=int(d.get("attempt", 1)),
         mod_revision=kv.mod_revision,

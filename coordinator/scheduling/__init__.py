@@ -17,6 +17,7 @@ from workhive.coordinator.scheduling.events import (
     ClaimWanted,
     ClaimWithdrawn,
     Command,
+    DeadlineTick,
     Event,
     MarkTaskFailed,
     PlanUpdated,
@@ -26,6 +27,7 @@ from workhive.coordinator.scheduling.events import (
     ProjectSubmitted,
     RequestReplan,
     RequeueTask,
+    RevokeTask,
     StartRejected,
     StartTask,
     StateRestored,
@@ -39,7 +41,6 @@ from workhive.coordinator.scheduling.events import (
 )
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
 from workhive.coordinator.scheduling.growth import Addition, check_addition, extend_analysis
-from workhive.coordinator.scheduling.loader import ProjectError, load_project, project_from_dict
 from workhive.coordinator.scheduling.metrics import (
     SchedulerMetrics,
     load_imbalance,
@@ -48,10 +49,11 @@ from workhive.coordinator.scheduling.metrics import (
 )
 from workhive.coordinator.scheduling.planner import PlannerConfig, list_schedule, plan_project
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
+from workhive.coordinator.scheduling.retry_policy import backoff_delay
 from workhive.coordinator.scheduling.simulator import SimConfig, SimResult, simulate, skewed_start
 from workhive.coordinator.scheduling.state import SchedulerState
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, StealMove, plan_steals
-from workhive.coordinator.scheduling.stg import BestKnown, load_best_known, load_stg, parse_stg
+from workhive.coordinator.task_schema import ProjectError
 
 __all__ = [
     "POLICIES",
@@ -61,13 +63,13 @@ __all__ = [
     "AgentQueue",
     "AssignRejected",
     "AssignTask",
-    "BestKnown",
     "CancelTask",
     "ClaimLost",
     "ClaimUnanswered",
     "ClaimWanted",
     "ClaimWithdrawn",
     "Command",
+    "DeadlineTick",
     "DurationModel",
     "Event",
     "GraphAnalysis",
@@ -84,6 +86,7 @@ __all__ = [
     "QueuedTask",
     "RequestReplan",
     "RequeueTask",
+    "RevokeTask",
     "SchedulerConfig",
     "SchedulerMetrics",
     "SchedulerState",
@@ -101,19 +104,15 @@ __all__ = [
     "TaskSucceeded",
     "TasksAdded",
     "analyse",
+    "backoff_delay",
     "check_addition",
     "extend_analysis",
     "list_schedule",
-    "load_best_known",
     "load_imbalance",
-    "load_project",
-    "load_stg",
     "lock_contention_rate",
     "parallelization_efficiency",
-    "parse_stg",
     "plan_project",
     "plan_steals",
-    "project_from_dict",
     "simulate",
     "skewed_start",
 ]

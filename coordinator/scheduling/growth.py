@@ -28,7 +28,7 @@ from typing import Any
 
 from workhive.coordinator.model import TaskSpec, TaskState
 from workhive.coordinator.scheduling.graph import GraphAnalysis, topological_order
-from workhive.coordinator.scheduling.loader import ProjectError, task_from_dict
+from workhive.coordinator.task_schema import ProjectError, task_from_dict
 
 MAX_ADD_OPS = 120
 """Writes one batch may cost: one per new task, two per ``blocks`` edge."""

@@ -26,7 +26,6 @@ from workhive.coordinator.etcd import (
 from workhive.coordinator.leader.growth import AddRefused
 from workhive.coordinator.leader.writes import NotLeading
 from workhive.coordinator.model import TaskKey, TaskState
-from workhive.coordinator.scheduling.loader import ProjectError
 from workhive.coordinator.service.convert import (
     addition_from_proto,
     leader_to_proto,
@@ -35,6 +34,7 @@ from workhive.coordinator.service.convert import (
 )
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
 from workhive.coordinator.service.node_view import LeaderView, NodeView
+from workhive.coordinator.task_schema import ProjectError
 from workhive.v1 import client_pb2, client_pb2_grpc
 
 log = structlog.get_logger("workhive.clients")

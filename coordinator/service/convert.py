@@ -17,8 +17,9 @@ from workhive.coordinator.model import (
     TaskSpec,
     TaskState,
 )
+from workhive.coordinator.project_files import project_from_dict
 from workhive.coordinator.scheduling.growth import Addition
-from workhive.coordinator.scheduling.loader import ProjectError, project_from_dict, task_from_dict
+from workhive.coordinator.task_schema import ProjectError, compact, task_from_dict
 from workhive.v1 import client_pb2, common_pb2
 
 _STATE_TO_PB = {
@@ -97,21 +98,22 @@ def _payload(text: str, task_id: str, source: str) -> Any:
 
 
 def _task_dict(t: client_pb2.TaskSpec, source: str) -> dict[str, Any]:
-    raw: dict[str, Any] = {"id": t.id, "priority": t.priority}
-    if t.depends_on:
-        raw["depends_on"] = list(t.depends_on)
-    if t.estimate_seconds:
-        raw["estimate"] = t.estimate_seconds
-    if t.kind:
-        raw["kind"] = t.kind
-    if t.branch:
-        raw["branch"] = t.branch
-    if t.requires:
-        raw["requires"] = list(t.requires)
-    if t.payload_json:
+    """A wire task as a task-schema dict: proto's zero values (unset) are
+    left out, so the schema's defaults apply; ``priority`` 0 is kept."""
+    raw = compact(
+        {
+            "id": t.id,
+            "priority": t.priority,
+            "depends_on": list(t.depends_on),
+            "estimate": t.estimate_seconds or None,
+            "kind": t.kind,
+            "branch": t.branch,
+            "requires": list(t.requires),
+            "max_attempts": t.max_attempts or None,
+        }
+    )
+    if t.payload_json:  # a payload may itself be "" or []
         raw["payload"] = _payload(t.payload_json, t.id, source)
-    if t.max_attempts:
-        raw["max_attempts"] = t.max_attempts
     return raw
 
 

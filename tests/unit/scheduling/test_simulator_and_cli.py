@@ -13,6 +13,7 @@ import workhive.coordinator.scheduling as sched
 from tests.harness.stg_data import STG, needs_stg
 from workhive.coordinator.cli.simulate import register
 from workhive.coordinator.model import ProjectSpec, TaskSpec
+from workhive.coordinator.project_files import load_stg
 from workhive.coordinator.scheduling import (
     PlannerConfig,
     SchedulerConfig,
@@ -67,7 +68,7 @@ def test_makespan_never_below_lower_bound() -> None:
 
 @needs_stg
 def test_planned_stg_run_matches_the_proven_optimum() -> None:
-    spec = sched.load_stg(STG / "50/rand0000.stg")
+    spec = load_stg(STG / "50/rand0000.stg")
     r = simulate(spec, SimConfig(agents=4, planner=PlannerConfig(time_box=5, workers=1)))
     assert r.makespan == 66 and r.plan_optimal  # Case50_4_OPT: 66
 

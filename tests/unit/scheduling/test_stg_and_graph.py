@@ -8,12 +8,10 @@ import pytest
 
 from tests.harness.stg_data import STG, needs_stg
 from workhive.coordinator.model import ProjectSpec, TaskSpec
+from workhive.coordinator.project_files import load_best_known, load_stg, parse_stg
 from workhive.coordinator.scheduling import (
     ProjectError,
     analyse,
-    load_best_known,
-    load_stg,
-    parse_stg,
 )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workhive.coordinator.model import ProjectSpec, TaskSpec
-from workhive.coordinator.scheduling.loader import ProjectError
+from workhive.coordinator.task_schema import ProjectError
 
 __all__ = ["BestKnown", "load_best_known", "load_stg", "parse_stg"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from workhive.coordinator.scheduling import ProjectError, project_from_dict
+from workhive.coordinator.project_files import ProjectError, project_from_dict
 from workhive.coordinator.service.convert import project_from_proto
 from workhive.v1 import client_pb2
 

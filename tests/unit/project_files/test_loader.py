@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from workhive.coordinator.model import MAX_PAYLOAD_BYTES
-from workhive.coordinator.scheduling import ProjectError, load_project, project_from_dict
+from workhive.coordinator.project_files import ProjectError, load_project, project_from_dict
 
 GOOD = """
 project: website-rewrite
