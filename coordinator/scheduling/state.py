@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec, TaskState
 from workhive.coordinator.scheduling.config import SchedulerConfig
+from workhive.coordinator.scheduling.deadlines import DEADLINE_EXCEEDED, Deadlines, RevokeTask
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.events import (
     AgentJoined,
@@ -73,6 +74,7 @@ from workhive.coordinator.scheduling.policies import (
     uses_scarcity,
 )
 from workhive.coordinator.scheduling.priorities import effective_priorities
+from workhive.coordinator.scheduling.retry_policy import RetryWaits, backoff_delay
 from workhive.coordinator.scheduling.scarcity import Needs
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, plan_steals
 
@@ -259,6 +261,10 @@ class SchedulerState(Placement):
         self._now = 0.0
         self._slot_total = -1
         self._feeders: dict[TaskKey, _Task] = {}  # running tasks feeding needy work
+        self._deadlines = Deadlines()  # running tasks with a timeout (deadlines.py)
+        self._waits = RetryWaits()  # retries waiting out their backoff (retry_policy.py)
+        self._event_now = 0.0  # ``now`` of the event being applied
+        self._last_failure: dict[TaskKey, str] = {}  # reason of the last spent attempt
 
     # ------------------------------------------------------------ public API
 
@@ -268,11 +274,12 @@ class SchedulerState(Placement):
         self._out = out
         now = 0.0
         for ev in events:
-            now = ev.now
+            now = self._event_now = ev.now
             if self._stats.first_event is None:
                 self._stats.first_event = now
             self._apply(ev)
         if events:
+            self._expire(now)
             self._dispatch(now)
             for t in self._push_queued_later:
                 if t.state is _A:
@@ -290,6 +297,29 @@ class SchedulerState(Placement):
         """Current attempt of ``key`` (0: never assigned)."""
         t = self._task(key)
         return t.attempt if t else 0
+
+    def deadline_at(self, key: TaskKey) -> float | None:
+        """When the running ``key`` is revoked (``None``: not running or no timeout)."""
+        t = self._task(key)
+        if t is None or t.state is not _RUN or t.started_at is None or t.spec.timeout is None:
+            return None
+        return t.started_at + t.spec.timeout
+
+    def retry_at(self, key: TaskKey) -> float | None:
+        """When ``key``, waiting out its backoff, becomes ready again."""
+        t = self._task(key)
+        return self._waits.ready_at(key) if t is not None and t.state is _P else None
+
+    def last_failure(self, key: TaskKey) -> str:
+        """Reason of ``key``'s last failed attempt ("" none, or not since this
+        leader's restore)."""
+        return self._last_failure.get(key, "")
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time a ``DeadlineTick`` has work to do (a deadline or
+        the end of a backoff), for the driver to schedule one."""
+        times = [x for x in (self._deadlines.next_at(), self._waits.next_at()) if x is not None]
+        return min(times) if times else None
 
     def task_agent(self, key: TaskKey) -> str | None:
         """Agent holding ``key``, if any."""
@@ -415,6 +445,8 @@ class SchedulerState(Placement):
         if p is None or not p.finished:
             return
         del self._projects[project_id]
+        for tk in [k for k in self._last_failure if k.project == project_id]:
+            del self._last_failure[tk]
         self._planned.pop(project_id, None)
         for key in [k for k in self._branch_owner if k[0] == project_id]:
             del self._branch_owner[key]
@@ -556,6 +588,7 @@ class SchedulerState(Placement):
             self._touch(a)
         if t.started_at is None:
             t.started_at = ev.now
+            self._deadlines.arm(t.key, t.attempt, ev.now, t.spec.timeout)
 
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
         t = self._task(ev.key)
@@ -692,7 +725,8 @@ class SchedulerState(Placement):
             if c.started:
                 t.state = _RUN
                 a.running[t.key] = t
-                t.started_at = ev.now
+                t.started_at = ev.now  # a restored task's deadline counts from here
+                self._deadlines.arm(t.key, t.attempt, ev.now, t.spec.timeout)
             else:
                 t.state = _A
                 a.queue.append(t)
@@ -806,15 +840,44 @@ class SchedulerState(Placement):
 
     def _requeue(self, t: _Task, reason: str, spent: bool = True) -> None:
         """READY again; the next run is a new attempt only if this one started
-        (only a start counts as an attempt)."""
+        (only a start counts as an attempt). A spent attempt waits out its
+        ``retry_backoff`` first (held PENDING until ``_expire`` frees it)."""
+        delay = backoff_delay(t.spec.retry_backoff, t.key, t.attempt) if spent else 0.0
         if spent:
+            self._last_failure[t.key] = reason
             t.attempt += 1
         t.started_at = None
-        self._make_ready(t)
+        if delay > 0:
+            t.state = _P
+            t.agent = None
+            self._waits.hold(t.key, self._event_now + delay, t.attempt)
+        else:
+            self._make_ready(t)
         self._out.append(RequeueTask(t.key, t.attempt, reason))
+
+    def _expire(self, now: float) -> None:
+        """Revoke running tasks past their deadline (a spent, failed attempt)
+        and make ready the retries whose backoff is over (deadlines.py)."""
+        for key, attempt, started_at in self._deadlines.due(now):
+            t = self._task(key)
+            if t is None or t.state is not _RUN or t.agent is None:
+                continue
+            if t.attempt != attempt or t.started_at != started_at:
+                continue  # that run ended; this one has its own deadline
+            self._out.append(RevokeTask(key, t.agent.info.id, attempt, DEADLINE_EXCEEDED))
+            self._release(t)
+            if t.attempt < t.spec.max_attempts:
+                self._requeue(t, DEADLINE_EXCEEDED)
+            else:
+                self._fail(t, DEADLINE_EXCEEDED)
+        for key, attempt in self._waits.due(now):
+            w = self._task(key)
+            if w is not None and w.state is _P and w.attempt == attempt:
+                self._make_ready(w)
 
     def _fail(self, t: _Task, reason: str) -> None:
         p = t.project
+        self._last_failure[t.key] = reason
         t.state = _FAIL
         p.remaining -= 1
         self._out.append(MarkTaskFailed(t.key, t.attempt, reason))
@@ -848,6 +911,7 @@ class SchedulerState(Placement):
         t.state = _RUN
         a.running[t.key] = t
         t.started_at = now
+        self._deadlines.arm(t.key, t.attempt, now, t.spec.timeout)
         self._note_running(t)
         if t.stolen_at is not None:
             self._stats.latency_sum += now - t.stolen_at

@@ -132,6 +132,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     public = {n for n in dir(sched) if not n.startswith("_")}
     modules = {
         "config",
+        "deadlines",
         "durations",
         "estimates",
         "events",
@@ -144,6 +145,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "planner_types",
         "policies",
         "priorities",
+        "retry_policy",
         "scarcity",
         "simulator",
         "state",
