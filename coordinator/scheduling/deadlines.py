@@ -21,8 +21,9 @@ import heapq
 from dataclasses import dataclass
 
 from workhive.coordinator.model import TaskKey
+from workhive.coordinator.scheduling.retry_policy import RetryWaits
 
-__all__ = ["DEADLINE_EXCEEDED", "DeadlineTick", "Deadlines", "RevokeTask"]
+__all__ = ["DEADLINE_EXCEEDED", "DeadlineTick", "Deadlines", "RevokeTask", "TaskTimers"]
 
 DEADLINE_EXCEEDED = "deadline exceeded"
 
@@ -77,3 +78,27 @@ class Deadlines:
             _, project, task, attempt, started_at = heapq.heappop(h)
             out.append((TaskKey(project, task), attempt, started_at))
         return out
+
+
+class TaskTimers:
+    """What ``SchedulerState`` keeps of its tasks' clocks: the deadlines of
+    running attempts, the retries waiting out a backoff, and the reason of
+    each task's last failed attempt (shown in status). Reset with the state."""
+
+    __slots__ = ("deadlines", "last_failure", "waits")
+
+    def __init__(self) -> None:
+        self.deadlines = Deadlines()
+        self.waits = RetryWaits()
+        self.last_failure: dict[TaskKey, str] = {}
+
+    def next_wakeup(self) -> float | None:
+        """The earliest deadline or end of a backoff."""
+        times = [x for x in (self.deadlines.next_at(), self.waits.next_at()) if x is not None]
+        return min(times) if times else None
+
+    def forget(self, project_id: str) -> None:
+        """Drop a deleted project's failure reasons (its stale heap entries
+        are skipped when due)."""
+        for key in [k for k in self.last_failure if k.project == project_id]:
+            del self.last_failure[key]
