@@ -68,7 +68,6 @@ MAX_MODULE_LINES = 500
 # Modules over the limit today, each being split by other work (issue 14); the
 # list may only shrink: a module leaving it may not come back.
 OVER_THE_LIMIT = {
-    "agent/_agent.py",
     "coordinator/scheduling/state.py",
 }
 
