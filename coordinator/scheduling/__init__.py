@@ -17,7 +17,6 @@ from workhive.coordinator.scheduling.events import (
     ClaimWanted,
     ClaimWithdrawn,
     Command,
-    DeadlineTick,
     Event,
     MarkTaskFailed,
     PlanUpdated,
@@ -27,7 +26,6 @@ from workhive.coordinator.scheduling.events import (
     ProjectSubmitted,
     RequestReplan,
     RequeueTask,
-    RevokeTask,
     StartRejected,
     StartTask,
     StateRestored,
@@ -49,7 +47,6 @@ from workhive.coordinator.scheduling.metrics import (
 )
 from workhive.coordinator.scheduling.planner import PlannerConfig, list_schedule, plan_project
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
-from workhive.coordinator.scheduling.retry_policy import backoff_delay
 from workhive.coordinator.scheduling.simulator import SimConfig, SimResult, simulate, skewed_start
 from workhive.coordinator.scheduling.state import SchedulerState
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, StealMove, plan_steals
@@ -69,7 +66,6 @@ __all__ = [
     "ClaimWanted",
     "ClaimWithdrawn",
     "Command",
-    "DeadlineTick",
     "DurationModel",
     "Event",
     "GraphAnalysis",
@@ -86,7 +82,6 @@ __all__ = [
     "QueuedTask",
     "RequestReplan",
     "RequeueTask",
-    "RevokeTask",
     "SchedulerConfig",
     "SchedulerMetrics",
     "SchedulerState",
@@ -104,7 +99,6 @@ __all__ = [
     "TaskSucceeded",
     "TasksAdded",
     "analyse",
-    "backoff_delay",
     "check_addition",
     "extend_analysis",
     "list_schedule",

@@ -15,31 +15,38 @@ dispatch step, without mutating anything:
   priority, then upward rank, except that a task holding the project's
   predicted end goes before any task with slack (``priorities.holds_the_end``,
   margin widened by the learned spread of the estimates, ``estimates.margin``);
-- how long a running task still has (``remaining``, ``_frees_in``).
+- how long a running task still has (``agent_pool.remaining``, ``agent_pool.frees_in``).
 
-Contract: pure reads of the state at ``self._now``; same state, same answers.
+It reads the agent pool (``agent_pool.AgentPool``) and the ready heaps
+(``ready_queues.ReadyQueues``) of the state it is mixed into.
+
+Contract: pure reads of the state at ``self._now``; same state, same answers
+(the only writes drop stale heap entries).
 See docs/scheduling.md ("Placement under wrong estimates").
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
 
 from workhive.coordinator.model import TaskKey, TaskState
+from workhive.coordinator.scheduling.agent_pool import QUEUE, SLOT, AgentPool, frees_in, remaining
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.estimates import margin
 from workhive.coordinator.scheduling.policies import agent_key, uses_affinity, uses_scarcity
 from workhive.coordinator.scheduling.priorities import holds_the_end
+from workhive.coordinator.scheduling.ready_queues import ReadyQueues
+from workhive.coordinator.scheduling.records import (
+    AgentGroup,
+    AgentRecord,
+    ProjectRecord,
+    TaskRecord,
+)
 from workhive.coordinator.scheduling.scarcity import Needs
-
-if TYPE_CHECKING:
-    from workhive.coordinator.scheduling.state import _Agent, _Group, _Project, _Task
 
 __all__ = ["QUEUE", "SLOT", "Placement", "remaining"]
 
-SLOT, QUEUE = 0, 1
 _SLOT, _QUEUE = SLOT, QUEUE
 _P, _R, _RUN, _OK = TaskState.PENDING, TaskState.READY, TaskState.RUNNING, TaskState.SUCCEEDED
 
@@ -49,24 +56,17 @@ class Placement:
 
     config: SchedulerConfig
     durations: DurationModel
-    _agents: dict[str, _Agent]
-    _groups: dict[frozenset[str], _Group]
-    _eligible: dict[frozenset[str], list[_Group]]
-    _ready: dict[frozenset[str], list[tuple[tuple[float, ...], int, _Task]]]
-    _by_rank: dict[frozenset[str], list[tuple[float, int, _Task]]]
-    _branch_owner: dict[tuple[str, str], _Agent]
-    _projects: dict[str, _Project]
+    _pool: AgentPool
+    _queues: ReadyQueues
+    _projects: dict[str, ProjectRecord]
     _needs: Needs | None
     _now: float
     _slot_total: int
-    _feeders: dict[TaskKey, _Task]
+    _feeders: dict[TaskKey, TaskRecord]
 
-    def _key(self, t: _Task) -> tuple[float, ...]:
-        raise NotImplementedError
-
-    def _tail_task(self, req: frozenset[str]) -> tuple[tuple[float, ...], int, _Task] | None:
+    def _tail_task(self, req: frozenset[str]) -> tuple[tuple[float, ...], int, TaskRecord] | None:
         """The highest-ranked ready task needing ``req`` if it holds the end."""
-        h = self._by_rank.get(req)
+        h = self._queues.by_rank.get(req)
         while h and (h[0][2].heap_id != h[0][1] or h[0][2].state is not _R):
             heapq.heappop(h)
         if not h:
@@ -76,28 +76,11 @@ class Placement:
             return None
         return ((-1e18, -t.rank, t.index), h[0][1], t)
 
-    def _eligible_groups(self, req: frozenset[str]) -> list[_Group]:
-        gs = self._eligible.get(req)
-        if gs is None:
-            gs = self._eligible[req] = [g for g in self._groups.values() if req <= g.caps]
-        return gs
-
-    def _top_agent(self, g: _Group, tier: int) -> tuple[tuple[float, ...], int, _Agent] | None:
-        heap = g.heaps[tier]
-        while heap:
-            e = heap[0]
-            a = e[2]
-            stamp = a.slot_stamp if tier == _SLOT else a.queue_stamp
-            if a.alive and a.group is g and stamp == e[1]:
-                return e
-            heapq.heappop(heap)
-        return None
-
-    def _pick_agent(self, t: _Task, tier: int) -> _Agent | None:
+    def _pick_agent(self, t: TaskRecord, tier: int) -> AgentRecord | None:
         req = t.spec.requires
         nd = self._needs
         if t.spec.branch and uses_affinity(self.config.policy):
-            o = self._branch_owner.get((t.key.project, t.spec.branch))
+            o = self._pool.branch_owner.get((t.key.project, t.spec.branch))
             if (
                 o is not None
                 and o.alive
@@ -112,9 +95,9 @@ class Placement:
             and self.durations.errors.spread() > self.config.prefetch_spread
         ):
             return self._soon_free_agent(t)
-        best: tuple[tuple[float, ...], int, _Agent] | None = None
-        for g in self._eligible_groups(req):
-            e = self._top_agent(g, tier)
+        best: tuple[tuple[float, ...], int, AgentRecord] | None = None
+        for g in self._pool.eligible_groups(req):
+            e = self._pool.top_agent(g, tier)
             if e is None:
                 continue
             if nd is not None:
@@ -125,20 +108,20 @@ class Placement:
                 best = e
         return best[2] if best else None
 
-    def _soon_free_agent(self, t: _Task) -> _Agent | None:
+    def _soon_free_agent(self, t: TaskRecord) -> AgentRecord | None:
         """Prefetch place for ``t`` only on an agent whose slot is predicted to
         free within ``prefetch_horizon`` (a queue is for hiding a round trip,
         not for parking work behind a long task)."""
-        best: tuple[tuple[float, ...], _Agent] | None = None
+        best: tuple[tuple[float, ...], AgentRecord] | None = None
         nd = self._needs
-        for g in self._eligible_groups(t.spec.requires):
+        for g in self._pool.eligible_groups(t.spec.requires):
             if nd is not None and self._reserved(t, g, _QUEUE, nd):
                 continue
             cost = nd.agent_cost(t.spec.requires, g.caps, _waiting) if nd else ()
-            for a in self._agents.values():
+            for a in self._pool.agents.values():
                 if a.group is not g or a.queue_room <= 0:
                     continue
-                wait = self._frees_in(a, self._now) + sum(q.predicted for q in a.queue)
+                wait = frees_in(a, self._now) + sum(q.predicted for q in a.queue)
                 if wait > self.config.prefetch_horizon:
                     continue
                 k = (*cost, *agent_key(self.config.policy, a.load, a.seq))
@@ -146,11 +129,11 @@ class Placement:
                     best = (k, a)
         return best[1] if best else None
 
-    def _reserved(self, t: _Task, g: _Group, tier: int, nd: Needs) -> bool:
+    def _reserved(self, t: TaskRecord, g: AgentGroup, tier: int, nd: Needs) -> bool:
         """Whether group ``g``'s places must be left to needy work (``scarcity.Needs.blocks``)."""
         if g.caps <= t.spec.requires or not nd.entries:
             return False
-        ags = [a for a in self._agents.values() if a.group is g]
+        ags = [a for a in self._pool.agents.values() if a.group is g]
         free = sum(a.free_slots if tier == _SLOT else a.queue_room for a in ags)
         if tier == _QUEUE:
             free += sum(a.free_slots for a in ags)
@@ -160,10 +143,12 @@ class Placement:
         """Capability-bound work ready now, or once its running dependencies
         end within ``prefetch_horizon`` ("about to be" ready). Cost: the
         ready capability heaps plus one look at every running task."""
-        if not uses_scarcity(self.config.policy) or not any(g.caps for g in self._groups.values()):
+        if not uses_scarcity(self.config.policy) or not any(
+            g.caps for g in self._pool.groups.values()
+        ):
             return None
         nd = Needs()
-        for req, heap in self._ready.items():
+        for req, heap in self._queues.ready.items():
             if req:
                 for _, hid, t in heap:
                     if t.heap_id == hid and t.state is _R:
@@ -179,7 +164,7 @@ class Placement:
                 self._add_soon_children(nd, r, now, seen)
         return nd
 
-    def _add_soon_children(self, nd: Needs, r: _Task, now: float, seen: set[int]) -> None:
+    def _add_soon_children(self, nd: Needs, r: TaskRecord, now: float, seen: set[int]) -> None:
         """Needy children of running ``r`` whose other dependencies are done or
         end within ``prefetch_horizon`` too."""
         an = r.project.analysis
@@ -197,21 +182,21 @@ class Placement:
                 if soon <= self.config.prefetch_horizon:
                     nd.add(t.spec.requires, soon, t)
 
-    def _note_running(self, t: _Task) -> None:
+    def _note_running(self, t: TaskRecord) -> None:
         """Track ``t`` if it feeds a task with ``requires`` (for ``_build_needs``)."""
         an = t.project.analysis
         if an is not None and any(t.project.tasks[c].spec.requires for c in an.children[t.index]):
             self._feeders[t.key] = t
 
-    def _best_ready_for(self, a: _Agent) -> _Task | None:
+    def _best_ready_for(self, a: AgentRecord) -> TaskRecord | None:
         """Best READY task ``a`` may run (ranked policies only)."""
-        best: tuple[tuple[float, ...], int, _Task] | None = None
-        for req, heap in self._ready.items():
+        best: tuple[tuple[float, ...], int, TaskRecord] | None = None
+        for req, heap in self._queues.ready.items():
             if not req <= a.info.capabilities:
                 continue
             while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
                 heapq.heappop(heap)
-            top = self._tail_task(req) if heap and self._by_rank else None
+            top = self._tail_task(req) if heap and self._queues.by_rank else None
             top = top or (heap[0] if heap else None)
             if top and (best is None or top[:2] < best[:2]):
                 nd = self._needs
@@ -219,13 +204,13 @@ class Placement:
                     best = top
         return best[2] if best else None
 
-    def _urgency(self, t: _Task) -> tuple[float, ...]:
-        """``_key``, except that a task holding the project's end comes first."""
+    def _urgency(self, t: TaskRecord) -> tuple[float, ...]:
+        """``ReadyQueues.key``, except that a task holding the project's end comes first."""
         if uses_scarcity(self.config.policy) and holds_the_end(
             t.rank, t.project.left, self._slots(), self._margin()
         ):
             return (-1e18, -t.rank, t.index)
-        return self._key(t)
+        return self._queues.key(t)
 
     def _margin(self) -> float:
         return margin(self.config.tail_margin, self.durations.errors.spread())
@@ -233,29 +218,11 @@ class Placement:
     def _slots(self) -> int:
         """Slots of all agents (counted once per dispatch step)."""
         if self._slot_total < 0:
-            self._slot_total = sum(a.info.slots for a in self._agents.values())
+            self._slot_total = sum(a.info.slots for a in self._pool.agents.values())
         return self._slot_total
-
-    @staticmethod
-    def _frees_in(a: _Agent, now: float) -> float:
-        """Predicted seconds until ``a``'s first busy slot frees (0: one is free)."""
-        if a.free_slots > 0:
-            return 0.0
-        return min(
-            (remaining(r.predicted, r.started_at, now) for r in a.running.values()), default=0.0
-        )
 
 
 def _waiting(t: object) -> bool:
     """Whether needy work recorded in ``Needs`` still waits for a place."""
     s = getattr(t, "state", None)
     return s is _R or s is _P
-
-
-def remaining(predicted: float, started_at: float | None, now: float) -> float:
-    """Predicted seconds left of a running task; an overdue one is expected to
-    run as long again as it has overrun."""
-    if started_at is None:
-        return predicted
-    elapsed = now - started_at
-    return predicted - elapsed if elapsed <= predicted else elapsed - predicted

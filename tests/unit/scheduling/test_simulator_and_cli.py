@@ -131,24 +131,32 @@ def test_cli_usage_errors_exit_2() -> None:
 def test_exported_members_are_exactly_the_public_api() -> None:
     public = {n for n in dir(sched) if not n.startswith("_")}
     modules = {
+        "agent_pool",
         "config",
+        "dispatch",
         "durations",
         "estimates",
+        "event_handlers",
         "events",
         "graph",
         "growth",
         "loader",
         "metrics",
         "placement",
+        "plan_following",
         "planner",
         "planner_types",
         "policies",
         "priorities",
+        "ready_queues",
+        "records",
         "scarcity",
         "simulator",
         "state",
+        "steal_application",
         "stealing",
         "stg",
+        "transitions",
     }
     assert set(sched.__all__) == public - modules
     assert sorted(sched.__all__) == sched.__all__ or len(sched.__all__) == len(set(sched.__all__))

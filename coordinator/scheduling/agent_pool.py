@@ -1,0 +1,136 @@
+"""``AgentPool``: the agents the scheduler knows and the indexes over them.
+
+It owns the agent records (join order), their capability groups with one lazy
+heap per tier (``SLOT``: agents with a free slot; ``QUEUE``: agents with
+prefetch room), the branch owners (affinity), the agents with a non-empty
+queue and the agents changed in the current step (``dirty``). It answers how
+long an agent's slots stay busy (``frees_in``) and what the stealing planner
+sees of an agent (``view``).
+
+Invariant: after any change to an agent's slots, queue or load the caller
+calls ``touch``, which re-stamps the agent in its group's heaps; an entry
+whose stamp differs from the agent's current one is stale and skipped
+(lazy deletion). ``queued`` holds exactly the live agents whose queue is
+non-empty. Pure: no clock, no I/O; ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from workhive.coordinator.model import AgentInfo
+from workhive.coordinator.scheduling.policies import agent_key
+from workhive.coordinator.scheduling.records import AgentGroup, AgentRecord, Counter
+from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask
+
+__all__ = ["QUEUE", "SLOT", "AgentPool", "frees_in", "remaining"]
+
+SLOT, QUEUE = 0, 1
+
+
+class AgentPool:
+    """Agents, capability groups and their heaps (see the module docstring).
+
+    ``stamps`` is the push counter shared with the ready queues, so that
+    every heap entry gets a distinct, increasing stamp."""
+
+    def __init__(self, policy: str, stamps: Counter) -> None:
+        self.policy = policy
+        self.stamps = stamps
+        self.agents: dict[str, AgentRecord] = {}
+        self.groups: dict[frozenset[str], AgentGroup] = {}
+        self.eligible: dict[frozenset[str], list[AgentGroup]] = {}
+        self.branch_owner: dict[tuple[str, str], AgentRecord] = {}
+        self.queued: dict[str, AgentRecord] = {}  # agents with a non-empty queue
+        self.dirty: dict[str, AgentRecord] = {}  # agents changed in this step
+
+    def group(self, caps: frozenset[str]) -> AgentGroup:
+        """The group of agents with capabilities ``caps`` (created on first use)."""
+        g = self.groups.get(caps)
+        if g is None:
+            g = self.groups[caps] = AgentGroup(caps)
+            self.eligible.clear()
+        return g
+
+    def join(self, info: AgentInfo, seq: int) -> AgentRecord:
+        """Record a new agent (``seq``: its join order, the tie-break of ``agent_key``)."""
+        a = self.agents[info.id] = AgentRecord(info, seq, self.group(info.capabilities))
+        return a
+
+    def touch(self, a: AgentRecord) -> None:
+        """Re-index ``a`` in its group's heaps after any change."""
+        self.dirty[a.info.id] = a
+        k = agent_key(self.policy, a.load, a.seq)
+        if a.free_slots > 0:
+            a.slot_stamp = self.stamps.next()
+            heapq.heappush(a.group.heaps[SLOT], (k, a.slot_stamp, a))
+        else:
+            a.slot_stamp = -1
+        if a.queue_room > 0:
+            a.queue_stamp = self.stamps.next()
+            heapq.heappush(a.group.heaps[QUEUE], (k, a.queue_stamp, a))
+        else:
+            a.queue_stamp = -1
+
+    def eligible_groups(self, req: frozenset[str]) -> list[AgentGroup]:
+        """Groups whose capabilities cover ``req`` (cached until a group is added)."""
+        gs = self.eligible.get(req)
+        if gs is None:
+            gs = self.eligible[req] = [g for g in self.groups.values() if req <= g.caps]
+        return gs
+
+    @staticmethod
+    def top_agent(g: AgentGroup, tier: int) -> tuple[tuple[float, ...], int, AgentRecord] | None:
+        """The best live entry of ``g``'s ``tier`` heap (stale entries dropped)."""
+        heap = g.heaps[tier]
+        while heap:
+            e = heap[0]
+            a = e[2]
+            stamp = a.slot_stamp if tier == SLOT else a.queue_stamp
+            if a.alive and a.group is g and stamp == e[1]:
+                return e
+            heapq.heappop(heap)
+        return None
+
+    @staticmethod
+    def view(a: AgentRecord, now: float) -> AgentQueue:
+        """What the stealing planner (``stealing.plan_steals``) sees of ``a``."""
+        running = 0.0
+        for t in a.running.values():
+            el = now - t.started_at if t.started_at is not None else 0.0
+            running += max(0.0, t.predicted - el)
+        return AgentQueue(
+            agent_id=a.info.id,
+            capabilities=a.info.capabilities,
+            tasks=tuple(
+                QueuedTask(
+                    key=t.key,
+                    priority=t.spec.priority,
+                    predicted=t.predicted,
+                    requires=t.spec.requires,
+                    started=t.project.plan is not None,  # planned tasks are pinned
+                    last_moved=t.last_moved,
+                )
+                for t in a.queue
+            ),
+            room=max(0, a.free_slots) + max(0, a.queue_room),
+            running_load=running,
+            free_slots=max(0, a.free_slots),
+            frees_in=frees_in(a, now),
+        )
+
+
+def frees_in(a: AgentRecord, now: float) -> float:
+    """Predicted seconds until ``a``'s first busy slot frees (0: one is free)."""
+    if a.free_slots > 0:
+        return 0.0
+    return min((remaining(r.predicted, r.started_at, now) for r in a.running.values()), default=0.0)
+
+
+def remaining(predicted: float, started_at: float | None, now: float) -> float:
+    """Predicted seconds left of a running task; an overdue one is expected to
+    run as long again as it has overrun."""
+    if started_at is None:
+        return predicted
+    elapsed = now - started_at
+    return predicted - elapsed if elapsed <= predicted else elapsed - predicted

@@ -1,0 +1,108 @@
+"""``Dispatch``: one assignment step after a batch of events.
+
+Order within a step: queued tasks start on freed slots (unless a more urgent
+ready or queued task takes the slot), plan sequences are followed, then free
+slots and then prefetch room are filled with the most urgent ready task an
+eligible agent may take (``Placement``), a free slot may instead take a more
+urgent task queued on a saturated agent, and finally idle agents steal.
+
+Invariant: a step ends with no ready task that some free slot could take
+(under the placement rules) and with ``dirty`` cleared. Deterministic: same
+state and ``now``, same commands. A layer of ``SchedulerState``.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from workhive.coordinator.model import TaskState
+from workhive.coordinator.scheduling.agent_pool import QUEUE, SLOT
+from workhive.coordinator.scheduling.events import StartTask
+from workhive.coordinator.scheduling.records import TaskRecord
+from workhive.coordinator.scheduling.steal_application import StealApplication
+
+_R = TaskState.READY
+_SLOT, _QUEUE = SLOT, QUEUE
+
+__all__ = ["Dispatch"]
+
+
+class Dispatch(StealApplication):
+    """The per-step dispatch loop (see the module docstring)."""
+
+    def _dispatch(self, now: float) -> None:
+        self._needs = self._build_needs(now)
+        self._now = now
+        self._slot_total = -1
+        self._start_queued(now)
+        if self._plans.planned:
+            self._plans.dispatch_planned(now)
+        for tier in (_SLOT, _QUEUE):
+            while True:
+                best: tuple[tuple[float, ...], int, TaskRecord] | None = None
+                for req, heap in self._queues.ready.items():
+                    while heap and (heap[0][2].heap_id != heap[0][1] or heap[0][2].state is not _R):
+                        heapq.heappop(heap)
+                    top = self._tail_task(req) if heap and self._queues.by_rank else None
+                    top = top or (heap[0] if heap else None)
+                    if top is None or (best is not None and top[:2] >= best[:2]):
+                        continue
+                    if self._pick_agent(top[2], tier) is not None:
+                        best = top
+                if tier == _SLOT and self._queues.queued:
+                    q = self._queues.top_queued()
+                    if (
+                        q is not None
+                        and (best is None or (self._urgency(q[2]), q[1]) < best[:2])
+                        and self._steal_to_slot(q[2], now)
+                    ):
+                        continue
+                if best is None:
+                    break
+                t = best[2]
+                t.heap_id = -1  # its heap entries are now stale (lazy deletion)
+                a = self._pick_agent(t, tier)
+                assert a is not None
+                self._assign(t, a, now)
+        if self.config.stealing_enabled and self.config.steal_on_idle and self._pool.queued:
+            idle = [
+                a.info.id
+                for a in self._pool.dirty.values()
+                if a.alive and a.free_slots > 0 and not a.queue
+            ]
+            if idle:
+                self._steal(now, idle)
+        self._pool.dirty.clear()
+
+    def _start_queued(self, now: float) -> None:
+        ranked = self.config.policy in ("default", "critical-path")
+        for a in list(self._pool.dirty.values()):
+            while a.alive and a.queue and a.free_slots > 0:
+                if ranked and not a.queue[0].project.plan:
+                    # a freed slot takes a more urgent ready task before its prefetch
+                    r = self._best_ready_for(a)
+                    q = self._queues.top_queued() if self._queues.queued else None
+                    own = self._urgency(a.queue[0])
+                    if (
+                        q is not None
+                        and q[2].agent is not a
+                        and self._urgency(q[2]) < own
+                        and (r is None or self._urgency(q[2]) < self._urgency(r))
+                        and q[2].spec.requires <= a.info.capabilities
+                        and self._worth_moving(q[2], now)
+                    ):
+                        victim = q[2].agent
+                        assert victim is not None
+                        self._move(q[2], victim, a, now)
+                        continue
+                    if r is not None and self._urgency(r) < own:
+                        r.heap_id = -1  # lazy deletion from its heaps
+                        self._assign(r, a, now)
+                        continue
+                t = a.queue.pop(0)
+                self._run(t, a, now)
+                self._out.append(StartTask(t.key, a.info.id, t.attempt))
+            if not a.queue:
+                self._pool.queued.pop(a.info.id, None)
+            if a.alive:
+                self._pool.touch(a)

@@ -1,0 +1,159 @@
+"""``TaskTransitions``: the task lifecycle moves of ``SchedulerState``.
+
+PENDING -> READY (``_make_ready``) -> ASSIGNED or RUNNING (``_assign``,
+``_run``) -> SUCCEEDED | FAILED (``_fail``, which cancels every descendant)
+| CANCELLED (``_cancel``); a lost claim (``_lose``) detaches the task
+(``_release``) and makes it READY again (``_requeue``: ``attempt + 1`` only
+if it had started) or fails it once ``max_attempts`` starts are used.
+
+Invariants: a task is attached to an agent exactly while ASSIGNED or RUNNING,
+and the agent's ``load`` counts its ``predicted`` seconds meanwhile; every
+transition that changes an agent re-indexes it (``AgentPool.touch``); each
+transition the leader must persist appends exactly one command to the step's
+output. A layer of ``SchedulerState`` (it owns every attribute declared here).
+"""
+
+from __future__ import annotations
+
+from workhive.coordinator.model import TaskKey, TaskState
+from workhive.coordinator.scheduling.events import (
+    AssignTask,
+    CancelTask,
+    Command,
+    MarkTaskFailed,
+    ProjectFinished,
+    RequeueTask,
+)
+from workhive.coordinator.scheduling.placement import Placement
+from workhive.coordinator.scheduling.plan_following import PlanFollowing
+from workhive.coordinator.scheduling.records import (
+    AgentRecord,
+    Counter,
+    DispatchStats,
+    ProjectRecord,
+    TaskRecord,
+)
+
+_R, _A, _RUN = TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
+_FAIL, _CXL = TaskState.FAILED, TaskState.CANCELLED
+
+__all__ = ["TaskTransitions"]
+
+
+class TaskTransitions(Placement):
+    """Lifecycle transitions (see the module docstring)."""
+
+    _plans: PlanFollowing
+    _stats: DispatchStats
+    _out: list[Command]
+    _seq: Counter
+
+    def _task(self, key: TaskKey) -> TaskRecord | None:
+        p = self._projects.get(key.project)
+        return p.by_id.get(key.task) if p else None
+
+    def _make_ready(self, t: TaskRecord, push: bool = True) -> None:
+        t.state = _R
+        t.agent = None
+        t.ready_seq = self._seq.next()
+        if push and not t.planned:
+            self._queues.push_ready(t)
+
+    def _release(self, t: TaskRecord) -> None:
+        """Detach ``t`` from its agent (if any)."""
+        a = t.agent
+        if a is None:
+            return
+        a.answered.pop(t.key, None)
+        if t.state is _RUN:
+            a.running.pop(t.key, None)
+        elif t.state is _A:
+            a.queue.remove(t)
+            if not a.queue:
+                self._pool.queued.pop(a.info.id, None)
+        a.load -= t.predicted
+        t.agent = None
+        if a.alive:
+            self._pool.touch(a)
+
+    def _lose(self, t: TaskRecord, reason: str) -> None:
+        """The claim on ``t`` is gone: requeue (attempt + 1) or fail."""
+        started = t.state is _RUN
+        if t.agent is not None:
+            self._release(t)
+        if t.project.plan:
+            self._plans.drop_plan(t.project, reason)
+        if started and t.attempt >= t.spec.max_attempts:
+            self._fail(t, f"{reason}; attempts exhausted ({t.attempt})")
+        else:
+            self._requeue(t, reason, spent=started)
+
+    def _requeue(self, t: TaskRecord, reason: str, spent: bool = True) -> None:
+        """READY again; the next run is a new attempt only if this one started
+        (only a start counts as an attempt)."""
+        if spent:
+            t.attempt += 1
+        t.started_at = None
+        self._make_ready(t)
+        self._out.append(RequeueTask(t.key, t.attempt, reason))
+
+    def _fail(self, t: TaskRecord, reason: str) -> None:
+        p = t.project
+        t.state = _FAIL
+        p.remaining -= 1
+        self._out.append(MarkTaskFailed(t.key, t.attempt, reason))
+        if p.analysis is None:
+            return
+        todo = list(p.analysis.children[t.index])
+        while todo:
+            c = p.tasks[todo.pop()]
+            if c.state.terminal:
+                continue
+            self._cancel(c, f"dependency {t.spec.id} failed")
+            todo.extend(p.analysis.children[c.index])
+        self._check_finished(p)
+
+    def _cancel(self, t: TaskRecord, reason: str) -> None:
+        holder = t.agent.info.id if t.agent else None
+        self._release(t)
+        t.state = _CXL
+        t.project.remaining -= 1
+        self._out.append(CancelTask(t.key, reason, holder))
+
+    def _check_finished(self, p: ProjectRecord) -> None:
+        if p.remaining > 0 or p.finished:
+            return
+        states = {t.state for t in p.tasks}
+        p.finished = "failed" if _FAIL in states else "cancelled" if _CXL in states else "succeeded"
+        self._plans.planned.pop(p.spec.id, None)
+        self._out.append(ProjectFinished(p.spec.id, p.finished))
+
+    def _run(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
+        t.state = _RUN
+        a.running[t.key] = t
+        t.started_at = now
+        self._note_running(t)
+        if t.stolen_at is not None:
+            self._stats.latency_sum += now - t.stolen_at
+            self._stats.latency_n += 1
+            t.stolen_at = None
+
+    def _assign(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
+        start = a.free_slots > 0
+        if a.info.pull and a.asks:
+            a.answered[t.key] = a.asks.popleft()
+        t.agent = a
+        t.attempt = max(1, t.attempt)
+        a.load += t.predicted
+        if start:
+            self._run(t, a, now)
+        else:
+            t.state = _A
+            a.queue.append(t)
+            self._pool.queued[a.info.id] = a
+            self._queues.push_queued(t)
+        if t.spec.branch:
+            self._pool.branch_owner[(t.key.project, t.spec.branch)] = a
+        self._stats.assignments += 1
+        self._pool.touch(a)
+        self._out.append(AssignTask(t.key, a.info.id, t.attempt, start))
