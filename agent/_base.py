@@ -1,0 +1,164 @@
+"""Shared state of an :class:`~workhive.agent.Agent` and the helpers every part uses.
+
+Contract: ``AgentBase.__init__`` validates the settings and creates all the
+state the parts (``_held``, ``_connection``, ``_heartbeat``, ``_workers``,
+``_agent``) share. Invariant: every field below that more than one thread
+touches is read and written with ``_lock`` held (``_work`` is a condition on
+the same lock); flags set from signal handlers (``_drain_requested``,
+``_stop_requested``) are plain assignments polled by the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+import structlog
+
+from ._backoff import Backoff
+from ._execlog import ENV_VAR as EXEC_LOG_ENV
+from ._execlog import ExecLog
+from ._session import CHANNEL_OPTIONS, Session
+from ._types import ConnectionState, Handler, Outcome, TaskKey
+
+if TYPE_CHECKING:
+    from ._held import Held
+
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+SILENT_DIAL = 5.0  # seconds a dial may go without a Welcome
+
+_log = structlog.get_logger("workhive.agent")
+
+
+@dataclass
+class Counters:
+    """What happened on this agent's sessions (read by tests and benchmarks)."""
+
+    reconnects: int = 0
+    redirects: int = 0
+    lease_losses: int = 0
+    heartbeats_sent: int = 0
+    fallback_heartbeats: int = 0
+    completions_acked: int = 0
+    completions_rejected: int = 0
+    dropped: int = 0
+
+
+class AgentBase:
+    """Settings and shared state of an agent (see :class:`workhive.agent.Agent`)."""
+
+    def __init__(
+        self,
+        coordinators: Sequence[str] | str,
+        *,
+        agent_id: str | None = None,
+        capabilities: Iterable[str] = (),
+        slots: int = 1,
+        prefetch: int = 1,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        unreachable_timeout: float | None = None,
+        drain_timeout: float = 10.0,
+        exec_log: str | os.PathLike[str] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(coordinators, str):
+            coordinators = [coordinators]
+        addresses = [a.strip() for c in coordinators for a in c.split(",") if a.strip()]
+        if not addresses:
+            raise ValueError("at least one coordinator address is required")
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        if prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
+        self.coordinators: tuple[str, ...] = tuple(addresses)
+        self.agent_id = agent_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.capabilities: tuple[str, ...] = tuple(capabilities)
+        self.slots = slots
+        self.prefetch = prefetch
+        self.unreachable_timeout = unreachable_timeout
+        self.drain_timeout = drain_timeout
+        self._credentials = credentials
+        self._metadata: tuple[tuple[str, str], ...] = (("workhive-agent-id", self.agent_id),)
+        if token:
+            self._metadata += (("authorization", f"Bearer {token}"),)
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._stop_event = threading.Event()
+        self._sleep = sleep or self._interruptible_sleep
+        path = exec_log if exec_log is not None else os.environ.get(EXEC_LOG_ENV) or None
+        self._exec_log = ExecLog(path, self.agent_id)
+        self._log = _log.bind(agent_id=self.agent_id)
+
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._held: dict[tuple[str, str], Held] = {}
+        self._unacked: dict[tuple[str, str], Outcome] = {}  # finished, awaiting an answer
+        self._orphans: dict[tuple[str, str], Outcome] = {}  # succeeded, claim gone
+        self._seq = 0
+        self._hb_seq = 0
+        self._session: Session | None = None  # the welcomed session, if any
+        self._attempt: Session | None = None  # the session being dialled or served
+        self._silent_until: dict[str, float] = {}  # address -> avoid it until
+        self._lease_id = 0
+        self._ttl = 0
+        self._hb_interval = DEFAULT_HEARTBEAT_INTERVAL
+        self._hb_wake = threading.Event()
+        self._state = ConnectionState.CONNECTING
+        self._address = ""
+        self._disconnected_since: float | None = clock()
+        self._drain_requested = False
+        self._stop_requested = False
+        self._draining = False
+        self._idle_since: float | None = None
+        self._finished = False  # no more work; the connection thread may end
+        self._closed = False
+        self._handler: Handler | None = None
+        self._fatal: BaseException | None = None
+        self._run_thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._fallback_channels: dict[str, grpc.Channel] = {}
+        self._fallback_index = 0
+        self.counters = Counters()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def lease_id(self) -> int:
+        """The lease the coordinators granted (0 before the first Welcome)."""
+        return self._lease_id
+
+    @property
+    def address(self) -> str:
+        """The coordinator address of the current (or last) session."""
+        return self._address
+
+    def _done(self) -> bool:
+        """Closed or finished (a method, so type narrowing never caches it)."""
+        return self._closed or self._finished
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self._stop_event.wait(seconds)
+
+    def _make_channel(self, address: str) -> grpc.Channel:
+        if self._credentials is not None:
+            return grpc.secure_channel(address, self._credentials, options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+    # Pull mode hooks (``_pull.PullCore``), called with the lock held.
+    pull = False
+
+    def _welcomed(self) -> None: ...
+    def _claim_empty(self, seq: int) -> None: ...
+    def _answered(self, key: TaskKey, committed: bool, message: str = "") -> None: ...
