@@ -4,6 +4,7 @@ reads ``workhive.v1`` messages besides the stub calls in ``_client``."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from workhive.client._types import (
     AgentStatus,
@@ -40,7 +41,16 @@ def task_to_proto(t: TaskLike) -> client_pb2.TaskSpec:
         payload_json="" if t.payload is None else json.dumps(t.payload),
         max_attempts=t.max_attempts,
         blocks=list(getattr(t, "blocks", ())),
+        timeout_seconds=getattr(t, "timeout", None) or 0.0,
+        retry_backoff=_backoff_to_proto(getattr(t, "retry_backoff", None)),
     )
+
+
+def _backoff_to_proto(b: Any) -> client_pb2.RetryBackoff | None:
+    """Any object with ``base`` and ``cap`` seconds (``None``: unset)."""
+    if b is None:
+        return None
+    return client_pb2.RetryBackoff(base_seconds=b.base, cap_seconds=b.cap)
 
 
 def project_to_proto(p: ProjectLike) -> client_pb2.ProjectSpec:
@@ -67,6 +77,9 @@ def task_status_from_proto(m: client_pb2.TaskStatus) -> TaskStatus:
         finished_at=m.finished_at,
         result=json.loads(m.result_json) if m.result_json else None,
         output_tail=m.output_tail,
+        deadline_at=m.deadline_at,
+        retry_at=m.retry_at,
+        last_failure=m.last_failure,
     )
 
 

@@ -33,7 +33,9 @@ class TaskState(StrEnum):
 
 
 class TaskLike(Protocol):
-    """The attributes ``submit`` reads from each task."""
+    """The attributes ``submit`` reads from each task. Read when present:
+    ``timeout`` (seconds or ``None``), ``retry_backoff`` (an object with
+    ``base`` and ``cap`` seconds, or ``None``) and ``blocks``."""
 
     @property
     def id(self) -> str: ...
@@ -65,6 +67,15 @@ class ProjectLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RetryBackoff:
+    """``min(cap, base * 2**(attempt-1))`` seconds (with jitter) before a
+    failed attempt is retried; the coordinator checks ``0 <= base <= cap``."""
+
+    base: float
+    cap: float
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """One task of a project to submit; the coordinator validates it."""
 
@@ -78,6 +89,8 @@ class Task:
     payload: Any = None
     max_attempts: int = 3
     blocks: tuple[str, ...] = ()  # ``add_tasks`` only: existing unstarted tasks that wait for it
+    timeout: float | None = None  # seconds an attempt may run (None: no timeout)
+    retry_backoff: RetryBackoff | None = None  # delay before each retry (None: at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +146,12 @@ class TaskStatus:
     finished_at: float = 0.0
     result: Any = None  # ``Client.task`` only: the task's JSON result (None: none)
     output_tail: str = ""  # ``Client.task`` only
+    # from the leader only (0 / "" on a follower): the running attempt's
+    # deadline, the next retry's time (unix seconds), the last failed
+    # attempt's reason ("deadline exceeded", ...)
+    deadline_at: float = 0.0
+    retry_at: float = 0.0
+    last_failure: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,12 +41,25 @@ class TaskState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RetryBackoff:
+    """Delay before a failed attempt is retried: ``min(cap, base * 2**(n-1))``
+    seconds after failed attempt ``n``, with deterministic jitter (the
+    scheduling core's ``retry_policy``). Invariant: ``0 <= base <= cap``."""
+
+    base: float
+    cap: float
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One task of a project file, validated.
 
     ``estimate`` is the expected duration in seconds (``None``: learned per
     ``kind``); ``duration`` is the real duration, for simulation only.
     ``payload`` is opaque JSON-compatible data handed to the agent.
+    ``timeout`` is the longest an attempt may run, in seconds (``None``: no
+    deadline); an attempt past it is revoked and counts as failed ("deadline
+    exceeded"). ``retry_backoff`` delays each retry (``None``: retry at once).
     """
 
     id: str
@@ -59,6 +72,19 @@ class TaskSpec:
     payload: Any = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     duration: float | None = None
+    timeout: float | None = None
+    retry_backoff: RetryBackoff | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTiming:
+    """What the leader's scheduler knows of a task's clock (wall seconds):
+    the running attempt's deadline, when a failed attempt is retried, and
+    the last failed attempt's reason ("deadline exceeded", ...; "" none)."""
+
+    deadline_at: float | None = None
+    retry_at: float | None = None
+    last_failure: str = ""
 
 
 @dataclass(frozen=True, slots=True)

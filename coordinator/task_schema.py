@@ -30,6 +30,7 @@ from workhive.coordinator.model import (
     DEFAULT_PRIORITY,
     MAX_PAYLOAD_BYTES,
     MAX_PRIORITY,
+    RetryBackoff,
     TaskSpec,
 )
 
@@ -37,9 +38,11 @@ __all__ = [
     "DEFAULT_FIELDS",
     "FIELD_NAMES",
     "MAX_ATTEMPTS",
+    "MAX_BACKOFF_SECONDS",
     "MAX_LABEL_CHARS",
     "MAX_PAYLOAD_DEPTH",
     "MAX_REQUIRES",
+    "MAX_TIMEOUT_SECONDS",
     "TASK_FIELDS",
     "ProjectError",
     "TaskField",
@@ -58,6 +61,8 @@ MAX_LABEL_CHARS = 256  # kind, branch, each capability
 MAX_REQUIRES = 32  # capabilities one task may require
 MAX_PAYLOAD_DEPTH = 32  # JSON nesting of a payload
 MAX_ATTEMPTS = 100
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0  # a task's timeout: at most a week of running
+MAX_BACKOFF_SECONDS = 24 * 3600.0  # retry_backoff base and cap: at most a day
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,199}$")
 
 
@@ -241,6 +246,53 @@ def _attempts(v: Any, src: str, task: str | None, field: str) -> int:
     return integer(v, src, task, field, 1, MAX_ATTEMPTS)
 
 
+def _bounded(v: Any, src: str, task: str | None, field: str, limit: float) -> float:
+    f = _seconds(v, src, task, field)
+    if f > limit:
+        raise ProjectError(f"{v} seconds, limit {limit:g}", file=src, task=task, field=field)
+    return f
+
+
+def _timeout(v: Any, src: str, task: str | None, field: str) -> float:
+    f = _bounded(v, src, task, field, MAX_TIMEOUT_SECONDS)
+    if f == 0:
+        raise ProjectError(
+            "must be > 0 seconds (omit it for no timeout)", file=src, task=task, field=field
+        )
+    return f
+
+
+_BACKOFF_KEYS = frozenset({"base", "cap"})
+
+
+def _backoff(v: Any, src: str, task: str | None, field: str) -> RetryBackoff:
+    """``{base, cap}`` seconds, both present, ``0 <= base <= cap <= MAX_BACKOFF_SECONDS``."""
+    if not isinstance(v, Mapping):
+        raise ProjectError(
+            f"must be a mapping {{base, cap}} of seconds, got {type(v).__name__}",
+            file=src,
+            task=task,
+            field=field,
+        )
+    no_unknown(v, _BACKOFF_KEYS, src, task, prefix=f"{field}.")
+    for k in ("base", "cap"):
+        if v.get(k) is None:
+            raise ProjectError("missing (seconds)", file=src, task=task, field=f"{field}.{k}")
+    base = _bounded(v["base"], src, task, f"{field}.base", MAX_BACKOFF_SECONDS)
+    cap = _bounded(v["cap"], src, task, f"{field}.cap", MAX_BACKOFF_SECONDS)
+    if cap < base:
+        raise ProjectError(f"cap {cap:g} is below base {base:g}", file=src, task=task, field=field)
+    return RetryBackoff(base=base, cap=cap)
+
+
+def _backoff_stored(b: RetryBackoff) -> dict[str, float]:
+    return {"base": b.base, "cap": b.cap}
+
+
+def _backoff_loaded(d: Mapping[str, Any]) -> RetryBackoff:
+    return RetryBackoff(base=float(d["base"]), cap=float(d["cap"]))
+
+
 def _same(v: Any) -> Any:
     return v
 
@@ -278,6 +330,8 @@ TASK_FIELDS: tuple[TaskField, ...] = (
     TaskField("payload", None, _payload),
     TaskField("max_attempts", DEFAULT_MAX_ATTEMPTS, _attempts, True, True, load=int),
     TaskField("duration", None, _seconds),
+    TaskField("timeout", None, _timeout, True),
+    TaskField("retry_backoff", None, _backoff, True, store=_backoff_stored, load=_backoff_loaded),
 )
 FIELD_NAMES = frozenset({"id", *(f.name for f in TASK_FIELDS)})
 DEFAULT_FIELDS = frozenset(f.name for f in TASK_FIELDS if f.in_defaults)

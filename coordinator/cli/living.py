@@ -15,7 +15,7 @@ from typing import Any
 import typer
 import yaml
 
-from workhive.client import Task, TaskState
+from workhive.client import RetryBackoff, Task, TaskState
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.cli.projects import (
     COORDINATORS,
@@ -60,6 +60,10 @@ def result(
             "result": st.result,
             "reason": st.reason,
             "output_tail": st.output_tail,
+            "attempt": st.attempt,
+            "deadline_at": st.deadline_at or None,
+            "retry_at": st.retry_at or None,
+            "last_failure": st.last_failure,
         }
         typer.echo(json.dumps(out))
     else:
@@ -101,6 +105,10 @@ def to_client_task(raw: Any, index: int, source: str) -> Task:
         payload=spec.payload,
         max_attempts=spec.max_attempts,
         blocks=tuple(blocks),
+        timeout=spec.timeout,
+        retry_backoff=None
+        if spec.retry_backoff is None
+        else RetryBackoff(spec.retry_backoff.base, spec.retry_backoff.cap),
     )
 
 

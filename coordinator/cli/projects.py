@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from workhive.client import (
     Client,
     ClusterStatus,
     CredentialsError,
+    TaskStatus,
     Unavailable,
     WaitTimeout,
     WorkhiveError,
@@ -190,7 +192,25 @@ def _status_table(resp: ClusterStatus) -> None:
         out.print(m)
     for p in resp.projects:
         for t in p.tasks:
-            out.print(f"{p.project_id}/{t.task_id}: {t.state} {t.agent_id} {t.reason}")
+            out.print(f"{p.project_id}/{t.task_id}: {task_line(t)}", highlight=False)
+
+
+def task_line(t: TaskStatus) -> str:
+    """State, agent, attempt, and when known the running attempt's deadline,
+    the next retry's time (UTC) and the last failed attempt's reason."""
+    parts = [str(t.state), t.agent_id, f"attempt {t.attempt}" if t.attempt else ""]
+    if t.deadline_at:
+        parts.append(f"deadline {_utc(t.deadline_at)}")
+    if t.retry_at:
+        parts.append(f"next retry {_utc(t.retry_at)}")
+    if t.last_failure and t.last_failure != t.reason:
+        parts.append(f"last failure: {t.last_failure}")
+    parts.append(t.reason)
+    return escape(" ".join(x for x in parts if x))
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
 def status(

@@ -48,13 +48,14 @@ from workhive.coordinator.leader.presence import Presence
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.leader.writes import ClaimsStore, EtcdClaimsStore, NotLeading, Writer
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import AgentInfo, TaskRef, TaskState
+from workhive.coordinator.model import AgentInfo, TaskKey, TaskRef, TaskState, TaskTiming
 from workhive.coordinator.scheduling import (
     Addition,
     ClaimLost,
     ClaimWanted,
     ClaimWithdrawn,
     Command,
+    DeadlineTick,
     Event,
     ProjectCancelled,
     ProjectDeleted,
@@ -104,6 +105,7 @@ Input = (
     | Ask
     | ClaimWithdrawn
     | StealTick
+    | DeadlineTick
     | Deferred
     | str
 )
@@ -246,6 +248,13 @@ class LeaderDriver:
     def scheduler_metrics(self) -> SchedulerMetrics:
         return self.term.state.metrics(self.clock.wall())
 
+    def task_timing(self, key: TaskKey) -> TaskTiming | None:
+        """The scheduler's deadline, next retry and last failure of ``key``."""
+        state = self.term.state
+        if state.task_state(key) is None:
+            return None
+        return TaskTiming(state.deadline_at(key), state.retry_at(key), state.last_failure(key))
+
     def _defer(self, events: tuple[Event, ...]) -> None:
         self._inbox.put_nowait(Deferred(events))
 
@@ -265,6 +274,9 @@ class LeaderDriver:
             if mono() >= next_steal:
                 next_steal = mono() + self.config.steal_interval
                 self._inbox.put_nowait(StealTick(self.clock.wall()))
+            wake = self.term.state.next_wakeup()  # a task's deadline or end of backoff
+            if wake is not None and self.clock.wall() >= wake:
+                self._inbox.put_nowait(DeadlineTick(self.clock.wall()))
             self._inbox.put_nowait("grace")
 
     async def _main(self) -> None:
@@ -330,7 +342,7 @@ class LeaderDriver:
                 asyncio.get_running_loop().call_later(item.wait, self._inbox.put_nowait, withdraw)
             elif isinstance(item, ClaimWithdrawn):
                 events.append(replace(item, now=now))
-            elif isinstance(item, StealTick):
+            elif isinstance(item, StealTick | DeadlineTick):
                 events.append(item)
             elif isinstance(item, Deferred):
                 events += item.events

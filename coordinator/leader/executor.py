@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from workhive.coordinator.etcd import ClaimRequest, EtcdError, Finish, Steal, TaskRecord
+from workhive.coordinator.leader.revoke import revoke_overdue
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.model import Claim, TaskKey, TaskRef, TaskResult, TaskState
 from workhive.coordinator.scheduling import (
@@ -37,6 +38,7 @@ from workhive.coordinator.scheduling import (
     ProjectFinished,
     RequestReplan,
     RequeueTask,
+    RevokeTask,
     StartRejected,
     StartTask,
     StealRejected,
@@ -64,6 +66,7 @@ class CommandExecutor:
         for c in commands:
             by_kind[type(c)].append(c)
         events: list[Event] = []
+        await revoke_overdue(self.term, by_kind[RevokeTask])  # claims gone before requeues
         await self._requeue(by_kind[RequeueTask])
         assigned, started = await asyncio.gather(
             self._assign(by_kind[AssignTask], now), self._start(by_kind[StartTask], now)

@@ -17,6 +17,7 @@ from workhive.coordinator.scheduling.events import (
     ClaimWanted,
     ClaimWithdrawn,
     Command,
+    DeadlineTick,
     Event,
     MarkTaskFailed,
     PlanUpdated,
@@ -26,6 +27,7 @@ from workhive.coordinator.scheduling.events import (
     ProjectSubmitted,
     RequestReplan,
     RequeueTask,
+    RevokeTask,
     StartRejected,
     StartTask,
     StateRestored,
@@ -47,6 +49,7 @@ from workhive.coordinator.scheduling.metrics import (
 )
 from workhive.coordinator.scheduling.planner import PlannerConfig, list_schedule, plan_project
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
+from workhive.coordinator.scheduling.retry_policy import backoff_delay
 from workhive.coordinator.scheduling.simulator import SimConfig, SimResult, simulate, skewed_start
 from workhive.coordinator.scheduling.state import SchedulerState
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask, StealMove, plan_steals
@@ -66,6 +69,7 @@ __all__ = [
     "ClaimWanted",
     "ClaimWithdrawn",
     "Command",
+    "DeadlineTick",
     "DurationModel",
     "Event",
     "GraphAnalysis",
@@ -82,6 +86,7 @@ __all__ = [
     "QueuedTask",
     "RequestReplan",
     "RequeueTask",
+    "RevokeTask",
     "SchedulerConfig",
     "SchedulerMetrics",
     "SchedulerState",
@@ -99,6 +104,7 @@ __all__ = [
     "TaskSucceeded",
     "TasksAdded",
     "analyse",
+    "backoff_delay",
     "check_addition",
     "extend_analysis",
     "list_schedule",

@@ -112,6 +112,7 @@ class EventHandlers(Dispatch):
             return
         del self._projects[project_id]
         self._plans.planned.pop(project_id, None)
+        self._timers.forget(project_id)
         for key in [k for k in self._pool.branch_owner if k[0] == project_id]:
             del self._pool.branch_owner[key]
 
@@ -249,6 +250,7 @@ class EventHandlers(Dispatch):
             self._pool.touch(a)
         if t.started_at is None:
             t.started_at = ev.now
+            self._timers.deadlines.arm(t.key, t.attempt, ev.now, t.spec.timeout)
 
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
         t = self._task(ev.key)
@@ -387,7 +389,8 @@ class EventHandlers(Dispatch):
             if c.started:
                 t.state = _RUN
                 a.running[t.key] = t
-                t.started_at = ev.now
+                t.started_at = ev.now  # a restored task's deadline counts from here
+                self._timers.deadlines.arm(t.key, t.attempt, ev.now, t.spec.timeout)
             else:
                 t.state = _A
                 a.queue.append(t)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workhive.coordinator.model import AgentInfo, Claim, ProjectSpec, TaskKey, TaskResult
+from workhive.coordinator.scheduling.deadlines import DeadlineTick, RevokeTask
 from workhive.coordinator.scheduling.growth import Addition
 from workhive.coordinator.scheduling.planner_types import Plan
 
@@ -26,6 +27,7 @@ __all__ = [
     "ClaimWanted",
     "ClaimWithdrawn",
     "Command",
+    "DeadlineTick",
     "Event",
     "MarkTaskFailed",
     "PlanUpdated",
@@ -35,6 +37,7 @@ __all__ = [
     "ProjectSubmitted",
     "RequestReplan",
     "RequeueTask",
+    "RevokeTask",
     "StartRejected",
     "StartTask",
     "StateRestored",
@@ -243,6 +246,7 @@ Event = (
     | StartRejected
     | StealRejected
     | StealTick
+    | DeadlineTick
     | ProjectCancelled
     | ProjectDeleted
     | StateRestored
@@ -345,6 +349,7 @@ Command = (
     | StartTask
     | StealTask
     | RequeueTask
+    | RevokeTask
     | MarkTaskFailed
     | CancelTask
     | ProjectFinished

@@ -24,7 +24,10 @@ waiting for its planned agent) -> ASSIGNED (in an agent's prefetch queue) ->
 RUNNING (holds one of the agent's slots) -> SUCCEEDED | FAILED | CANCELLED.
 A lost claim sends the task back to READY, with ``attempt + 1`` if it had
 started (only a start counts as an attempt); a task that had started and has
-used ``max_attempts`` fails instead, which cancels every descendant.
+used ``max_attempts`` fails instead, which cancels every descendant. An
+attempt running past its ``timeout`` is revoked and counts as failed; a
+retried task with a ``retry_backoff`` waits PENDING until its backoff ends
+(``deadlines``, ``retry_policy``; docs/scheduling.md, "Deadlines and backoff").
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.agent_pool import AgentPool
 from workhive.coordinator.scheduling.config import SchedulerConfig
+from workhive.coordinator.scheduling.deadlines import DEADLINE_EXCEEDED, RevokeTask, TaskTimers
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.event_handlers import EventHandlers
 from workhive.coordinator.scheduling.events import Command, Event
@@ -54,7 +58,7 @@ from workhive.coordinator.scheduling.scarcity import Needs
 
 __all__ = ["SchedulerState"]
 
-_A = TaskState.ASSIGNED
+_P, _A, _RUN = TaskState.PENDING, TaskState.ASSIGNED, TaskState.RUNNING
 
 
 class SchedulerState(EventHandlers):
@@ -87,6 +91,8 @@ class SchedulerState(EventHandlers):
         self._now = 0.0
         self._slot_total = -1
         self._feeders: dict[TaskKey, TaskRecord] = {}  # running tasks feeding needy work
+        self._timers = TaskTimers()
+        self._event_now = 0.0
 
     def _emit(self, c: Command) -> None:
         self._out.append(c)
@@ -99,11 +105,12 @@ class SchedulerState(EventHandlers):
         self._out = out
         now = 0.0
         for ev in events:
-            now = ev.now
+            now = self._event_now = ev.now
             if self._stats.first_event is None:
                 self._stats.first_event = now
             self._apply(ev)
         if events:
+            self._expire(now)
             self._dispatch(now)
             for t in self._push_queued_later:
                 if t.state is _A:
@@ -111,6 +118,27 @@ class SchedulerState(EventHandlers):
             self._push_queued_later.clear()
         self._out = []
         return out
+
+    def _expire(self, now: float) -> None:
+        """Revoke running tasks past their deadline (a spent, failed attempt:
+        retried with backoff or failed for good) and make ready the retries
+        whose backoff is over (deadlines.py, retry_policy.py)."""
+        for key, attempt, started_at in self._timers.deadlines.due(now):
+            t = self._task(key)
+            if t is None or t.state is not _RUN or t.agent is None:
+                continue
+            if t.attempt != attempt or t.started_at != started_at:
+                continue  # that run ended; this one has its own deadline
+            self._out.append(RevokeTask(key, t.agent.info.id, attempt, DEADLINE_EXCEEDED))
+            self._release(t)
+            if t.attempt < t.spec.max_attempts:
+                self._requeue(t, DEADLINE_EXCEEDED)
+            else:
+                self._fail(t, DEADLINE_EXCEEDED)
+        for key, attempt in self._timers.waits.due(now):
+            w = self._task(key)
+            if w is not None and w.state is _P and w.attempt == attempt:
+                self._make_ready(w)
 
     def task_state(self, key: TaskKey) -> TaskState | None:
         """State of ``key``; ``None`` for an unknown task."""
@@ -126,6 +154,28 @@ class SchedulerState(EventHandlers):
         """Agent holding ``key``, if any."""
         t = self._task(key)
         return t.agent.info.id if t and t.agent else None
+
+    def deadline_at(self, key: TaskKey) -> float | None:
+        """When the running ``key`` is revoked (``None``: not running or no timeout)."""
+        t = self._task(key)
+        if t is None or t.state is not _RUN or t.started_at is None or t.spec.timeout is None:
+            return None
+        return t.started_at + t.spec.timeout
+
+    def retry_at(self, key: TaskKey) -> float | None:
+        """When ``key``, waiting out its backoff, becomes ready again."""
+        t = self._task(key)
+        return self._timers.waits.ready_at(key) if t is not None and t.state is _P else None
+
+    def last_failure(self, key: TaskKey) -> str:
+        """Reason of ``key``'s last failed attempt ("" none, or none since
+        this leader's restore)."""
+        return self._timers.last_failure.get(key, "")
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time a ``DeadlineTick`` has work to do (a deadline or
+        the end of a backoff), for the driver to schedule one."""
+        return self._timers.next_wakeup()
 
     def agent_ids(self) -> list[str]:
         """Known agents in join order."""

@@ -16,6 +16,7 @@ output. A layer of ``SchedulerState`` (it owns every attribute declared here).
 from __future__ import annotations
 
 from workhive.coordinator.model import TaskKey, TaskState
+from workhive.coordinator.scheduling.deadlines import TaskTimers
 from workhive.coordinator.scheduling.events import (
     AssignTask,
     CancelTask,
@@ -33,8 +34,9 @@ from workhive.coordinator.scheduling.records import (
     ProjectRecord,
     TaskRecord,
 )
+from workhive.coordinator.scheduling.retry_policy import backoff_delay
 
-_R, _A, _RUN = TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
+_P, _R, _A, _RUN = TaskState.PENDING, TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
 _FAIL, _CXL = TaskState.FAILED, TaskState.CANCELLED
 
 __all__ = ["TaskTransitions"]
@@ -47,6 +49,8 @@ class TaskTransitions(Placement):
     _stats: DispatchStats
     _out: list[Command]
     _seq: Counter
+    _timers: TaskTimers  # deadlines, backoff waits, last failures (deadlines.py)
+    _event_now: float  # ``now`` of the event being applied
 
     def _task(self, key: TaskKey) -> TaskRecord | None:
         p = self._projects.get(key.project)
@@ -90,15 +94,25 @@ class TaskTransitions(Placement):
 
     def _requeue(self, t: TaskRecord, reason: str, spent: bool = True) -> None:
         """READY again; the next run is a new attempt only if this one started
-        (only a start counts as an attempt)."""
+        (only a start counts as an attempt). A spent attempt first waits out
+        its ``retry_backoff``: held PENDING until ``SchedulerState._expire``
+        frees it (retry_policy.py)."""
+        delay = backoff_delay(t.spec.retry_backoff, t.key, t.attempt) if spent else 0.0
         if spent:
+            self._timers.last_failure[t.key] = reason
             t.attempt += 1
         t.started_at = None
-        self._make_ready(t)
+        if delay > 0:
+            t.state = _P
+            t.agent = None
+            self._timers.waits.hold(t.key, self._event_now + delay, t.attempt)
+        else:
+            self._make_ready(t)
         self._out.append(RequeueTask(t.key, t.attempt, reason))
 
     def _fail(self, t: TaskRecord, reason: str) -> None:
         p = t.project
+        self._timers.last_failure[t.key] = reason
         t.state = _FAIL
         p.remaining -= 1
         self._out.append(MarkTaskFailed(t.key, t.attempt, reason))
@@ -132,6 +146,7 @@ class TaskTransitions(Placement):
         t.state = _RUN
         a.running[t.key] = t
         t.started_at = now
+        self._timers.deadlines.arm(t.key, t.attempt, now, t.spec.timeout)
         self._note_running(t)
         if t.stolen_at is not None:
             self._stats.latency_sum += now - t.stolen_at

@@ -25,7 +25,7 @@ from workhive.coordinator.etcd import (
 )
 from workhive.coordinator.leader.growth import AddRefused
 from workhive.coordinator.leader.writes import NotLeading
-from workhive.coordinator.model import TaskKey, TaskState
+from workhive.coordinator.model import TaskKey, TaskState, TaskTiming
 from workhive.coordinator.service.convert import (
     addition_from_proto,
     leader_to_proto,
@@ -63,8 +63,15 @@ def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
 
 
 def task_status(
-    cs: ClusterState, key: TaskKey, state: TaskState, *, with_result: bool = False
+    cs: ClusterState,
+    key: TaskKey,
+    state: TaskState,
+    *,
+    with_result: bool = False,
+    timing: TaskTiming | None = None,
 ) -> client_pb2.TaskStatus:
+    """One task as the client sees it; ``timing`` (the leader's scheduler:
+    deadline, next retry, last failure) is known on the leader only."""
     rec = cs.tasks[key]
     claim = cs.claims.get(key)
     result = cs.results.get(key)
@@ -78,6 +85,9 @@ def task_status(
         finished_at=result.finished_at if result else 0.0,
         result_json=result.result_json if result and with_result else "",
         output_tail=result.output_tail if result and with_result else "",
+        deadline_at=(timing.deadline_at or 0.0) if timing else 0.0,
+        retry_at=(timing.retry_at or 0.0) if timing else 0.0,
+        last_failure=timing.last_failure if timing else "",
     )
 
 
@@ -109,6 +119,11 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     def __init__(self, node: NodeView) -> None:
         self.node = node
         self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
+
+    def _timing(self, key: TaskKey) -> TaskTiming | None:
+        """The leader's deadline / retry / last failure of ``key`` (``None`` on a follower)."""
+        driver = self.node.leading()
+        return driver.task_timing(key) if driver is not None else None
 
     async def _view(self, context: Ctx) -> ClusterState:
         """The leader's mirror, else a snapshot read from etcd; a snapshot that
@@ -227,7 +242,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             ps.total_work_seconds = sum(cs.tasks[k].spec.estimate or 0.0 for k in states)
             if request.include_tasks:
                 ps.tasks.extend(
-                    task_status(cs, k, s)
+                    task_status(cs, k, s, timing=self._timing(k))
                     for k, s in sorted(states.items(), key=lambda i: i[0].task)
                 )
             resp.projects.append(ps)
@@ -283,7 +298,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 project_id=key.project, task_id=key.task, state=state_to_proto(None)
             )
         states = effective_states(cs, key.project)
-        return task_status(cs, key, states[key], with_result=True)
+        return task_status(cs, key, states[key], with_result=True, timing=self._timing(key))
 
     async def WatchProject(
         self, request: client_pb2.WatchProjectRequest, context: Ctx
@@ -306,7 +321,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     seen[key] = st
                     yield client_pb2.ProjectEvent(
                         project_id=pid,
-                        task=task_status(cs, key, st),
+                        task=task_status(cs, key, st, timing=self._timing(key)),
                         revision=cs.revision,
                         project_finished=finished,
                     )

@@ -72,6 +72,12 @@ def task_to_proto(task: TaskSpec) -> client_pb2.TaskSpec:
         requires=sorted(task.requires),
         payload_json="" if task.payload is None else json.dumps(task.payload),
         max_attempts=task.max_attempts,
+        timeout_seconds=task.timeout or 0.0,
+        retry_backoff=None
+        if task.retry_backoff is None
+        else client_pb2.RetryBackoff(
+            base_seconds=task.retry_backoff.base, cap_seconds=task.retry_backoff.cap
+        ),
     )
 
 
@@ -110,8 +116,12 @@ def _task_dict(t: client_pb2.TaskSpec, source: str) -> dict[str, Any]:
             "branch": t.branch,
             "requires": list(t.requires),
             "max_attempts": t.max_attempts or None,
+            "timeout": t.timeout_seconds or None,
         }
     )
+    if t.HasField("retry_backoff"):
+        b = t.retry_backoff
+        raw["retry_backoff"] = {"base": b.base_seconds, "cap": b.cap_seconds}
     if t.payload_json:  # a payload may itself be "" or []
         raw["payload"] = _payload(t.payload_json, t.id, source)
     return raw

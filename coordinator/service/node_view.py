@@ -15,7 +15,14 @@ from typing import Protocol
 from workhive.coordinator.etcd import ClusterState, ProjectMeta
 from workhive.coordinator.leader.growth import Added
 from workhive.coordinator.leader.ports import Gone, Hello, Report
-from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec, TaskRef
+from workhive.coordinator.model import (
+    AgentInfo,
+    LeaderInfo,
+    ProjectSpec,
+    TaskKey,
+    TaskRef,
+    TaskTiming,
+)
 from workhive.coordinator.scheduling import Addition, SchedulerMetrics
 from workhive.coordinator.service.agent_hub import AgentHub
 
@@ -48,6 +55,10 @@ class LeaderView(Protocol):
 
     def loads(self) -> dict[str, float]: ...
     def scheduler_metrics(self) -> SchedulerMetrics: ...
+
+    def task_timing(self, key: TaskKey) -> TaskTiming | None:
+        """The scheduler's deadline, next retry and last failure of ``key``."""
+        ...
 
 
 class NodeView(Protocol):

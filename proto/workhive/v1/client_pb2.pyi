@@ -36,6 +36,8 @@ class TaskSpec(_message.Message):
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     BLOCKS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    RETRY_BACKOFF_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     priority: _builtins.int
     estimate_seconds: _builtins.float
@@ -44,6 +46,10 @@ class TaskSpec(_message.Message):
     branch: _builtins.str
     payload_json: _builtins.str
     max_attempts: _builtins.int
+    timeout_seconds: _builtins.float
+    """Longest an attempt may run, seconds (0 = no timeout): past it the attempt
+    is revoked and counts as failed ("deadline exceeded").
+    """
     @_builtins.property
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -51,6 +57,10 @@ class TaskSpec(_message.Message):
     @_builtins.property
     def blocks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """AddTasks only: existing tasks not started yet that now also wait for this one."""
+
+    @_builtins.property
+    def retry_backoff(self) -> Global___RetryBackoff:
+        """Delay before each retry (unset = retry at once)."""
 
     def __init__(
         self,
@@ -65,14 +75,40 @@ class TaskSpec(_message.Message):
         payload_json: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
         blocks: _abc.Iterable[_builtins.str] | None = ...,
+        timeout_seconds: _builtins.float = ...,
+        retry_backoff: Global___RetryBackoff | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_backoff", b"retry_backoff"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "branch", b"branch", "depends_on", b"depends_on", "estimate_seconds", b"estimate_seconds", "id", b"id", "kind", b"kind", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "requires", b"requires"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "branch", b"branch", "depends_on", b"depends_on", "estimate_seconds", b"estimate_seconds", "id", b"id", "kind", b"kind", "max_attempts", b"max_attempts", "payload_json", b"payload_json", "priority", b"priority", "requires", b"requires", "retry_backoff", b"retry_backoff", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskSpec: _TypeAlias = TaskSpec  # noqa: Y015
+
+@_typing.final
+class RetryBackoff(_message.Message):
+    """min(cap, base * 2^(attempt-1)) seconds after a failed attempt, with jitter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_SECONDS_FIELD_NUMBER: _builtins.int
+    CAP_SECONDS_FIELD_NUMBER: _builtins.int
+    base_seconds: _builtins.float
+    cap_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        base_seconds: _builtins.float = ...,
+        cap_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_seconds", b"base_seconds", "cap_seconds", b"cap_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryBackoff: _TypeAlias = RetryBackoff  # noqa: Y015
 
 @_typing.final
 class ProjectSpec(_message.Message):
@@ -179,6 +215,9 @@ class TaskStatus(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     OUTPUT_TAIL_FIELD_NUMBER: _builtins.int
+    DEADLINE_AT_FIELD_NUMBER: _builtins.int
+    RETRY_AT_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     task_id: _builtins.str
     state: _common_pb2.TaskState.ValueType
@@ -192,6 +231,13 @@ class TaskStatus(_message.Message):
     result_json: _builtins.str
     """GetTask only: the task's JSON result (empty: none) and output tail."""
     output_tail: _builtins.str
+    deadline_at: _builtins.float
+    """Known on the leader only (0 / empty elsewhere): the running attempt's
+    deadline and, after a failed attempt, when it is retried (unix seconds),
+    and the last failed attempt's reason (e.g. "deadline exceeded").
+    """
+    retry_at: _builtins.float
+    last_failure: _builtins.str
     def __init__(
         self,
         *,
@@ -205,10 +251,13 @@ class TaskStatus(_message.Message):
         finished_at: _builtins.float = ...,
         result_json: _builtins.str = ...,
         output_tail: _builtins.str = ...,
+        deadline_at: _builtins.float = ...,
+        retry_at: _builtins.float = ...,
+        last_failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "finished_at", b"finished_at", "output_tail", b"output_tail", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "deadline_at", b"deadline_at", "finished_at", b"finished_at", "last_failure", b"last_failure", "output_tail", b"output_tail", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "retry_at", b"retry_at", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -133,6 +133,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     modules = {
         "agent_pool",
         "config",
+        "deadlines",
         "dispatch",
         "durations",
         "estimates",
@@ -150,6 +151,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "priorities",
         "ready_queues",
         "records",
+        "retry_policy",
         "scarcity",
         "simulator",
         "state",
