@@ -100,8 +100,29 @@ class PlanFollowing:
             self.stats.replans += 1
             self.emit(RequestReplan(p.spec.id, reason))
 
+    def drop_overdue(self, now: float) -> None:
+        """Drop the plan of a project whose running task has already overrun
+        its planned duration by more than ``plan_drift_tolerance``: the plan is
+        wrong from that moment, not only once the task ends (the tasks planned
+        behind it would wait for it). Looks at every running task once."""
+        tol = self.config.plan_drift_tolerance
+        for a in list(self.pool.agents.values()):
+            for t in list(a.running.values()):
+                p = t.project
+                if p.plan is None or t.started_at is None:
+                    continue
+                pt = p.plan.tasks.get(t.spec.id)
+                if pt is None:
+                    continue
+                want = pt.finish - pt.start
+                ran = now - t.started_at
+                if ran - want > tol * max(want, 1e-9) + 1e-9:
+                    self.drop_plan(p, f"task {t.spec.id} running {ran:g}s, planned {want:g}s")
+
     def dispatch_planned(self, now: float) -> None:
-        """Hand each agent the next tasks of its sequences while it has room."""
+        """Hand each agent the next tasks of its sequences while it has room
+        (after dropping plans proved wrong by an overrunning task)."""
+        self.drop_overdue(now)
         for p in list(self.planned.values()):
             for aid, seq in p.plan_seqs.items():
                 a = self.pool.agents.get(aid)
