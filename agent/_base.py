@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 SILENT_DIAL = 5.0  # seconds a dial may go without a Welcome
+SUSPECT_DIAL = 2.0  # seconds a dial to an address that recently went silent may go without one
 
 _log = structlog.get_logger("workhive.agent")
 
@@ -109,6 +110,7 @@ class AgentBase:
         self._session: Session | None = None  # the welcomed session, if any
         self._attempt: Session | None = None  # the session being dialled or served
         self._silent_until: dict[str, float] = {}  # address -> avoid it until
+        self._redial: str | None = None  # a session just abandoned for silence: dial it again
         self._lease_id = 0
         self._ttl = 0
         self._hb_interval = DEFAULT_HEARTBEAT_INTERVAL
@@ -129,6 +131,14 @@ class AgentBase:
         self._fallback_channels: dict[str, grpc.Channel] = {}
         self._fallback_index = 0
         self.counters = Counters()
+
+    def _suspect(self, address: str) -> bool:
+        """True while ``address`` recently went silent on us (see
+        ``Heartbeats._check_silence``): the list's other addresses go first,
+        and a dial to it must be welcomed within ``SUSPECT_DIAL``."""
+        with self._lock:
+            until = self._silent_until.get(address, 0.0)
+        return self._clock() < until
 
     @property
     def state(self) -> ConnectionState:

@@ -1,9 +1,11 @@
 """The connection thread: dial, follow redirects, read coordinator messages.
 
 Contract: one thread owns the ``AgentService.Session`` stream. It dials the
-configured addresses in turn (skipping ones that recently went silent),
-follows a follower's redirect to the leader (at most ``MAX_REDIRECTS`` in a
-row without backoff), and reconnects with capped jittered backoff. A session
+configured addresses in turn (ones that recently went silent last), follows
+a follower's redirect to the leader (at most ``MAX_REDIRECTS`` in a row
+without backoff; to a silent address too, the dial then cut short), dials a
+session just abandoned for silence once more at once (a healed link resumes
+it), and otherwise reconnects with capped jittered backoff. A session
 resumes the agent's lease when the coordinator still has it; a Welcome that
 did not resume means the lease was lost, and queued tasks are dropped.
 Repeated credential refusals raise :class:`CredentialsRefused`, which stops
@@ -63,11 +65,16 @@ class Connection(HeldTasks):
                 )
             if end.welcomed:
                 redirects = 0
+            with self._lock:
+                redial, self._redial = self._redial, None
+            if redial is not None:
+                hint = LeaderHint(redial, "")
+                self._log.info("dialling a silent coordinator again", address=redial)
+                continue
             if (
                 end.redirect is not None
                 and end.redirect.address != address
                 and redirects < MAX_REDIRECTS
-                and not self._shunned(end.redirect.address)
             ):
                 redirects += 1
                 hint = end.redirect
@@ -82,18 +89,12 @@ class Connection(HeldTasks):
             self.counters.reconnects += 1
             self._sleep(delay)
 
-    def _shunned(self, address: str) -> bool:
-        """True while ``address`` recently went silent on us (see _check_silence)."""
-        with self._lock:
-            until = self._silent_until.get(address, 0.0)
-        return self._clock() < until
-
     def _next_address(self, index: int) -> str:
         """The index-th configured address, skipping silent ones when possible."""
         n = len(self.coordinators)
         for k in range(n):
             candidate = self.coordinators[(index + k) % n]
-            if not self._shunned(candidate):
+            if not self._suspect(candidate):
                 return candidate
         return self.coordinators[index % n]
 

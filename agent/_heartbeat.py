@@ -15,7 +15,7 @@ import grpc
 from workhive.v1 import agent_pb2, agent_pb2_grpc
 
 from . import _convert as cv
-from ._base import SILENT_DIAL, AgentBase
+from ._base import SILENT_DIAL, SUSPECT_DIAL, AgentBase
 from ._held import RUNNABLE, RUNNING
 from ._leader import status_name
 
@@ -50,21 +50,28 @@ class Heartbeats(AgentBase):
     def _check_silence(self) -> None:
         """Abandon a stream the coordinator stopped answering (a paused or
         partitioned process keeps TCP open, so gRPC alone notices late): no
-        Welcome within SILENT_DIAL seconds, or no message (heartbeats are
-        acknowledged) for half the lease TTL. The connection loop then dials
-        the next address and the unary heartbeat keeps the lease alive."""
+        Welcome within SILENT_DIAL seconds (SUSPECT_DIAL for an address that
+        recently went silent), or no message (heartbeats are acknowledged)
+        for half the lease TTL. The address becomes suspect for a lease TTL
+        (the list's other addresses go first; a dial to it is cut short) and
+        a welcomed session is dialled again once at once: a link that healed
+        (a short partition) resumes the session before the leader's grace for
+        a broken stream runs out. Meanwhile the unary heartbeat keeps the
+        lease alive."""
         with self._lock:
             attempt = self._attempt
             ttl = self._ttl
         if attempt is None:
             return
-        limit = max(ttl / 2.0, 3 * self._hb_interval) if attempt.welcomed else SILENT_DIAL
+        if attempt.welcomed:
+            limit = max(ttl / 2.0, 3 * self._hb_interval)
+        else:
+            limit = SUSPECT_DIAL if self._suspect(attempt.address) else SILENT_DIAL
         if self._clock() - attempt.last_heard > limit:
-            # A silent coordinator (paused, partitioned) is avoided for a lease
-            # TTL, even when a follower still names it leader: by then its lease
-            # has expired and another replica leads.
             with self._lock:
                 self._silent_until[attempt.address] = self._clock() + max(ttl, SILENT_DIAL)
+                if attempt.welcomed:
+                    self._redial = attempt.address
             self._log.warning(
                 "coordinator silent: abandoning the session",
                 address=attempt.address,

@@ -143,12 +143,15 @@ def test_refused_credentials_stop_the_agent_with_exit_77() -> None:
 
 
 def _task_processes(marker: str) -> list[int]:
+    """The ``sleep`` processes running ``marker``: the task itself, once the
+    ``setpriv`` wrapper has set its parent-death signal and exec'd it (the
+    wrapper's own brief life, before that, does not count)."""
     import psutil
 
     return [
         p.pid
-        for p in psutil.process_iter(["cmdline"])
-        if marker in " ".join(p.info["cmdline"] or ())
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "sleep" and marker in " ".join(p.info["cmdline"] or ())
     ]
 
 

@@ -196,6 +196,25 @@ def test_unavailable_tries_the_next_address(
     wait(lambda: r.agent.address == coord2.address)
 
 
+def test_a_session_abandoned_for_silence_is_dialled_again_at_once(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    # The scripted leader never answers heartbeats: with a 2 s TTL the agent
+    # gives the session up after 1 s of silence. A follower still names that
+    # leader; the agent dials it again at once (a short partition has healed
+    # by then) rather than avoiding it for a lease TTL, and resumes its lease.
+    with ScriptedCoordinator(coordinator_id="scripted-2", ttl_seconds=2) as leader:
+        coord.mode = "not_leader"
+        coord.leader = common_pb2.LeaderInfo(leader_id="scripted-2", address=leader.address)
+        r = start_agent([coord.address, leader.address], Recorder())
+        leader.wait_kind("hello", timeout=5)
+        first = time.monotonic()
+        leader.wait_kind("hello", count=2, timeout=5)
+        assert time.monotonic() - first < 3.0, "the silent leader was avoided"
+        assert leader.hellos[1].resume_lease_id in leader.leases
+        wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+
+
 def test_reconnect_resumes_lease_and_resends_unacked(
     coord: ScriptedCoordinator, start_agent: Start
 ) -> None:
