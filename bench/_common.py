@@ -258,6 +258,22 @@ class Bench:
         assert self.cluster is not None
         return self.cluster.coordinator_addresses
 
+    def leader_samples(self) -> dict[str, float]:
+        """The leader's /metrics samples (``name{labels}`` -> value); needs
+        ``metrics=True``."""
+        import urllib.request
+
+        port = self.metrics_ports[self.leader().name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[name] = float(value)
+        return out
+
     def wait_leader(self, timeout: float = 30.0) -> str:
         assert self.client is not None
         deadline = time.monotonic() + timeout

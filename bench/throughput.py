@@ -2,7 +2,7 @@
 dask.distributed vs Ray, alternating in one run.
 
 ``python -m bench.throughput [--json] [--quick] [--tasks N] [--coordinators K]
-[--rounds R] [--agent-threads]``
+[--rounds R] [--agent-threads] [--systems workhive,dask,ray]``
 
 workhive: K coordinator processes (LocalCluster) on an embedded etcd; 8 SDK
 agents, one per process as users deploy them (``--agent-threads``: 8 threads
@@ -15,7 +15,9 @@ ObjectRefs as arguments, ``ray.get`` of every task.
 Also a pure chain (time per step) on all three, and the CPU each spends per
 task of the DAG (every process of the run, by role): on 2 shared cores the
 total bounds the rate. ``--rounds`` runs the three R times, alternating, and
-reports each round and the best.
+reports each round and the best. For workhive, the leader's counts per DAG
+task too (``per_task``: agent session messages and stream writes each way,
+etcd transactions), from its /metrics. ``--systems`` runs a subset.
 """
 
 from __future__ import annotations
@@ -119,6 +121,24 @@ def run_ray(dag: list[tuple[str, list[str]]], chain: int) -> dict[str, Any]:
     return out
 
 
+PER_TASK = {
+    "agent_messages_in": 'workhive_agent_messages_total{direction="in"}',
+    "agent_messages_out": 'workhive_agent_messages_total{direction="out"}',
+    "stream_writes_in": 'workhive_agent_stream_writes_total{direction="in"}',
+    "stream_writes_out": 'workhive_agent_stream_writes_total{direction="out"}',
+    "etcd_txns": "workhive_etcd_txn_latency_seconds_count",
+}
+"""What the leader's /metrics counts, reported per DAG task."""
+
+
+def _per_task(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {
+        name: round((after[key] - before.get(key, 0.0)) / n, 2)
+        for name, key in PER_TASK.items()
+        if key in after
+    }
+
+
 def run_workhive(
     dag: list[tuple[str, list[str]]],
     chain: int,
@@ -131,7 +151,7 @@ def run_workhive(
         "coordinators": coordinators,
         "agent_shape": "threads in one process" if agent_threads else "one process each",
     }
-    with Bench(coordinators=coordinators, env=env) as b:
+    with Bench(coordinators=coordinators, env=env, metrics=True) as b:
         b.spawn_agents(AGENTS, mode="noop", processes=1 if agent_threads else AGENTS)
         b.wait_agents(AGENTS)
         # warm up
@@ -141,10 +161,12 @@ def run_workhive(
         # time from the last handler return (wall clock, same machine).
         spec = to_spec("dag", dag)
         cpu0 = tree_cpu()
+        m0 = b.leader_samples()
         w0 = time.time()
         out["submit_seconds"] = round(b.submit(spec), 3)
         b.wait_finished("dag", 600, poll=0.5)
         out["cpu_ms_per_task"] = cpu_ms_per_task(cpu0, tree_cpu(), len(dag))
+        out["per_task"] = _per_task(m0, b.leader_samples(), len(dag))
         wall = (b.last_end("dag") or time.time()) - w0
         out["dag_seconds"] = round(wall, 3)
         out["tasks_per_s"] = round(len(dag) / wall, 1)
@@ -190,7 +212,9 @@ def run(
     coordinators: int = 1,
     rounds: int = 1,
     agent_threads: bool = False,
+    systems: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    systems = systems or SYSTEMS
     n = tasks or (2000 if quick else 10_000)
     chain = 100 if quick else 500
     dag = mixed_dag(n)
@@ -201,7 +225,7 @@ def run(
         "ray": lambda: run_ray(dag, chain),
     }
     for r in range(rounds):
-        order = SYSTEMS if r % 2 == 0 else tuple(reversed(SYSTEMS))
+        order = systems if r % 2 == 0 else tuple(reversed(systems))
         for name in order:
             runs[name].append(_guarded(f"{name} round {r + 1} ({n} tasks)", arms[name]))
     best = {name: _best(rs) for name, rs in runs.items()}
@@ -235,11 +259,20 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agent-threads", action="store_true", help="8 agents as threads in one process"
     )
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated subset of workhive,dask,ray (default: all three)",
+    )
 
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.tasks, a.coordinators, a.rounds, a.agent_threads), a.json)
+    systems = tuple(x for x in a.systems.split(",") if x)
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"--systems: unknown {sorted(unknown)}; choose from {list(SYSTEMS)}")
+    emit(run(a.quick, a.tasks, a.coordinators, a.rounds, a.agent_threads, systems), a.json)
 
 
 if __name__ == "__main__":
