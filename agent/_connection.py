@@ -128,9 +128,11 @@ class Connection(HeldTasks):
             session.call = call
             for msg in call:
                 session.last_heard = self._clock()
-                hint = self._on_message(session, msg)
-                if hint is not None:
-                    return SessionEnd(welcomed=session.welcomed, redirect=hint, code="REDIRECT")
+                batch = msg.batch.messages if msg.WhichOneof("kind") == "batch" else (msg,)
+                for one in batch:
+                    hint = self._on_message(session, one)
+                    if hint is not None:
+                        return SessionEnd(welcomed=session.welcomed, redirect=hint, code="REDIRECT")
             return SessionEnd(welcomed=session.welcomed, code="END")
         except grpc.RpcError as err:
             hint = leader_from_error(err)

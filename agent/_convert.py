@@ -59,6 +59,7 @@ def hello(
             sdk_version=sdk_version,
             held=[key_to_proto(k) for k in held],
             pull=pull,
+            batches=True,
         )
     )
 

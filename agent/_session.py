@@ -10,6 +10,8 @@ import grpc
 
 from workhive.v1 import agent_pb2
 
+MAX_BATCH = 512
+"""Most agent messages sent as one stream write (an ``AgentBatch``)."""
 KEEPALIVE_TIME_MS = 20_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
@@ -52,12 +54,32 @@ class Session:
         self._closed = threading.Event()
 
     def requests(self) -> Iterator[agent_pb2.AgentMessage]:
+        """The stream's messages: each write carries what queued up while the
+        previous one was in flight (an ``AgentBatch`` when more than one; the
+        Hello, always first, goes alone)."""
         while True:
             item = self._queue.get()
             if item is Session._END:
                 return
             assert isinstance(item, agent_pb2.AgentMessage)
-            yield item
+            more: list[agent_pb2.AgentMessage] = []
+            end = False
+            while item.WhichOneof("kind") != "hello" and len(more) < MAX_BATCH - 1:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is Session._END:
+                    end = True
+                    break
+                assert isinstance(nxt, agent_pb2.AgentMessage)
+                more.append(nxt)
+            if more:
+                yield agent_pb2.AgentMessage(batch=agent_pb2.AgentBatch(messages=[item, *more]))
+            else:
+                yield item
+            if end:
+                return
 
     def send(self, msg: agent_pb2.AgentMessage) -> None:
         if not self._closed.is_set():

@@ -84,6 +84,18 @@ class Metrics:
         self.completions_rejected = Counter(
             "workhive_completions_rejected", "Completions refused (stale fence)", registry=r
         )
+        self.agent_messages = Counter(
+            "workhive_agent_messages",
+            "Agent session messages (a batch's members one by one)",
+            ["direction"],
+            registry=r,
+        )
+        self.agent_stream_writes = Counter(
+            "workhive_agent_stream_writes",
+            "Agent session stream messages (a batch counts once)",
+            ["direction"],
+            registry=r,
+        )
         self.etcd_txn_latency = Histogram(
             "workhive_etcd_txn_latency_seconds",
             "Latency of leader etcd transactions",

@@ -21,6 +21,8 @@ from workhive.coordinator.service.convert import leader_to_proto
 from workhive.v1 import agent_pb2, common_pb2
 
 MAILBOX_LIMIT = 10_000
+MAX_BATCH = 512
+"""Most coordinator messages sent as one stream write (a CoordinatorBatch)."""
 
 
 def ref_to_proto(ref: TaskRef) -> common_pb2.TaskRef:
@@ -43,6 +45,7 @@ class AgentConn:
 
     info: AgentInfo
     lease_id: int
+    batches: bool = False  # the agent reads CoordinatorMessage.batch
     outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = field(
         default_factory=asyncio.Queue
     )
@@ -50,6 +53,32 @@ class AgentConn:
 
     def push(self, msg: agent_pb2.CoordinatorMessage) -> None:
         self.outbox.put_nowait(msg)
+
+    def next_write(
+        self, first: agent_pb2.CoordinatorMessage
+    ) -> tuple[agent_pb2.CoordinatorMessage, bool]:
+        """``first`` and whatever else waits in the outbox, as one stream
+        message (a batch, in order, for an agent that reads batches), and
+        whether the outbox was closed behind them. Messages queue up while
+        the previous write is in flight, so a turn's acks, grants and
+        assignments to one agent leave in one write."""
+        if not self.batches:
+            return first, False
+        more: list[agent_pb2.CoordinatorMessage] = []
+        closed = False
+        while len(more) < MAX_BATCH - 1:
+            try:
+                item = self.outbox.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is None:
+                closed = True
+                break
+            more.append(item)
+        if not more:
+            return first, closed
+        batch = agent_pb2.CoordinatorBatch(messages=[first, *more])
+        return agent_pb2.CoordinatorMessage(batch=batch), closed
 
     def close(self) -> None:
         self.outbox.put_nowait(None)

@@ -226,7 +226,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         if self._registered(info.id) != info:  # a resumed agent is usually registered as is
             await self.node.register_agent(info, lease)
-        conn = AgentConn(info, lease)
+        conn = AgentConn(info, lease, batches=hello.batches)
         self.node.hub.attach(conn)
         log.info("agent connected", agent_id=info.id, lease=f"{lease:x}", resumed=resumed)
         yield agent_pb2.CoordinatorMessage(
@@ -242,12 +242,19 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         driver.hello(Hello(info, lease, resumed, tuple(ref_from_proto(r) for r in hello.held)))
         reader = asyncio.create_task(self._read(conn, request_iterator, driver))
         graceful = False
+        sent = self.node.metrics.agent_messages.labels("out")
+        sent_writes = self.node.metrics.agent_stream_writes.labels("out")
         try:
             while True:
                 msg = await conn.outbox.get()
                 if msg is None:
                     break
-                yield msg
+                write, closed = conn.next_write(msg)
+                sent_writes.inc()
+                sent.inc(len(write.batch.messages) if write.HasField("batch") else 1)
+                yield write
+                if closed:
+                    break
         finally:
             reader.cancel()
             try:
@@ -265,53 +272,67 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         driver: LeaderView,
     ) -> bool:
         """Consume the agent's messages; returns True when it drained cleanly."""
-        agent = conn.info.id
+        received = self.node.metrics.agent_messages.labels("in")
+        received_writes = self.node.metrics.agent_stream_writes.labels("in")
         try:
             async for msg in requests:
-                kind = msg.WhichOneof("kind")
-                if kind == "heartbeat":
-                    ttl = await self.node.refresh_lease(conn.lease_id)
-                    if ttl is None:
-                        continue  # etcd did not answer: no ack; the next heartbeat retries
-                    conn.push(
-                        agent_pb2.CoordinatorMessage(
-                            heartbeat_ack=agent_pb2.HeartbeatAck(
-                                seq=msg.heartbeat.seq, ttl_seconds=max(ttl, 0)
-                            )
-                        )
-                    )
-                    if ttl <= 0:
-                        conn.close()
+                received_writes.inc()
+                batch = msg.batch.messages if msg.WhichOneof("kind") == "batch" else (msg,)
+                received.inc(len(batch))
+                for one in batch:
+                    if not await self._handle(conn, one, driver):
                         return False
-                elif kind == "completed":
-                    driver.report(completion_report(agent, conn.lease_id, msg.completed))
-                elif kind == "failed":
-                    f = msg.failed
-                    driver.report(
-                        Report(
-                            agent,
-                            conn.lease_id,
-                            ref_from_proto(f.task),
-                            ok=False,
-                            reason=f.reason[:4096] or f"exit code {f.exit_code}",
-                            retryable=f.retryable or f.released,
-                            released=f.released,
-                            duration=f.duration_seconds,
-                            output_tail=f.output_tail[-MAX_TAIL:],
-                        )
-                    )
-                elif kind == "claim":
-                    wait = min(msg.claim.wait_ms, MAX_CLAIM_WAIT_MS) / 1000.0
-                    driver.claim_wanted(agent, msg.claim.seq, wait)
-                elif kind == "start":
-                    driver.start_requested(agent, ref_from_proto(msg.start.task))
-                elif kind == "drain":
-                    conn.draining = True
-                    driver.drain(agent)
-                elif kind == "hello":
-                    conn.close()
-                    return False
         except grpc.aio.AioRpcError:
             return False
         conn.close()
         return conn.draining
+
+    async def _handle(
+        self, conn: AgentConn, msg: agent_pb2.AgentMessage, driver: LeaderView
+    ) -> bool:
+        """Act on one agent message; False when the session must end now."""
+        agent = conn.info.id
+        kind = msg.WhichOneof("kind")
+        if kind == "heartbeat":
+            ttl = await self.node.refresh_lease(conn.lease_id)
+            if ttl is None:
+                return True  # etcd did not answer: no ack; the next heartbeat retries
+            conn.push(
+                agent_pb2.CoordinatorMessage(
+                    heartbeat_ack=agent_pb2.HeartbeatAck(
+                        seq=msg.heartbeat.seq, ttl_seconds=max(ttl, 0)
+                    )
+                )
+            )
+            if ttl <= 0:
+                conn.close()
+                return False
+        elif kind == "completed":
+            driver.report(completion_report(agent, conn.lease_id, msg.completed))
+        elif kind == "failed":
+            f = msg.failed
+            driver.report(
+                Report(
+                    agent,
+                    conn.lease_id,
+                    ref_from_proto(f.task),
+                    ok=False,
+                    reason=f.reason[:4096] or f"exit code {f.exit_code}",
+                    retryable=f.retryable or f.released,
+                    released=f.released,
+                    duration=f.duration_seconds,
+                    output_tail=f.output_tail[-MAX_TAIL:],
+                )
+            )
+        elif kind == "claim":
+            wait = min(msg.claim.wait_ms, MAX_CLAIM_WAIT_MS) / 1000.0
+            driver.claim_wanted(agent, msg.claim.seq, wait)
+        elif kind == "start":
+            driver.start_requested(agent, ref_from_proto(msg.start.task))
+        elif kind == "drain":
+            conn.draining = True
+            driver.drain(agent)
+        elif kind == "hello":
+            conn.close()
+            return False
+        return True

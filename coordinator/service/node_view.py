@@ -15,6 +15,7 @@ from typing import Protocol
 from workhive.coordinator.etcd import ClusterState, ProjectMeta
 from workhive.coordinator.leader.growth import Added
 from workhive.coordinator.leader.ports import Gone, Hello, Report
+from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import (
     AgentInfo,
     LeaderInfo,
@@ -72,6 +73,8 @@ class NodeView(Protocol):
     def leader_changes(self) -> int: ...
     @property
     def hub(self) -> AgentHub: ...
+    @property
+    def metrics(self) -> Metrics: ...
     @property
     def agent_lease_ttl(self) -> int: ...
     @property

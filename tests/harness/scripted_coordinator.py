@@ -312,11 +312,13 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
 
     def _read(self, sess: ServerSession, it: Iterator[agent_pb2.AgentMessage]) -> None:
         try:
-            for msg in it:
-                self._record(sess.number, msg)
-                reply = self._react(msg)
-                if reply is not None:
-                    sess.out.put(reply)
+            for write in it:
+                batch = write.batch.messages if write.WhichOneof("kind") == "batch" else (write,)
+                for msg in batch:
+                    self._record(sess.number, msg)
+                    reply = self._react(msg)
+                    if reply is not None:
+                        sess.out.put(reply)
         except grpc.RpcError:
             pass
         except Exception:  # the stream was torn down under us

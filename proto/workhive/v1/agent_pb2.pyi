@@ -17,6 +17,10 @@ Pull mode (Hello.pull): the agent is given a task only when it asks with
 ClaimRequest; the answer is an Assign (started) or ClaimEmpty.
 TaskCompleted may carry a JSON result and child tasks; TaskFailed with
 released=true hands a task back (docs/agent.md, "Pull mode", "Results").
+Batches: either side may send several messages as one stream message
+(AgentBatch, CoordinatorBatch: what queued up while the previous write was
+in flight), handled in order exactly as if sent one by one. The
+coordinator batches only to agents whose Hello set batches=true.
 """
 
 from collections import abc as _abc
@@ -46,6 +50,7 @@ class AgentMessage(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
     CLAIM_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -60,6 +65,8 @@ class AgentMessage(_message.Message):
     def drain(self) -> Global___Drain: ...
     @_builtins.property
     def claim(self) -> Global___ClaimRequest: ...
+    @_builtins.property
+    def batch(self) -> Global___AgentBatch: ...
     def __init__(
         self,
         *,
@@ -70,16 +77,39 @@ class AgentMessage(_message.Message):
         failed: Global___TaskFailed | None = ...,
         drain: Global___Drain | None = ...,
         claim: Global___ClaimRequest | None = ...,
+        batch: Global___AgentBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim", "batch"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___AgentMessage: _TypeAlias = AgentMessage  # noqa: Y015
+
+@_typing.final
+class AgentBatch(_message.Message):
+    """Several agent messages in one write, in order (never a Hello, never nested)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentMessage]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___AgentMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentBatch: _TypeAlias = AgentBatch  # noqa: Y015
 
 @_typing.final
 class Hello(_message.Message):
@@ -93,6 +123,7 @@ class Hello(_message.Message):
     SDK_VERSION_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
     PULL_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     """concurrent tasks"""
@@ -105,6 +136,8 @@ class Hello(_message.Message):
     """A pull agent: it is given a task only when it asks (ClaimRequest), one
     per request; slots bound what it holds at once.
     """
+    batches: _builtins.bool
+    """The agent reads CoordinatorMessage.batch (CoordinatorBatch)."""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -122,10 +155,11 @@ class Hello(_message.Message):
         sdk_version: _builtins.str = ...,
         held: _abc.Iterable[_common_pb2.TaskRef] | None = ...,
         pull: _builtins.bool = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "batches", b"batches", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,6 +377,7 @@ class CoordinatorMessage(_message.Message):
     HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
     CLAIM_EMPTY_FIELD_NUMBER: _builtins.int
     DRAIN_REQUEST_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -365,6 +400,8 @@ class CoordinatorMessage(_message.Message):
     def claim_empty(self) -> Global___ClaimEmpty: ...
     @_builtins.property
     def drain_request(self) -> Global___DrainRequest: ...
+    @_builtins.property
+    def batch(self) -> Global___CoordinatorBatch: ...
     def __init__(
         self,
         *,
@@ -379,16 +416,41 @@ class CoordinatorMessage(_message.Message):
         heartbeat_ack: Global___HeartbeatAck | None = ...,
         claim_empty: Global___ClaimEmpty | None = ...,
         drain_request: Global___DrainRequest | None = ...,
+        batch: Global___CoordinatorBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "batch", b"batch", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "batch", b"batch", "claim_empty", b"claim_empty", "completion_ack", b"completion_ack", "completion_rejected", b"completion_rejected", "drain_request", b"drain_request", "heartbeat_ack", b"heartbeat_ack", "kind", b"kind", "redirect", b"redirect", "revoke", b"revoke", "start_granted", b"start_granted", "start_refused", b"start_refused", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty", "drain_request"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "assign", "start_granted", "start_refused", "revoke", "completion_ack", "completion_rejected", "redirect", "heartbeat_ack", "claim_empty", "drain_request", "batch"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CoordinatorMessage: _TypeAlias = CoordinatorMessage  # noqa: Y015
+
+@_typing.final
+class CoordinatorBatch(_message.Message):
+    """Several coordinator messages in one write, in order (never nested; sent
+    only to agents whose Hello set batches=true).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___CoordinatorMessage]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___CoordinatorMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoordinatorBatch: _TypeAlias = CoordinatorBatch  # noqa: Y015
 
 @_typing.final
 class DrainRequest(_message.Message):

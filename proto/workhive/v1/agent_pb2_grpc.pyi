@@ -17,6 +17,10 @@ Pull mode (Hello.pull): the agent is given a task only when it asks with
 ClaimRequest; the answer is an Assign (started) or ClaimEmpty.
 TaskCompleted may carry a JSON result and child tasks; TaskFailed with
 released=true hands a task back (docs/agent.md, "Pull mode", "Results").
+Batches: either side may send several messages as one stream message
+(AgentBatch, CoordinatorBatch: what queued up while the previous write was
+in flight), handled in order exactly as if sent one by one. The
+coordinator batches only to agents whose Hello set batches=true.
 """
 
 from collections import abc as _abc

@@ -119,6 +119,33 @@ def test_started_assign_runs_without_start_request(
     }
 
 
+def test_a_batch_of_coordinator_messages_is_handled_in_order(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    h = Recorder()
+    start_agent(coord.address, h)
+    coord.wait_kind("hello")
+    assert coord.hellos[0].batches  # the SDK reads batches
+    assign = [
+        agent_pb2.Assign(task=common_pb2.TaskRef(project_id="p1", task_id=t, fence=f), started=s)
+        for t, f, s in (("t1", 3, True), ("t2", 4, False))
+    ]
+    grant = agent_pb2.StartGranted(task=assign[1].task)
+    coord.send(
+        agent_pb2.CoordinatorMessage(
+            batch=agent_pb2.CoordinatorBatch(
+                messages=[
+                    agent_pb2.CoordinatorMessage(assign=assign[0]),
+                    agent_pb2.CoordinatorMessage(assign=assign[1]),
+                    agent_pb2.CoordinatorMessage(start_granted=grant),
+                ]
+            )
+        )
+    )
+    coord.wait_kind("completed", count=2)
+    assert [c.task_id for c in h.calls] == ["t1", "t2"]
+
+
 def test_failures_carry_fence_reason_and_retryability(
     coord: ScriptedCoordinator, start_agent: Start
 ) -> None:
