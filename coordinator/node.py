@@ -84,6 +84,7 @@ def scheduler_config(s: Settings) -> SchedulerConfig:
         priority_threshold=s.priority_threshold,
         predictive_stealing=s.predictive_stealing,
         max_predictive_load_ms=float(s.max_predictive_load_ms),
+        start_ahead=s.start_ahead,
     )
 
 

@@ -66,6 +66,7 @@ class Settings:
     predictive_stealing: bool = False
     max_predictive_load_ms: int = 10000
     policy: str = "default"
+    start_ahead: float = 0.05  # seconds: short tasks started ahead (docs/scheduling.md; 0: off)
     plan_time_box: float = 2.0
     etcd_timeout: float = 5.0
     shutdown_grace: float = 5.0
@@ -196,6 +197,8 @@ def _validate(s: Settings) -> Settings:
             raise bad("dashboard_peers", f"expected http(s)://host:port/ URLs, got {url!r}")
     if s.retention_seconds < 0:
         raise bad("retention_seconds", "must be >= 0 (0 keeps finished projects)")
+    if s.start_ahead < 0:
+        raise bad("start_ahead", "must be >= 0 seconds (0 starts nothing ahead)")
     if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:
         raise bad("agent_grace", "durations must be positive")
     if s.policy not in POLICIES:

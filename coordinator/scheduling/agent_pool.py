@@ -2,7 +2,9 @@
 
 It owns the agent records (join order), their capability groups with one lazy
 heap per tier (``SLOT``: agents with a free slot; ``QUEUE``: agents with
-prefetch room), the branch owners (affinity), the agents with a non-empty
+prefetch room; ``AHEAD``: agents whose busy slots hold only short work and
+that may start a short task ahead, see ``SchedulerConfig.start_ahead``),
+the branch owners (affinity), the agents with a non-empty
 queue and the agents changed in the current step (``dirty``). It answers how
 long an agent's slots stay busy (``frees_in``) and what the stealing planner
 sees of an agent (``view``).
@@ -23,9 +25,9 @@ from workhive.coordinator.scheduling.policies import agent_key
 from workhive.coordinator.scheduling.records import AgentGroup, AgentRecord, Counter
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask
 
-__all__ = ["QUEUE", "SLOT", "AgentPool", "frees_in", "remaining"]
+__all__ = ["AHEAD", "QUEUE", "SLOT", "AgentPool", "frees_in", "remaining"]
 
-SLOT, QUEUE = 0, 1
+SLOT, QUEUE, AHEAD = 0, 1, 2
 
 
 class AgentPool:
@@ -34,9 +36,13 @@ class AgentPool:
     ``stamps`` is the push counter shared with the ready queues, so that
     every heap entry gets a distinct, increasing stamp."""
 
-    def __init__(self, policy: str, stamps: Counter) -> None:
+    def __init__(
+        self, policy: str, stamps: Counter, ahead: float = 0.0, ahead_tasks: int = 0
+    ) -> None:
         self.policy = policy
         self.stamps = stamps
+        self.ahead = ahead  # SchedulerConfig.start_ahead
+        self.ahead_tasks = ahead_tasks  # SchedulerConfig.start_ahead_tasks
         self.agents: dict[str, AgentRecord] = {}
         self.groups: dict[frozenset[str], AgentGroup] = {}
         self.eligible: dict[frozenset[str], list[AgentGroup]] = {}
@@ -71,6 +77,29 @@ class AgentPool:
             heapq.heappush(a.group.heaps[QUEUE], (k, a.queue_stamp, a))
         else:
             a.queue_stamp = -1
+        if self.may_start_ahead(a):
+            a.ahead_stamp = self.stamps.next()
+            heapq.heappush(a.group.heaps[AHEAD], (k, a.ahead_stamp, a))
+        else:
+            a.ahead_stamp = -1
+
+    def may_start_ahead(self, a: AgentRecord) -> bool:
+        """Whether ``a`` has no free slot, room for another task started
+        ahead, and only short work (``ahead`` predicted seconds per slot) on
+        its slots."""
+        if self.ahead <= 0 or a.info.pull or a.free_slots > 0:
+            return False
+        if len(a.running) >= a.info.slots + self.ahead_tasks:
+            return False
+        return sum(t.predicted for t in a.running.values()) <= self.ahead * a.info.slots
+
+    def overrunning(self, a: AgentRecord, now: float) -> bool:
+        """Whether a task on ``a``'s slots runs well past its prediction (then
+        nothing more is started ahead behind it)."""
+        return any(
+            t.started_at is not None and now - t.started_at > t.predicted + self.ahead
+            for t in a.running.values()
+        )
 
     def eligible_groups(self, req: frozenset[str]) -> list[AgentGroup]:
         """Groups whose capabilities cover ``req`` (cached until a group is added)."""
@@ -86,7 +115,7 @@ class AgentPool:
         while heap:
             e = heap[0]
             a = e[2]
-            stamp = a.slot_stamp if tier == SLOT else a.queue_stamp
+            stamp = (a.slot_stamp, a.queue_stamp, a.ahead_stamp)[tier]
             if a.alive and a.group is g and stamp == e[1]:
                 return e
             heapq.heappop(heap)

@@ -55,6 +55,14 @@ class SchedulerConfig:
             below it (exact or no estimates) queues fill as agents ask.
         plan_drift_tolerance: relative error of an observed duration against
             the planned one beyond which the plan is abandoned (replan requested).
+        start_ahead: a ready task predicted to take at most this many seconds
+            (and without a ``timeout``) may be started on an agent whose slots
+            are all busy with work predicted to take at most this long per
+            slot too: its claim is created started, and the agent runs it the
+            moment a slot frees, without a round trip to the leader (a
+            prefetch window for short tasks). Such a task is no longer
+            stealable; long work never waits behind it. 0 disables.
+        start_ahead_tasks: most tasks started ahead on one agent, beyond its slots.
     """
 
     policy: str = "default"
@@ -75,6 +83,8 @@ class SchedulerConfig:
     tail_margin: float = 0.3
     prefetch_horizon: float = 0.05
     prefetch_spread: float = 0.1
+    start_ahead: float = 0.05
+    start_ahead_tasks: int = 2
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -85,6 +95,8 @@ class SchedulerConfig:
             raise ValueError("steal_interval must be > 0")
         if self.move_min_wait < 0:
             raise ValueError("move_min_wait must be >= 0")
+        if self.start_ahead < 0 or self.start_ahead_tasks < 0:
+            raise ValueError("start_ahead and start_ahead_tasks must be >= 0")
 
     @property
     def predictive_threshold(self) -> float:

@@ -2,9 +2,10 @@
 
 Order within a step: queued tasks start on freed slots (unless a more urgent
 ready or queued task takes the slot), plan sequences are followed, then free
-slots and then prefetch room are filled with the most urgent ready task an
-eligible agent may take (``Placement``), a free slot may instead take a more
-urgent task queued on a saturated agent, and finally idle agents steal.
+slots, then agents that may start a short task ahead (``start_ahead``) and
+then prefetch room are filled with the most urgent ready task an eligible
+agent may take (``Placement``), a free slot may instead take a more urgent
+task queued on a saturated agent, and finally idle agents steal.
 
 Invariant: a step ends with no ready task that some free slot could take
 (under the placement rules) and with ``dirty`` cleared. Deterministic: same
@@ -16,13 +17,13 @@ from __future__ import annotations
 import heapq
 
 from workhive.coordinator.model import TaskState
-from workhive.coordinator.scheduling.agent_pool import QUEUE, SLOT
+from workhive.coordinator.scheduling.agent_pool import AHEAD, QUEUE, SLOT
 from workhive.coordinator.scheduling.events import StartTask
 from workhive.coordinator.scheduling.records import TaskRecord
 from workhive.coordinator.scheduling.steal_application import StealApplication
 
 _R = TaskState.READY
-_SLOT, _QUEUE = SLOT, QUEUE
+_SLOT, _QUEUE, _AHEAD = SLOT, QUEUE, AHEAD
 
 __all__ = ["Dispatch"]
 
@@ -37,7 +38,8 @@ class Dispatch(StealApplication):
         self._start_queued(now)
         if self._plans.planned:
             self._plans.dispatch_planned(now)
-        for tier in (_SLOT, _QUEUE):
+        tiers = (_SLOT, _AHEAD, _QUEUE) if self.config.start_ahead > 0 else (_SLOT, _QUEUE)
+        for tier in tiers:
             while True:
                 best: tuple[tuple[float, ...], int, TaskRecord] | None = None
                 for req, heap in self._queues.ready.items():
@@ -46,6 +48,8 @@ class Dispatch(StealApplication):
                     top = self._tail_task(req) if heap and self._queues.by_rank else None
                     top = top or (heap[0] if heap else None)
                     if top is None or (best is not None and top[:2] >= best[:2]):
+                        continue
+                    if tier == _AHEAD and not self._short(top[2]):
                         continue
                     if self._pick_agent(top[2], tier) is not None:
                         best = top
@@ -63,7 +67,7 @@ class Dispatch(StealApplication):
                 t.heap_id = -1  # its heap entries are now stale (lazy deletion)
                 a = self._pick_agent(t, tier)
                 assert a is not None
-                self._assign(t, a, now)
+                self._assign(t, a, now, ahead=tier == _AHEAD)
         if self.config.stealing_enabled and self.config.steal_on_idle and self._pool.queued:
             idle = [
                 a.info.id

@@ -30,7 +30,14 @@ from __future__ import annotations
 import heapq
 
 from workhive.coordinator.model import TaskKey, TaskState
-from workhive.coordinator.scheduling.agent_pool import QUEUE, SLOT, AgentPool, frees_in, remaining
+from workhive.coordinator.scheduling.agent_pool import (
+    AHEAD,
+    QUEUE,
+    SLOT,
+    AgentPool,
+    frees_in,
+    remaining,
+)
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.estimates import margin
@@ -47,7 +54,7 @@ from workhive.coordinator.scheduling.scarcity import Needs
 
 __all__ = ["QUEUE", "SLOT", "Placement", "remaining"]
 
-_SLOT, _QUEUE = SLOT, QUEUE
+_SLOT, _QUEUE, _AHEAD = SLOT, QUEUE, AHEAD
 _P, _R, _RUN, _OK = TaskState.PENDING, TaskState.READY, TaskState.RUNNING, TaskState.SUCCEEDED
 
 
@@ -77,6 +84,8 @@ class Placement:
         return ((-1e18, -t.rank, t.index), h[0][1], t)
 
     def _pick_agent(self, t: TaskRecord, tier: int) -> AgentRecord | None:
+        if tier == _AHEAD:
+            return self._ahead_agent(t)
         req = t.spec.requires
         nd = self._needs
         if t.spec.branch and uses_affinity(self.config.policy):
@@ -104,6 +113,27 @@ class Placement:
                 if self._reserved(t, g, tier, nd):
                     continue
                 e = ((*nd.agent_cost(req, g.caps, _waiting), *e[0]), e[1], e[2])
+            if best is None or e[:2] < best[:2]:
+                best = e
+        return best[2] if best else None
+
+    def _short(self, t: TaskRecord) -> bool:
+        """Whether ``t`` may be started ahead (``SchedulerConfig.start_ahead``):
+        predicted short, no deadline, not pinned by a plan."""
+        return (
+            t.predicted <= self.config.start_ahead
+            and t.spec.timeout is None
+            and t.project.plan is None
+        )
+
+    def _ahead_agent(self, t: TaskRecord) -> AgentRecord | None:
+        """The best agent that may start short ``t`` ahead: busy only with
+        short work, none of it overrunning (balance and join order decide)."""
+        best: tuple[tuple[float, ...], int, AgentRecord] | None = None
+        for g in self._pool.eligible_groups(t.spec.requires):
+            e = self._pool.top_agent(g, _AHEAD)
+            if e is None or self._pool.overrunning(e[2], self._now):
+                continue
             if best is None or e[:2] < best[:2]:
                 best = e
         return best[2] if best else None

@@ -133,6 +133,7 @@ class AgentRecord:
     """One agent: its slots, prefetch queue, predicted load and heap stamps."""
 
     __slots__ = (
+        "ahead_stamp",
         "alive",
         "answered",
         "asks",
@@ -155,6 +156,7 @@ class AgentRecord:
         self.load = 0.0
         self.slot_stamp = -1
         self.queue_stamp = -1
+        self.ahead_stamp = -1
         self.alive = True
         self.asks: deque[int] = deque()  # a pull agent's open requests (pull.py)
         self.answered: dict[TaskKey, int] = {}  # request each assignment answered
@@ -171,11 +173,12 @@ class AgentRecord:
 
 @dataclass(slots=True)
 class AgentGroup:
-    """Agents with the same capabilities; one lazy heap per tier (``SLOT``, ``QUEUE``)."""
+    """Agents with the same capabilities; one lazy heap per tier (``SLOT``,
+    ``QUEUE``, ``AHEAD``)."""
 
     caps: frozenset[str]
     heaps: tuple[list[tuple[tuple[float, ...], int, AgentRecord]], ...] = field(
-        default_factory=lambda: ([], [])
+        default_factory=lambda: ([], [], [])
     )
 
 

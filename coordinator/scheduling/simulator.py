@@ -167,6 +167,9 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
         plan = plan_project(spec, agents, state.durations.predict, cfg.planner)
 
     heap: list[tuple[float, int, int, TaskKey | None, str]] = []
+    # When each agent's slots free: a task started ahead (start_ahead) waits
+    # for its agent's first free slot, as the agent runs it.
+    free_at: dict[str, list[float]] = {a.id: [0.0] * a.slots for a in agents}
     token: dict[TaskKey, int] = {}
     trace: list[tuple[str, str, float, float]] = []
     seq = 0
@@ -184,9 +187,13 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
                 continue
             seq += 1
             token[c.key] = seq
-            heapq.heappush(heap, (now + real[c.key.task], seq, 0, c.key, aid))
+            lanes_free = free_at[aid]
+            begin = max(now, heapq.heappop(lanes_free))
+            end = begin + real[c.key.task]
+            heapq.heappush(lanes_free, end)
+            heapq.heappush(heap, (end, seq, 0, c.key, aid))
             if cfg.record:
-                trace.append((c.key.task, aid, now, now + real[c.key.task]))
+                trace.append((c.key.task, aid, begin, end))
 
     first: list[Event] = [AgentJoined(a, 0.0) for a in agents]
     first.append(ProjectSubmitted(spec, 0.0, plan))

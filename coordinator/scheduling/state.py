@@ -79,7 +79,9 @@ class SchedulerState(EventHandlers):
         self._projects: dict[str, ProjectRecord] = {}
         self._seq = Counter()  # agent join order and task readiness order
         stamps = Counter()  # heap entry stamps (agent and task heaps)
-        self._pool = AgentPool(self.config.policy, stamps)
+        self._pool = AgentPool(
+            self.config.policy, stamps, self.config.start_ahead, self.config.start_ahead_tasks
+        )
         self._queues = ReadyQueues(self.config, stamps)
         self._stats = DispatchStats()
         self._plans = PlanFollowing(

@@ -153,8 +153,10 @@ class TaskTransitions(Placement):
             self._stats.latency_n += 1
             t.stolen_at = None
 
-    def _assign(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
-        start = a.free_slots > 0
+    def _assign(self, t: TaskRecord, a: AgentRecord, now: float, ahead: bool = False) -> None:
+        """Give ``t`` to ``a``: started on a free slot (or ahead, see
+        ``SchedulerConfig.start_ahead``), else into its prefetch queue."""
+        start = ahead or a.free_slots > 0
         if a.info.pull and a.asks:
             a.answered[t.key] = a.asks.popleft()
         t.agent = a

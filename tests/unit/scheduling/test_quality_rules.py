@@ -152,8 +152,9 @@ def test_needs_blocks_only_capabilities_the_task_does_not_need() -> None:
 
 
 def _noisy(policy: str = "default") -> SchedulerState:
-    """A scheduler whose completions showed estimates off by 2x either way."""
-    s = SchedulerState(SchedulerConfig(policy=policy))
+    """A scheduler whose completions showed estimates off by 2x either way
+    (nothing started ahead: these rules are about the prefetch queue)."""
+    s = SchedulerState(SchedulerConfig(policy=policy, start_ahead=0))
     for r in (2.0, 0.5) * 3:
         s.durations.errors.observe("old", 1.0, r)
     return s

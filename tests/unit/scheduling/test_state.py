@@ -167,7 +167,7 @@ def test_idle_agent_joining_takes_queued_work_from_busy_agent() -> None:
 
 
 def test_queued_task_stays_when_its_agent_starts_it_sooner_than_a_move() -> None:
-    s = SchedulerState(SchedulerConfig(policy="greedy", move_min_wait=0.02))
+    s = SchedulerState(SchedulerConfig(policy="greedy", move_min_wait=0.02, start_ahead=0))
     p = spec(T("x", est=0.005), T("y", est=0.005))
     s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(p, 0))
     assert s.handle(AgentJoined(agent("b", prefetch=0), 0.001)) == []
@@ -175,7 +175,7 @@ def test_queued_task_stays_when_its_agent_starts_it_sooner_than_a_move() -> None
 
 
 def test_queued_task_moves_when_an_overdue_task_blocks_its_agent() -> None:
-    s = SchedulerState(SchedulerConfig(policy="greedy", move_min_wait=0.02))
+    s = SchedulerState(SchedulerConfig(policy="greedy", move_min_wait=0.02, start_ahead=0))
     p = spec(T("x", est=0.005), T("y", est=0.005))
     s.handle(AgentJoined(agent("a"), 0), ProjectSubmitted(p, 0))
     # x has overrun its 5 ms estimate by 1 s: a is expected to stay busy
