@@ -27,6 +27,7 @@ from rich.table import Table
 
 from workhive.client import Client, ClusterStatus, Unavailable, WorkhiveError
 from workhive.coordinator.cli import exit_codes
+from workhive.coordinator.cli.interrupts import Interrupts
 from workhive.coordinator.etcd import EtcdClient, Keyspace
 from workhive.coordinator.etcd.history import history
 from workhive.coordinator.local_cluster.audit import AuditReport, audit
@@ -184,7 +185,8 @@ def up(
     if exec_cmd is None:
         spec = _with_sleep_payloads(spec)
     plan = _agent_plan(spec, agents)
-    _interrupt_on(signal.SIGTERM, signal.SIGHUP)
+    interrupts = Interrupts()
+    interrupts.install()  # Ctrl-C, SIGTERM, SIGHUP: the cluster is always torn down
     run_dir = Path(tempfile.mkdtemp(prefix="workhive-up-"))
     etcd = EtcdServer(data_dir=run_dir / "etcd", log_path=run_dir / "etcd.log")
     cluster = LocalCluster(etcd.url, run_dir)
@@ -210,7 +212,7 @@ def up(
                 capabilities=tuple(sorted(caps)),
                 extra=["--pull"] if pull else None,
             )
-        summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out)
+        summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out, interrupts)
         if json_out:
             typer.echo(summary.to_json())
         else:
@@ -245,16 +247,6 @@ def _stay_up(urls: list[str]) -> None:
         err.print("stopping the local cluster")
 
 
-def _interrupt_on(*signals: signal.Signals) -> None:
-    """Treat these signals like Ctrl-C, so the cluster is always torn down."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    for sig in signals:
-        signal.signal(sig, interrupt)
-
-
 def _run(
     spec: ProjectSpec,
     cluster: LocalCluster,
@@ -263,12 +255,31 @@ def _run(
     seed: int,
     timeout: float,
     json_out: bool,
+    interrupts: Interrupts,
 ) -> Summary:
-    total_slots = sum(s for s, _ in plan)
-    bound = lower_bound(spec, total_slots)
-    client = Client(cluster.coordinator_addresses, timeout=min(30.0, timeout), call_deadline=5.0)
+    with Client(
+        cluster.coordinator_addresses, timeout=min(30.0, timeout), call_deadline=5.0
+    ) as client:
+        return _follow(spec, cluster, plan, chaos, seed, timeout, json_out, interrupts, client)
+
+
+def _follow(
+    spec: ProjectSpec,
+    cluster: LocalCluster,
+    plan: list[tuple[int, frozenset[str]]],
+    chaos: bool,
+    seed: int,
+    timeout: float,
+    json_out: bool,
+    interrupts: Interrupts,
+    client: Client,
+) -> Summary:
+    """Submit, follow the project to its end, audit: every gRPC call inside
+    ``interrupts.calls()`` (a stop signal waits for the call to return)."""
+    bound = lower_bound(spec, sum(s for s, _ in plan))
     give_up = time.monotonic() + timeout
-    client.submit(spec)
+    with interrupts.calls():
+        client.submit(spec)
     start = time.monotonic()  # the makespan counts from the submit's return
     chaos_driver = _Chaos(cluster, random.Random(seed), bound) if chaos else None
     leaders: set[tuple[str, int]] = set()
@@ -282,7 +293,8 @@ def _run(
             if time.monotonic() >= give_up:
                 raise TimeoutError(f"project did not finish within {timeout:g}s")
             try:
-                status = client.status(spec.id, until=min(give_up, time.monotonic() + 5.0))
+                with interrupts.calls():
+                    status = client.status(spec.id, until=min(give_up, time.monotonic() + 5.0))
             except Unavailable:
                 time.sleep(0.2)
                 continue
@@ -305,13 +317,14 @@ def _run(
         if live:
             live.stop()
     makespan = time.monotonic() - start
-    final = client.status(spec.id, tasks=True)
-    client.close()
+    with interrupts.calls():
+        final = client.status(spec.id, tasks=True)
     proj = final.project(spec.id)
     if proj is None:  # deleted by a retention setting between two calls
         raise RuntimeError(f"project {spec.id} was deleted before its summary")
     counts = dict(proj.counts)
-    report = _audit(cluster)
+    with interrupts.calls():
+        report = _audit(cluster)
     return Summary(
         project=spec.id,
         tasks=len(spec.tasks),
