@@ -111,6 +111,10 @@ class AgentBase:
         self._attempt: Session | None = None  # the session being dialled or served
         self._silent_until: dict[str, float] = {}  # address -> avoid it until
         self._redial: str | None = None  # a session just abandoned for silence: dial it again
+        # progress reports (Task.progress): when each running task last sent one,
+        # and the latest report held back by PROGRESS_INTERVAL
+        self._progress_sent: dict[tuple[str, str], float] = {}
+        self._progress_held: dict[tuple[str, str], tuple[TaskKey, float, str]] = {}
         self._lease_id = 0
         self._ttl = 0
         self._hb_interval = DEFAULT_HEARTBEAT_INTERVAL

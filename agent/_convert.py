@@ -74,6 +74,12 @@ def start_request(key: TaskKey) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(start=agent_pb2.StartRequest(task=key_to_proto(key)))
 
 
+def progress(key: TaskKey, fraction: float, note: str) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(
+        progress=agent_pb2.TaskProgress(task=key_to_proto(key), fraction=fraction, note=note)
+    )
+
+
 def drain(return_queue: bool = True) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(drain=agent_pb2.Drain(return_queue=return_queue))
 

@@ -15,15 +15,16 @@ import grpc
 from workhive.v1 import agent_pb2, agent_pb2_grpc
 
 from . import _convert as cv
-from ._base import SILENT_DIAL, SUSPECT_DIAL, AgentBase
+from ._base import SILENT_DIAL, SUSPECT_DIAL
 from ._held import RUNNABLE, RUNNING
 from ._leader import status_name
+from ._progress import ProgressReports
 
 UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
 
 
-class Heartbeats(AgentBase):
+class Heartbeats(ProgressReports):
     """The heartbeat thread's loop."""
 
     def _heartbeat_loop(self) -> None:
@@ -45,6 +46,7 @@ class Heartbeats(AgentBase):
                 self.counters.heartbeats_sent += 1
             elif lease and not self._finished:
                 self._fallback_heartbeat(lease, seq)
+            self._flush_progress()
             self._check_silence()
 
     def _check_silence(self) -> None:

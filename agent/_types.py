@@ -27,6 +27,12 @@ class TaskKey:
         return (self.project_id, self.task_id)
 
 
+PROGRESS_INTERVAL = 0.5
+"""Seconds between two progress reports of one task on the wire."""
+PROGRESS_NOTE_CHARS = 256
+"""Longest progress note kept."""
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """A task handed to a handler.
@@ -45,6 +51,8 @@ class Task:
         payload_json: The payload exactly as it arrived (JSON text).
         inputs: The results of the task's parents, ``{parent id: result}``
             (parents that completed without a result are absent).
+
+    A running handler may call ``task.progress(fraction, note)``.
     """
 
     project_id: str
@@ -59,6 +67,19 @@ class Task:
     term: int = 0
     payload_json: str = field(default="", repr=False)
     inputs: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    reporter: Callable[[float, str], None] | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        """Report how far the task got: ``fraction`` in 0..1 and a short note
+        (at most 256 characters are kept), shown by ``workhive status`` and
+        ``workhive task`` while it runs. Advisory: reports closer together
+        than ``PROGRESS_INTERVAL`` are coalesced (the latest one is sent when
+        the interval has passed, or with the next report), and a leader
+        change forgets them. Outside a running handler it does nothing."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be within 0..1, got {fraction!r}")
+        if self.reporter is not None:
+            self.reporter(fraction, note)
 
     @property
     def key(self) -> TaskKey:

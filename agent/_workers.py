@@ -11,16 +11,18 @@ until the coordinator answers. After ``stop`` nothing more is reported.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from dataclasses import replace
 
 from . import _convert as cv
 from ._held import RUNNABLE, RUNNING, HeldTasks
+from ._progress import ProgressReports
 from ._results import success
 from ._types import Outcome, Task, TaskFailure, tail
 
 
-class Workers(HeldTasks):
+class Workers(HeldTasks, ProgressReports):
     """The worker threads' loop and the handler call."""
 
     def _worker_loop(self) -> None:
@@ -37,6 +39,8 @@ class Workers(HeldTasks):
                     self._work.wait(0.5)
             outcome = self._execute(h.task)
             with self._work:
+                self._progress_sent.pop(h.task.key.id, None)
+                self._progress_held.pop(h.task.key.id, None)
                 if self._held.get(h.task.key.id) is h:
                     del self._held[h.task.key.id]
                 if self._done() and self._stop_requested:
@@ -56,6 +60,7 @@ class Workers(HeldTasks):
         log = self._log.bind(project=task.project_id, task=task.task_id, fence=task.fence)
         log.info("task started", attempt=task.attempt)
         t0 = self._clock()
+        task = replace(task, reporter=functools.partial(self._report_progress, key))
         try:
             result = self._handler(task)
         except TaskFailure as exc:

@@ -80,6 +80,8 @@ def task_status_from_proto(m: client_pb2.TaskStatus) -> TaskStatus:
         deadline_at=m.deadline_at,
         retry_at=m.retry_at,
         last_failure=m.last_failure,
+        progress=m.progress if m.HasField("progress") else None,
+        progress_note=m.progress_note,
     )
 
 

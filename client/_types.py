@@ -152,6 +152,10 @@ class TaskStatus:
     deadline_at: float = 0.0
     retry_at: float = 0.0
     last_failure: str = ""
+    # from the leader only: the running attempt's last reported progress
+    # (0..1, None: no report) and its note (``Task.progress`` in the agent SDK)
+    progress: float | None = None
+    progress_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

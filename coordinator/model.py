@@ -80,11 +80,14 @@ class TaskSpec:
 class TaskTiming:
     """What the leader's scheduler knows of a task's clock (wall seconds):
     the running attempt's deadline, when a failed attempt is retried, and
-    the last failed attempt's reason ("deadline exceeded", ...; "" none)."""
+    the last failed attempt's reason ("deadline exceeded", ...; "" none);
+    and the running attempt's last reported progress (0..1, with a note)."""
 
     deadline_at: float | None = None
     retry_at: float | None = None
     last_failure: str = ""
+    progress: float | None = None
+    progress_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

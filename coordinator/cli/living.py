@@ -64,6 +64,8 @@ def result(
             "deadline_at": st.deadline_at or None,
             "retry_at": st.retry_at or None,
             "last_failure": st.last_failure,
+            "progress": st.progress,
+            "progress_note": st.progress_note,
         }
         typer.echo(json.dumps(out))
     else:

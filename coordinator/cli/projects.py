@@ -196,9 +196,12 @@ def _status_table(resp: ClusterStatus) -> None:
 
 
 def task_line(t: TaskStatus) -> str:
-    """State, agent, attempt, and when known the running attempt's deadline,
-    the next retry's time (UTC) and the last failed attempt's reason."""
+    """State, agent, attempt, and when known the running attempt's progress
+    and deadline, the next retry's time (UTC) and the last failed attempt's
+    reason."""
     parts = [str(t.state), t.agent_id, f"attempt {t.attempt}" if t.attempt else ""]
+    if t.progress is not None:
+        parts.append(f"{t.progress:.0%}" + (f" ({t.progress_note})" if t.progress_note else ""))
     if t.deadline_at:
         parts.append(f"deadline {_utc(t.deadline_at)}")
     if t.retry_at:

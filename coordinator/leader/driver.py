@@ -45,6 +45,7 @@ from workhive.coordinator.leader.growth import Added, AddRequest, Grower
 from workhive.coordinator.leader.planning import Planning
 from workhive.coordinator.leader.ports import AgentPort, Gone, Hello, Report
 from workhive.coordinator.leader.presence import Presence
+from workhive.coordinator.leader.progress import ProgressBoard
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.leader.writes import ClaimsStore, EtcdClaimsStore, NotLeading, Writer
 from workhive.coordinator.metrics import Metrics
@@ -143,6 +144,7 @@ class LeaderDriver:
         self.executor = CommandExecutor(self.term, self.planning.plan_later)
         self.completions = Completions(self.term)
         self.presence = Presence(self.term, agent_grace)
+        self.progress = ProgressBoard()
         self.grower = Grower(self.term)
         self._inbox: asyncio.Queue[Input] = asyncio.Queue()
         self._feed: Feed | None = None
@@ -249,11 +251,23 @@ class LeaderDriver:
         return self.term.state.metrics(self.clock.wall())
 
     def task_timing(self, key: TaskKey) -> TaskTiming | None:
-        """The scheduler's deadline, next retry and last failure of ``key``."""
+        """The scheduler's deadline, next retry and last failure of ``key``,
+        and the progress its running attempt reported."""
         state = self.term.state
         if state.task_state(key) is None:
             return None
-        return TaskTiming(state.deadline_at(key), state.retry_at(key), state.last_failure(key))
+        p = self.progress.of(self.term.mirror, key)
+        return TaskTiming(
+            state.deadline_at(key),
+            state.retry_at(key),
+            state.last_failure(key),
+            p.fraction if p else None,
+            p.note if p else "",
+        )
+
+    def progress_reported(self, agent_id: str, ref: TaskRef, fraction: float, note: str) -> None:
+        """A running task's progress (advisory, memory only: ``leader.progress``)."""
+        self.progress.report(self.term.mirror, agent_id, ref, fraction, note)
 
     def _defer(self, events: tuple[Event, ...]) -> None:
         self._inbox.put_nowait(Deferred(events))

@@ -140,6 +140,16 @@ class Tools:
             raise ToolError(f"error: task {project}/{task_id}: failure refused (claim gone)")
         return {"project": project, "task_id": task_id, "failed": True}
 
+    async def report_progress(
+        self, project: str, task_id: str, fraction: float, note: str = ""
+    ) -> dict[str, Any]:
+        t = self._held(project, task_id)
+        try:
+            t.progress(fraction, note)
+        except ValueError as exc:
+            raise ToolError(f"error: task {project}/{task_id}: {exc}") from None
+        return {"project": project, "task_id": task_id, "progress": fraction}
+
     async def release(self, project: str, task_id: str) -> dict[str, Any]:
         t = self._held(project, task_id)
         ok = await asyncio.to_thread(self.agent.release, t)
@@ -167,6 +177,10 @@ def build(tools: Tools) -> MCPServer[Any]:
         (tools.complete, "Complete a task you hold, with a JSON result and new tasks."),
         (tools.fail, "Fail a task you hold (retryable: it may run again)."),
         (tools.release, "Hand a task back unfinished: ready again at once."),
+        (
+            tools.report_progress,
+            "Say how far a task you hold got (fraction 0..1, a short note): shown in status.",
+        ),
     ):
         server.tool(name=fn.__name__, description=doc, structured_output=True)(fn)
     return server

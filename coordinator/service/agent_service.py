@@ -329,6 +329,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             driver.claim_wanted(agent, msg.claim.seq, wait)
         elif kind == "start":
             driver.start_requested(agent, ref_from_proto(msg.start.task))
+        elif kind == "progress":
+            p = msg.progress
+            driver.progress_reported(agent, ref_from_proto(p.task), p.fraction, p.note)
         elif kind == "drain":
             conn.draining = True
             driver.drain(agent)

@@ -88,6 +88,8 @@ def task_status(
         deadline_at=(timing.deadline_at or 0.0) if timing else 0.0,
         retry_at=(timing.retry_at or 0.0) if timing else 0.0,
         last_failure=timing.last_failure if timing else "",
+        progress=timing.progress if timing and timing.progress is not None else None,
+        progress_note=timing.progress_note if timing else "",
     )
 
 

@@ -51,6 +51,7 @@ class AgentMessage(_message.Message):
     DRAIN_FIELD_NUMBER: _builtins.int
     CLAIM_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -67,6 +68,8 @@ class AgentMessage(_message.Message):
     def claim(self) -> Global___ClaimRequest: ...
     @_builtins.property
     def batch(self) -> Global___AgentBatch: ...
+    @_builtins.property
+    def progress(self) -> Global___TaskProgress: ...
     def __init__(
         self,
         *,
@@ -78,16 +81,48 @@ class AgentMessage(_message.Message):
         drain: Global___Drain | None = ...,
         claim: Global___ClaimRequest | None = ...,
         batch: Global___AgentBatch | None = ...,
+        progress: Global___TaskProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "progress", b"progress", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "claim", b"claim", "completed", b"completed", "drain", b"drain", "failed", b"failed", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "progress", b"progress", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim", "batch"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "heartbeat", "start", "completed", "failed", "drain", "claim", "batch", "progress"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___AgentMessage: _TypeAlias = AgentMessage  # noqa: Y015
+
+@_typing.final
+class TaskProgress(_message.Message):
+    """A running task's progress (Task.progress in the SDK): advisory, kept in
+    the leader's memory only, shown by status and GetTask. fraction 0..1
+    (clamped), note at most 256 characters (cut).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    FRACTION_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    fraction: _builtins.float
+    note: _builtins.str
+    @_builtins.property
+    def task(self) -> _common_pb2.TaskRef: ...
+    def __init__(
+        self,
+        *,
+        task: _common_pb2.TaskRef | None = ...,
+        fraction: _builtins.float = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fraction", b"fraction", "note", b"note", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskProgress: _TypeAlias = TaskProgress  # noqa: Y015
 
 @_typing.final
 class AgentBatch(_message.Message):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from workhive.v1 import common_pb2 as workhive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18workhive/v1/client.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\x8d\x02\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndepends_on\x18\x02 \x03(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x18\n\x10\x65stimate_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x06 \x01(\t\x12\x10\n\x08requires\x18\x07 \x03(\t\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\r\x12\x0e\n\x06\x62locks\x18\n \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x0b \x01(\x01\x12\x30\n\rretry_backoff\x18\x0c \x01(\x0b\x32\x19.workhive.v1.RetryBackoff\"9\n\x0cRetryBackoff\x12\x14\n\x0c\x62\x61se_seconds\x18\x01 \x01(\x01\x12\x13\n\x0b\x63\x61p_seconds\x18\x02 \x01(\x01\"G\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"A\n\x14SubmitProjectRequest\x12)\n\x07project\x18\x01 \x01(\x0b\x32\x18.workhive.v1.ProjectSpec\"Q\n\x15SubmitProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x12\n\ntask_count\x18\x03 \x01(\r\"=\n\x10GetStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"\x9b\x02\n\nTaskStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.workhive.v1.TaskState\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12\x13\n\x0boutput_tail\x18\n \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64line_at\x18\x0b \x01(\x01\x12\x10\n\x08retry_at\x18\x0c \x01(\x01\x12\x14\n\x0clast_failure\x18\r \x01(\t\"\xaa\x02\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x36\n\x06\x63ounts\x18\x02 \x03(\x0b\x32&.workhive.v1.ProjectStatus.CountsEntry\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x1d\n\x15\x63ritical_path_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12total_work_seconds\x18\x06 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x8e\x01\n\x0b\x41gentStatus\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\xa7\x02\n\x11GetStatusResponse\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12,\n\x08projects\x18\x02 \x03(\x0b\x32\x1a.workhive.v1.ProjectStatus\x12(\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x18.workhive.v1.AgentStatus\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.workhive.v1.GetStatusResponse.MetricsEntry\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eGetTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"@\n\x13WatchProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\"u\n\x0cProjectEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x04task\x18\x02 \x01(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10project_finished\x18\x04 \x01(\x08\":\n\x14\x43\x61ncelProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x43\x61ncelProjectResponse\x12\x11\n\tcancelled\x18\x01 \x01(\r\"K\n\x0f\x41\x64\x64TasksRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"[\n\x10\x41\x64\x64TasksResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\r\x12\x12\n\ntask_count\x18\x04 \x01(\r\";\n\x14\x44\x65leteProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x02 \x01(\x08\"8\n\x15\x44\x65leteProjectResponse\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\"5\n\x11\x44rainAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12\x44rainAgentResponse2\x8b\x05\n\rClientService\x12V\n\rSubmitProject\x12!.workhive.v1.SubmitProjectRequest\x1a\".workhive.v1.SubmitProjectResponse\x12J\n\tGetStatus\x12\x1d.workhive.v1.GetStatusRequest\x1a\x1e.workhive.v1.GetStatusResponse\x12?\n\x07GetTask\x12\x1b.workhive.v1.GetTaskRequest\x1a\x17.workhive.v1.TaskStatus\x12M\n\x0cWatchProject\x12 .workhive.v1.WatchProjectRequest\x1a\x19.workhive.v1.ProjectEvent0\x01\x12V\n\rCancelProject\x12!.workhive.v1.CancelProjectRequest\x1a\".workhive.v1.CancelProjectResponse\x12G\n\x08\x41\x64\x64Tasks\x12\x1c.workhive.v1.AddTasksRequest\x1a\x1d.workhive.v1.AddTasksResponse\x12V\n\rDeleteProject\x12!.workhive.v1.DeleteProjectRequest\x1a\".workhive.v1.DeleteProjectResponse\x12M\n\nDrainAgent\x12\x1e.workhive.v1.DrainAgentRequest\x1a\x1f.workhive.v1.DrainAgentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18workhive/v1/client.proto\x12\x0bworkhive.v1\x1a\x18workhive/v1/common.proto\"\x8d\x02\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndepends_on\x18\x02 \x03(\t\x12\x10\n\x08priority\x18\x03 \x01(\r\x12\x18\n\x10\x65stimate_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x06 \x01(\t\x12\x10\n\x08requires\x18\x07 \x03(\t\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\r\x12\x0e\n\x06\x62locks\x18\n \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x0b \x01(\x01\x12\x30\n\rretry_backoff\x18\x0c \x01(\x0b\x32\x19.workhive.v1.RetryBackoff\"9\n\x0cRetryBackoff\x12\x14\n\x0c\x62\x61se_seconds\x18\x01 \x01(\x01\x12\x13\n\x0b\x63\x61p_seconds\x18\x02 \x01(\x01\"G\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"A\n\x14SubmitProjectRequest\x12)\n\x07project\x18\x01 \x01(\x0b\x32\x18.workhive.v1.ProjectSpec\"Q\n\x15SubmitProjectResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x12\n\ntask_count\x18\x03 \x01(\r\"=\n\x10GetStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"\xd6\x02\n\nTaskStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.workhive.v1.TaskState\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12\x13\n\x0boutput_tail\x18\n \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64line_at\x18\x0b \x01(\x01\x12\x10\n\x08retry_at\x18\x0c \x01(\x01\x12\x14\n\x0clast_failure\x18\r \x01(\t\x12\x15\n\x08progress\x18\x0e \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rprogress_note\x18\x0f \x01(\tB\x0b\n\t_progress\"\xaa\x02\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x36\n\x06\x63ounts\x18\x02 \x03(\x0b\x32&.workhive.v1.ProjectStatus.CountsEntry\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12\x1d\n\x15\x63ritical_path_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12total_work_seconds\x18\x06 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\x07 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x8e\x01\n\x0b\x41gentStatus\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x0e\n\x06queued\x18\x05 \x01(\r\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\xa7\x02\n\x11GetStatusResponse\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.workhive.v1.LeaderInfo\x12,\n\x08projects\x18\x02 \x03(\x0b\x32\x1a.workhive.v1.ProjectStatus\x12(\n\x06\x61gents\x18\x03 \x03(\x0b\x32\x18.workhive.v1.AgentStatus\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.workhive.v1.GetStatusResponse.MetricsEntry\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x0eGetTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"@\n\x13WatchProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\"u\n\x0cProjectEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12%\n\x04task\x18\x02 \x01(\x0b\x32\x17.workhive.v1.TaskStatus\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10project_finished\x18\x04 \x01(\x08\":\n\x14\x43\x61ncelProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x15\x43\x61ncelProjectResponse\x12\x11\n\tcancelled\x18\x01 \x01(\r\"K\n\x0f\x41\x64\x64TasksRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.workhive.v1.TaskSpec\"[\n\x10\x41\x64\x64TasksResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\r\x12\x12\n\ntask_count\x18\x04 \x01(\r\";\n\x14\x44\x65leteProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompact\x18\x02 \x01(\x08\"8\n\x15\x44\x65leteProjectResponse\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\"5\n\x11\x44rainAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12\x44rainAgentResponse2\x8b\x05\n\rClientService\x12V\n\rSubmitProject\x12!.workhive.v1.SubmitProjectRequest\x1a\".workhive.v1.SubmitProjectResponse\x12J\n\tGetStatus\x12\x1d.workhive.v1.GetStatusRequest\x1a\x1e.workhive.v1.GetStatusResponse\x12?\n\x07GetTask\x12\x1b.workhive.v1.GetTaskRequest\x1a\x17.workhive.v1.TaskStatus\x12M\n\x0cWatchProject\x12 .workhive.v1.WatchProjectRequest\x1a\x19.workhive.v1.ProjectEvent0\x01\x12V\n\rCancelProject\x12!.workhive.v1.CancelProjectRequest\x1a\".workhive.v1.CancelProjectResponse\x12G\n\x08\x41\x64\x64Tasks\x12\x1c.workhive.v1.AddTasksRequest\x1a\x1d.workhive.v1.AddTasksResponse\x12V\n\rDeleteProject\x12!.workhive.v1.DeleteProjectRequest\x1a\".workhive.v1.DeleteProjectResponse\x12M\n\nDrainAgent\x12\x1e.workhive.v1.DrainAgentRequest\x1a\x1f.workhive.v1.DrainAgentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,39 +49,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=621
   _globals['_GETSTATUSREQUEST']._serialized_end=682
   _globals['_TASKSTATUS']._serialized_start=685
-  _globals['_TASKSTATUS']._serialized_end=968
-  _globals['_PROJECTSTATUS']._serialized_start=971
-  _globals['_PROJECTSTATUS']._serialized_end=1269
-  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_start=1224
-  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_end=1269
-  _globals['_AGENTSTATUS']._serialized_start=1272
-  _globals['_AGENTSTATUS']._serialized_end=1414
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1417
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1712
-  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_start=1666
-  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_end=1712
-  _globals['_GETTASKREQUEST']._serialized_start=1714
-  _globals['_GETTASKREQUEST']._serialized_end=1767
-  _globals['_WATCHPROJECTREQUEST']._serialized_start=1769
-  _globals['_WATCHPROJECTREQUEST']._serialized_end=1833
-  _globals['_PROJECTEVENT']._serialized_start=1835
-  _globals['_PROJECTEVENT']._serialized_end=1952
-  _globals['_CANCELPROJECTREQUEST']._serialized_start=1954
-  _globals['_CANCELPROJECTREQUEST']._serialized_end=2012
-  _globals['_CANCELPROJECTRESPONSE']._serialized_start=2014
-  _globals['_CANCELPROJECTRESPONSE']._serialized_end=2056
-  _globals['_ADDTASKSREQUEST']._serialized_start=2058
-  _globals['_ADDTASKSREQUEST']._serialized_end=2133
-  _globals['_ADDTASKSRESPONSE']._serialized_start=2135
-  _globals['_ADDTASKSRESPONSE']._serialized_end=2226
-  _globals['_DELETEPROJECTREQUEST']._serialized_start=2228
-  _globals['_DELETEPROJECTREQUEST']._serialized_end=2287
-  _globals['_DELETEPROJECTRESPONSE']._serialized_start=2289
-  _globals['_DELETEPROJECTRESPONSE']._serialized_end=2345
-  _globals['_DRAINAGENTREQUEST']._serialized_start=2347
-  _globals['_DRAINAGENTREQUEST']._serialized_end=2400
-  _globals['_DRAINAGENTRESPONSE']._serialized_start=2402
-  _globals['_DRAINAGENTRESPONSE']._serialized_end=2422
-  _globals['_CLIENTSERVICE']._serialized_start=2425
-  _globals['_CLIENTSERVICE']._serialized_end=3076
+  _globals['_TASKSTATUS']._serialized_end=1027
+  _globals['_PROJECTSTATUS']._serialized_start=1030
+  _globals['_PROJECTSTATUS']._serialized_end=1328
+  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_start=1283
+  _globals['_PROJECTSTATUS_COUNTSENTRY']._serialized_end=1328
+  _globals['_AGENTSTATUS']._serialized_start=1331
+  _globals['_AGENTSTATUS']._serialized_end=1473
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1476
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1771
+  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_start=1725
+  _globals['_GETSTATUSRESPONSE_METRICSENTRY']._serialized_end=1771
+  _globals['_GETTASKREQUEST']._serialized_start=1773
+  _globals['_GETTASKREQUEST']._serialized_end=1826
+  _globals['_WATCHPROJECTREQUEST']._serialized_start=1828
+  _globals['_WATCHPROJECTREQUEST']._serialized_end=1892
+  _globals['_PROJECTEVENT']._serialized_start=1894
+  _globals['_PROJECTEVENT']._serialized_end=2011
+  _globals['_CANCELPROJECTREQUEST']._serialized_start=2013
+  _globals['_CANCELPROJECTREQUEST']._serialized_end=2071
+  _globals['_CANCELPROJECTRESPONSE']._serialized_start=2073
+  _globals['_CANCELPROJECTRESPONSE']._serialized_end=2115
+  _globals['_ADDTASKSREQUEST']._serialized_start=2117
+  _globals['_ADDTASKSREQUEST']._serialized_end=2192
+  _globals['_ADDTASKSRESPONSE']._serialized_start=2194
+  _globals['_ADDTASKSRESPONSE']._serialized_end=2285
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=2287
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=2346
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=2348
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=2404
+  _globals['_DRAINAGENTREQUEST']._serialized_start=2406
+  _globals['_DRAINAGENTREQUEST']._serialized_end=2459
+  _globals['_DRAINAGENTRESPONSE']._serialized_start=2461
+  _globals['_DRAINAGENTRESPONSE']._serialized_end=2481
+  _globals['_CLIENTSERVICE']._serialized_start=2484
+  _globals['_CLIENTSERVICE']._serialized_end=3135
 # @@protoc_insertion_point(module_scope)

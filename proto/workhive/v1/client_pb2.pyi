@@ -218,6 +218,8 @@ class TaskStatus(_message.Message):
     DEADLINE_AT_FIELD_NUMBER: _builtins.int
     RETRY_AT_FIELD_NUMBER: _builtins.int
     LAST_FAILURE_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    PROGRESS_NOTE_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     task_id: _builtins.str
     state: _common_pb2.TaskState.ValueType
@@ -238,6 +240,11 @@ class TaskStatus(_message.Message):
     """
     retry_at: _builtins.float
     last_failure: _builtins.str
+    progress: _builtins.float
+    """Leader only, a running task that reported it (Task.progress in the
+    agent SDK): 0..1 and a short note. Unset: no report.
+    """
+    progress_note: _builtins.str
     def __init__(
         self,
         *,
@@ -254,12 +261,16 @@ class TaskStatus(_message.Message):
         deadline_at: _builtins.float = ...,
         retry_at: _builtins.float = ...,
         last_failure: _builtins.str = ...,
+        progress: _builtins.float | None = ...,
+        progress_note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "progress", b"progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempt", b"attempt", "deadline_at", b"deadline_at", "finished_at", b"finished_at", "last_failure", b"last_failure", "output_tail", b"output_tail", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "retry_at", b"retry_at", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "agent_id", b"agent_id", "attempt", b"attempt", "deadline_at", b"deadline_at", "finished_at", b"finished_at", "last_failure", b"last_failure", "output_tail", b"output_tail", "progress", b"progress", "progress_note", b"progress_note", "project_id", b"project_id", "reason", b"reason", "result_json", b"result_json", "retry_at", b"retry_at", "started_at", b"started_at", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
+    _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__progress) -> _WhichOneofReturnType__progress | None: ...
 
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 

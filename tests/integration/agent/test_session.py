@@ -146,6 +146,24 @@ def test_a_batch_of_coordinator_messages_is_handled_in_order(
     assert [c.task_id for c in h.calls] == ["t1", "t2"]
 
 
+def test_progress_goes_at_once_and_a_burst_is_coalesced_to_its_latest(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    def handler(task: Task) -> str:
+        task.progress(0.25, "first")
+        task.progress(0.5, "dropped: replaced by the next")
+        task.progress(0.75, "latest")
+        time.sleep(0.8)  # the held report goes with a heartbeat once the interval passed
+        return "done"
+
+    start_agent(coord.address, handler)
+    coord.assign("t1", fence=3, started=True)
+    coord.wait_kind("completed", timeout=10)
+    sent = [(m.msg.progress.fraction, m.msg.progress.note) for m in coord.messages("progress")]
+    assert sent == [(0.25, "first"), (0.75, "latest")]
+    assert coord.messages("progress")[0].msg.progress.task.fence == 3
+
+
 def test_failures_carry_fence_reason_and_retryability(
     coord: ScriptedCoordinator, start_agent: Start
 ) -> None:

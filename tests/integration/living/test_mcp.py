@@ -170,6 +170,35 @@ def test_every_bad_input_is_a_tool_error_with_the_cli_message_and_changes_nothin
     assert h.client.status("app").project("app").counts.get("succeeded", 0) == 0
 
 
+def test_an_mcp_agent_reports_progress_that_the_task_view_shows(
+    make_cluster: Make, tmp_path: Path
+) -> None:
+    h = make_cluster().start(coordinators=1)
+    addrs = h.cluster.coordinator_addresses
+
+    async def main() -> None:
+        async with mcp_agent(addrs, tmp_path, "a", env=_env(h)) as a:
+            await a.call("create_project", project="app", tasks=[{"id": "x"}])
+            await a.call("claim_next", project="app", wait_seconds=10)
+            with pytest.raises(ToolFailed, match=r"within 0\.\.1"):
+                await a.call("report_progress", project="app", task_id="x", fraction=1.5)
+            await a.call(
+                "report_progress", project="app", task_id="x", fraction=0.4, note="tests written"
+            )
+            until = time.monotonic() + 10
+            while (t := h.client.task("app", "x")).progress is None:
+                assert time.monotonic() < until, "the leader never showed the progress"
+                await asyncio.sleep(0.05)
+            assert (t.progress, t.progress_note) == (0.4, "tests written")
+            await a.call("complete", project="app", task_id="x")
+            until = time.monotonic() + 10
+            while h.client.task("app", "x").progress is not None:  # finished: none shown
+                assert time.monotonic() < until, "a finished task still shows progress"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+
+
 async def _until_finished(agent: McpAgent, h: Harness, pid: str, until: float) -> int:
     """Claim and complete (result: the sum of the parents' plus one) until
     the project finished; returns how many this agent completed."""

@@ -118,3 +118,14 @@ def test_internal_thread_crash_surfaces_from_run(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(a, "_heartbeat_loop", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         a.run(lambda t: None)
+
+
+def test_progress_outside_0_and_1_is_refused_with_the_range() -> None:
+    import pytest
+
+    from workhive.agent import Task
+
+    t = Task(project_id="p", task_id="t", attempt=1, payload=None, priority=5, kind="", fence=1)
+    t.progress(0.5)  # no reporter outside a running handler: nothing happens
+    with pytest.raises(ValueError, match=r"within 0\.\.1"):
+        t.progress(1.5)
