@@ -91,6 +91,16 @@ class TaskTiming:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """A running task's last progress report (``Task.progress`` in the agent
+    SDK), under the claim with ``fence``: ``fraction`` in 0..1 and a note."""
+
+    fence: int
+    fraction: float
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentGroup:
     """Simulation-only agent description from a project file's ``agents``."""
 

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from workhive.coordinator.etcd import Candidate, ClusterState, ProjectMeta, TaskRecord, snapshot
-from workhive.coordinator.model import AgentInfo, Claim, LeaderInfo, TaskKey, TaskResult
+from workhive.coordinator.model import (
+    AgentInfo,
+    Claim,
+    LeaderInfo,
+    TaskKey,
+    TaskProgress,
+    TaskResult,
+)
 
 if TYPE_CHECKING:
     from workhive.coordinator.node import CoordinatorNode
@@ -51,6 +58,7 @@ class Snapshot:
     metrics: dict[str, float] = field(default_factory=dict)  # leader only
     loads: dict[str, float] = field(default_factory=dict)  # leader only
     connected: frozenset[str] | None = None  # leader only: agents with a session here
+    progress: dict[TaskKey, TaskProgress] = field(default_factory=dict)  # leader only (by fence)
 
 
 def _from(cs: ClusterState, node: CoordinatorNode, source: str) -> Snapshot:
@@ -103,6 +111,7 @@ async def take_snapshot(node: CoordinatorNode, *, allow_etcd: bool = True) -> Sn
             metrics=leader_metrics(node),
             loads=driver.loads(),
             connected=frozenset(node.hub.conns),
+            progress=driver.progress.latest(),
         )
     standby = node.standby
     if standby is not None:

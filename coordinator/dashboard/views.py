@@ -313,6 +313,7 @@ def task_view(snap: Snapshot, pid: str, tid: str, states: States, tracker: Track
             "fence": claim.fence,
             "lease_id": f"{claim.lease_id:x}" if claim.lease_id else "",
             "started_at": tracker.started_at.get(key),
+            **_progress(snap, key, claim.fence),
         },
         "result": None
         if res is None
@@ -357,3 +358,11 @@ def agents_view(snap: Snapshot, lease_age: Callable[[int], float | None]) -> lis
             }
         )
     return out
+
+
+def _progress(snap: Snapshot, key: TaskKey, fence: int) -> dict[str, Any]:
+    """The running attempt's last progress report (leader only; else none)."""
+    p = snap.progress.get(key)
+    if p is None or p.fence != fence:
+        return {"progress": None, "progress_note": ""}
+    return {"progress": p.fraction, "progress_note": p.note}

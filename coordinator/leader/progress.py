@@ -10,29 +10,18 @@ etcd, and a new leader shows none until the task reports again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from workhive.coordinator.etcd import ClusterState
-from workhive.coordinator.model import TaskKey, TaskRef
+from workhive.coordinator.model import TaskKey, TaskProgress, TaskRef
 
 MAX_NOTE_CHARS = 256
 """Longer notes are cut to this many characters."""
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """One report: ``fraction`` in 0..1 and a short note."""
-
-    fence: int
-    fraction: float
-    note: str
 
 
 class ProgressBoard:
     """The latest progress per running task (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._latest: dict[TaskKey, Progress] = {}
+        self._latest: dict[TaskKey, TaskProgress] = {}
 
     def report(
         self, mirror: ClusterState | None, agent_id: str, ref: TaskRef, fraction: float, note: str
@@ -42,10 +31,15 @@ class ProgressBoard:
         if claim is None or claim.agent != agent_id or claim.fence != ref.fence:
             return False
         clamped = min(1.0, max(0.0, fraction)) if fraction == fraction else 0.0  # NaN: 0
-        self._latest[ref.key] = Progress(ref.fence, clamped, note[:MAX_NOTE_CHARS])
+        self._latest[ref.key] = TaskProgress(ref.fence, clamped, note[:MAX_NOTE_CHARS])
         return True
 
-    def of(self, mirror: ClusterState | None, key: TaskKey) -> Progress | None:
+    def latest(self) -> dict[TaskKey, TaskProgress]:
+        """A copy of every report held (the claim check is the reader's: a
+        report counts only while a claim with its fence holds the task)."""
+        return dict(self._latest)
+
+    def of(self, mirror: ClusterState | None, key: TaskKey) -> TaskProgress | None:
         """The task's progress under its current claim, if it reported any."""
         p = self._latest.get(key)
         if p is None:

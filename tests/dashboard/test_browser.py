@@ -8,12 +8,16 @@ docs/dashboard.md.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from tests.dashboard.conftest import DashCluster, Page
 from tests.harness.dags import layered_dag
+from workhive.agent import Agent, Task
+from workhive.client import Project
+from workhive.client import Task as ClientTask
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -164,4 +168,30 @@ def test_no_console_errors_on_any_page(dash_cluster: DashCluster, tab: Page) -> 
     tab.page.goto(c.url(leader) + "#/agents")  # the leader knows sessions and loads
     tab.page.wait_for_selector("#agents tr[data-agent]")
     tab.shot("agents")
+    assert tab.errors == []
+
+
+def test_the_task_page_shows_the_progress_a_running_task_reports(
+    dash_cluster: DashCluster, tab: Page
+) -> None:
+    c = dash_cluster.start(coordinators=1, agents=0)
+    release = threading.Event()
+
+    def handler(task: Task) -> None:
+        task.progress(0.4, "tests written")
+        assert release.wait(60)
+
+    agent = Agent(c.h.cluster.coordinator_addresses, agent_id="reporter")
+    runner = threading.Thread(target=agent.run, args=(handler,), daemon=True)
+    runner.start()
+    try:
+        c.h.client.submit(Project("prog", (ClientTask("t"),)))
+        tab.page.goto(c.url("coordinator-0") + "#/projects/prog/tasks/t")
+        tab.page.wait_for_function(
+            "() => document.body.innerText.includes('40% — tests written')", timeout=20_000
+        )
+    finally:
+        release.set()
+        agent.stop()
+        runner.join(10)
     assert tab.errors == []

@@ -823,6 +823,7 @@ function renderTask(t) {
         ["agent", t.claim.agent],
         ["attempt", t.claim.attempt],
         ["started", t.claim.started ? "yes" + (t.claim.started_at ? " (seen " + fmtTime(t.claim.started_at) + ")" : "") : "no (queued)"],
+        ["progress", t.claim.progress == null ? "–" : Math.round(100 * t.claim.progress) + "%" + (t.claim.progress_note ? " — " + t.claim.progress_note : "")],
         ["fence", t.claim.fence],
         ["lease", t.claim.lease_id || "–"],
       ])
