@@ -212,7 +212,10 @@ def up(
                 capabilities=tuple(sorted(caps)),
                 extra=["--pull"] if pull else None,
             )
-        summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out, interrupts)
+        with Client(
+            cluster.coordinator_addresses, timeout=min(30.0, timeout), call_deadline=5.0
+        ) as client:  # closed on every path, a stop signal included
+            summary = _run(spec, cluster, plan, chaos, seed, timeout, json_out, interrupts, client)
         if json_out:
             typer.echo(summary.to_json())
         else:
@@ -248,22 +251,6 @@ def _stay_up(urls: list[str]) -> None:
 
 
 def _run(
-    spec: ProjectSpec,
-    cluster: LocalCluster,
-    plan: list[tuple[int, frozenset[str]]],
-    chaos: bool,
-    seed: int,
-    timeout: float,
-    json_out: bool,
-    interrupts: Interrupts,
-) -> Summary:
-    with Client(
-        cluster.coordinator_addresses, timeout=min(30.0, timeout), call_deadline=5.0
-    ) as client:
-        return _follow(spec, cluster, plan, chaos, seed, timeout, json_out, interrupts, client)
-
-
-def _follow(
     spec: ProjectSpec,
     cluster: LocalCluster,
     plan: list[tuple[int, frozenset[str]]],
