@@ -64,7 +64,8 @@ class Session:
             assert isinstance(item, agent_pb2.AgentMessage)
             more: list[agent_pb2.AgentMessage] = []
             end = False
-            while item.WhichOneof("kind") != "hello" and len(more) < MAX_BATCH - 1:
+            room = 0 if item.HasField("hello") else MAX_BATCH - 1
+            while len(more) < room:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:

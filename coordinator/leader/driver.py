@@ -408,6 +408,7 @@ class LeaderDriver:
                 self.planning.plan_later(spec.id)
                 term.latencies.submitted(spec)
         for claim in changes.deleted_claims:
+            self.progress.forget(claim)
             parked = self.executor.unpark(claim.key)
             if parked is not None:
                 events.append(replace(parked, now=now))

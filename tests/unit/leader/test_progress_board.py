@@ -50,3 +50,12 @@ def test_fractions_are_clamped_to_0_and_1() -> None:
     board.report(cs, "a", TaskRef(KEY, 5, 1), 7.0, "")
     p = board.of(cs, KEY)
     assert p is not None and p.fraction == 1.0
+
+
+def test_a_deleted_claim_takes_its_report_with_it() -> None:
+    board, cs = ProgressBoard(), _mirror()
+    board.report(cs, "a", TaskRef(KEY, 5, 1), 0.5, "")
+    board.forget(Claim(key=KEY, agent="a", attempt=1, fence=4))  # an older claim: kept
+    assert board.latest()
+    board.forget(Claim(key=KEY, agent="a", attempt=1, fence=5))
+    assert board.latest() == {}
