@@ -84,6 +84,12 @@ class Metrics:
         self.completions_rejected = Counter(
             "workhive_completions_rejected", "Completions refused (stale fence)", registry=r
         )
+        self.leader_relists = Counter(
+            "workhive_leader_relists",
+            "Re-lists of the keyspace because a completion already given to the scheduler"
+            " was refused",
+            registry=r,
+        )
         self.agent_messages = Counter(
             "workhive_agent_messages",
             "Agent session messages (a batch's members one by one)",

@@ -24,6 +24,7 @@ from workhive.coordinator.etcd.grow import (
     complete_and_grow,
     grown,
 )
+from workhive.coordinator.etcd.handoff import complete_and_claim
 from workhive.coordinator.etcd.keys import DEFAULT_PREFIX, Keyspace
 from workhive.coordinator.etcd.lease_refresher import LeaseRefresher
 from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
@@ -86,6 +87,7 @@ __all__ = [
     "WatchEvent",
     "Watcher",
     "add_tasks",
+    "complete_and_claim",
     "complete_and_grow",
     "current_leader",
     "effective_state",

@@ -57,6 +57,9 @@ from workhive.coordinator.etcd.txn import (
 from workhive.coordinator.etcd.types import ItemResult, KeyValue, Outcome, TaskRecord
 from workhive.coordinator.model import Claim, TaskKey, TaskResult, TaskState
 
+CLAIMABLE = (TaskState.READY, TaskState.PENDING)
+"""Record states a claim may be created on (anything else is a CONFLICT)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
@@ -111,7 +114,8 @@ class Claims:
     def _count(self, n: int) -> None:
         self.txns_sent += 1
 
-    def _run(self, items: Sequence[TxnItem], fence: Fence | None) -> list[ItemResult]:
+    def run(self, items: Sequence[TxnItem], fence: Fence | None) -> list[ItemResult]:
+        """``run_batch`` of ``items``, counted in ``txns_sent``."""
         return run_batch(self.client, items, fence=fence, max_ops=self.max_ops, on_txn=self._count)
 
     # -- leader writes (fenced) -----------------------------------------------
@@ -124,39 +128,36 @@ class Claims:
         the same txn records it READY, saving a round trip per dependency
         release. A terminal record is a CONFLICT without a round trip.
         """
-        items: list[TxnItem] = []
-        claimable = (TaskState.READY, TaskState.PENDING)
-        todo = [i for i, r in enumerate(reqs) if r.record.state in claimable]
-        for i in todo:
-            r = reqs[i]
-            ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
-            v = codec.encode_claim(r.agent, r.record.attempt, r.started, fence.term)
-            ops = [op_put(ck, v, r.lease_id)]
-            puts = [(ck, v)]
-            if r.record.state is TaskState.PENDING:
-                tv = codec.encode_task(replace(r.record, state=TaskState.READY))
-                ops.append(op_put(tk, tv))
-                puts.append((tk, tv))
-            items.append(
-                TxnItem([cmp_version(ck, 0), cmp_mod(tk, r.record.mod_revision)], ops, puts=puts)
-            )
+        todo = [i for i, r in enumerate(reqs) if r.record.state in CLAIMABLE]
         res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(reqs)
-        for i, o in zip(todo, self._run(items, fence), strict=True):
-            r = reqs[i]
-            if o.ok:
-                c = Claim(
-                    r.record.key,
-                    r.agent,
-                    r.record.attempt,
-                    r.started,
-                    o.revision,
-                    o.revision,
-                    r.lease_id,
-                )
-                res[i] = replace(o, claim=c)
-            else:
-                res[i] = o
+        items = [self.claim_item(reqs[i], fence) for i in todo]
+        for i, o in zip(todo, self.run(items, fence), strict=True):
+            res[i] = self.claimed(reqs[i], o)
         return res
+
+    def claim_item(self, r: ClaimRequest, fence: Fence) -> TxnItem:
+        """One claim (rule 2): the claim key on the agent's lease, and a PENDING
+        record set READY; guarded by the claim's absence and the record's mod
+        revision. ``r.record.state`` must be in ``CLAIMABLE``."""
+        ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
+        v = codec.encode_claim(r.agent, r.record.attempt, r.started, fence.term)
+        ops = [op_put(ck, v, r.lease_id)]
+        puts = [(ck, v)]
+        if r.record.state is TaskState.PENDING:
+            tv = codec.encode_task(replace(r.record, state=TaskState.READY))
+            ops.append(op_put(tk, tv))
+            puts.append((tk, tv))
+        return TxnItem([cmp_version(ck, 0), cmp_mod(tk, r.record.mod_revision)], ops, puts=puts)
+
+    @staticmethod
+    def claimed(r: ClaimRequest, o: ItemResult) -> ItemResult:
+        """``o`` with the new :class:`Claim` when it is OK."""
+        if not o.ok:
+            return o
+        c = Claim(
+            r.record.key, r.agent, r.record.attempt, r.started, o.revision, o.revision, r.lease_id
+        )
+        return replace(o, claim=c)
 
     def start(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
         """Confirm starts (rule 3): CAS on each claim's mod revision."""
@@ -167,7 +168,7 @@ class Claims:
             items.append(
                 TxnItem([cmp_mod(ck, c.mod_revision)], [op_put(ck, v, c.lease_id)], puts=[(ck, v)])
             )
-        out = self._run(items, fence)
+        out = self.run(items, fence)
         return [
             replace(o, claim=replace(c, started=True, mod_revision=o.revision)) if o.ok else o
             for c, o in zip(claims, out, strict=True)
@@ -191,7 +192,7 @@ class Claims:
             )
         todo = [i for i, m in enumerate(moves) if not m.claim.started]
         res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(moves)
-        for i, o in zip(todo, self._run([items[i] for i in todo], fence), strict=True):
+        for i, o in zip(todo, self.run([items[i] for i in todo], fence), strict=True):
             m = moves[i]
             res[i] = (
                 replace(
@@ -211,7 +212,7 @@ class Claims:
         for c in claims:
             ck = self.ks.claim(c.key)
             items.append(TxnItem([cmp_mod(ck, c.mod_revision)], [op_delete(ck)], deletes=[ck]))
-        return self._run(items, fence)
+        return self.run(items, fence)
 
     def requeue(
         self, records: Sequence[TaskRecord], fence: Fence, attempts: Sequence[int] | None = None
@@ -229,7 +230,7 @@ class Claims:
             new = replace(rec, state=TaskState.READY, attempt=attempt)
             tv = codec.encode_task(new)
             items.append(TxnItem(cmps, [op_put(tk, tv)], puts=[(tk, tv)]))
-        return self._run(items, fence)
+        return self.run(items, fence)
 
     def set_state(self, records: Sequence[TaskRecord], fence: Fence) -> list[ItemResult]:
         """Write records as given (e.g. PENDING -> READY), CAS on their mod revision.
@@ -243,7 +244,7 @@ class Claims:
             items.append(
                 TxnItem([cmp_mod(tk, rec.mod_revision)], [op_put(tk, tv)], puts=[(tk, tv)])
             )
-        return self._run(items, fence)
+        return self.run(items, fence)
 
     def finish(
         self, items_in: Sequence[Finish], fence: Fence, *, now: float | None = None
@@ -276,7 +277,7 @@ class Claims:
             tv, rv = codec.encode_task(replace(f.record, state=f.state)), codec.encode_result(res)
             succ += [op_put(tk, tv), op_put(rk, rv)]
             items.append(TxnItem(cmps, succ, puts=[(tk, tv), (rk, rv)], deletes=deletes))
-        return self._run(items, fence)
+        return self.run(items, fence)
 
     # -- completions (claim-fenced; any replica) -------------------------------
 
@@ -316,7 +317,7 @@ class Claims:
                 continue
             items.append(self.completion_item(c, rec, unread_result=True))
             idx.append(i)
-        for i, o in zip(idx, self._run(items, fence), strict=True):
+        for i, o in zip(idx, self.run(items, fence), strict=True):
             if o.ok:
                 res[i] = o
             else:
@@ -379,7 +380,7 @@ class Claims:
                 rec = codec.decode_task(c.key, tkv)
                 items.append(self.completion_item(c, rec, unread_result=False))
                 idx.append(i)
-            out = self._run(items, fence)
+            out = self.run(items, fence)
             todo = []
             for i, o in zip(idx, out, strict=True):
                 if o.outcome is Outcome.CONFLICT:

@@ -67,6 +67,7 @@ class Feed:
         self.page_size = page_size
         self._sleep = sleep
         self._stop = threading.Event()
+        self._relist = threading.Event()
         self._watcher: Watcher | None = None
         self.resets = 0
         self.ready = threading.Event()
@@ -93,6 +94,10 @@ class Feed:
             )
             try:
                 while not self._stop.is_set():
+                    if self._relist.is_set():
+                        self._relist.clear()
+                        log.info("re-list requested")
+                        break
                     try:
                         b = w.get(timeout=0.2)
                     except Compacted as c:
@@ -102,6 +107,11 @@ class Feed:
                         self.on_events(b)
             finally:
                 w.cancel()
+
+    def relist(self) -> None:
+        """Snapshot again soon (within one watch poll, 0.2 s) and hand the
+        fresh state to ``on_reset``; events after it follow as usual."""
+        self._relist.set()
 
     def cancel(self) -> None:
         """Stop (idempotent)."""

@@ -9,14 +9,46 @@ The agent is acknowledged only after the write committed and rejected
 
 from __future__ import annotations
 
-from workhive.coordinator.etcd import Completion
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from workhive.coordinator.etcd import Completion, ItemResult
 from workhive.coordinator.leader.ports import Report
 from workhive.coordinator.leader.spawn import Spawner
 from workhive.coordinator.leader.term import Term
-from workhive.coordinator.model import Claim, TaskResult, TaskState
+from workhive.coordinator.model import Claim, TaskKey, TaskResult, TaskState
 from workhive.coordinator.scheduling import Event, TaskFailed, TaskSucceeded
 
 STALE = "claim moved or expired (stale fence)"
+
+
+@dataclass(frozen=True, slots=True)
+class Speculated:
+    """A success handed to the scheduler before its write: the report, the
+    completion to commit, and the event the scheduler was given."""
+
+    report: Report
+    completion: Completion
+    event: TaskSucceeded
+
+
+def _completion(r: Report, now: float) -> Completion:
+    return Completion(
+        key=r.ref.key,
+        fence=r.ref.fence,
+        lease_id=r.lease_id,
+        result=TaskResult(
+            key=r.ref.key,
+            state=TaskState.SUCCEEDED if r.ok else TaskState.FAILED,
+            agent=r.agent_id,
+            attempt=r.ref.attempt,
+            reason=r.reason,
+            duration=r.duration,
+            output_tail=r.output_tail,
+            finished_at=now,
+            result_json=r.result_json if r.ok else "",
+        ),
+    )
 
 
 class Completions:
@@ -38,39 +70,76 @@ class Completions:
             events += await self.spawner.commit(r, now)
         return events
 
+    def speculate(self, reports: list[Report], now: float) -> tuple[list[Speculated], list[Report]]:
+        """Split off the successes the scheduler may hear of before they commit:
+        no children, the claim in the mirror is the one the agent reports
+        under (agent, fence, lease), the record is known and no result is.
+        Their ``TaskSucceeded`` events are returned with them; the executor
+        commits them together with the claims they release (``confirm``
+        answers the agents). Everything else is left for ``commit``."""
+        mirror = self.term.view()
+        spec: list[Speculated] = []
+        rest: list[Report] = []
+        seen: set[TaskKey] = set()
+        for r in reports:
+            key = r.ref.key
+            claim = mirror.claims.get(key)
+            rec = mirror.tasks.get(key)
+            if (
+                r.ok
+                and r.children is None
+                and not r.refusal
+                and key not in seen
+                and claim is not None
+                and claim.agent == r.agent_id
+                and claim.fence == r.ref.fence
+                and claim.attempt == r.ref.attempt
+                and claim.lease_id == r.lease_id
+                and rec is not None
+                and rec.mod_revision > 0
+                and key not in mirror.results
+            ):
+                seen.add(key)
+                c = _completion(r, now)
+                spec.append(Speculated(r, c, TaskSucceeded(key, r.agent_id, r.duration, now)))
+            else:
+                rest.append(r)
+        return spec, rest
+
+    def confirm(self, spec: Sequence[Speculated], results: Sequence[ItemResult]) -> int:
+        """Answer the agents of speculated completions once their writes are
+        decided; returns how many were refused (the scheduler was told of
+        them: the caller must rebuild its state from etcd)."""
+        refused = 0
+        for s, res in zip(spec, results, strict=True):
+            if self._settled(s.report, s.completion, res):
+                continue
+            refused += 1
+        return refused
+
+    def _settled(self, r: Report, c: Completion, res: ItemResult) -> bool:
+        """Fold a committed outcome and ack it, or reject a refused one."""
+        term, mirror = self.term, self.term.view()
+        if not res.ok:
+            term.metrics.completions_rejected.inc()
+            term.port.reject(r.agent_id, r.ref, STALE)
+            return False
+        mirror.fold_result(c.result, res.revision)
+        term.port.ack(r.agent_id, r.ref)
+        if r.ok:
+            term.latencies.succeeded(c.key, mirror)
+        return True
+
     async def _finished(self, done: list[Report], now: float) -> list[Event]:
         term, mirror = self.term, self.term.view()
-        comps = [
-            Completion(
-                key=r.ref.key,
-                fence=r.ref.fence,
-                lease_id=r.lease_id,
-                result=TaskResult(
-                    key=r.ref.key,
-                    state=TaskState.SUCCEEDED if r.ok else TaskState.FAILED,
-                    agent=r.agent_id,
-                    attempt=r.ref.attempt,
-                    reason=r.reason,
-                    duration=r.duration,
-                    output_tail=r.output_tail,
-                    finished_at=now,
-                    result_json=r.result_json if r.ok else "",
-                ),
-            )
-            for r in done
-        ]
+        comps = [_completion(r, now) for r in done]
         results = await term.writer.call(term.writer.store.complete, comps, mirror.tasks)
         events: list[Event] = []
         for r, c, res in zip(done, comps, results, strict=True):
-            if not res.ok:
-                term.metrics.completions_rejected.inc()
-                term.port.reject(r.agent_id, r.ref, STALE)
+            if not self._settled(r, c, res):
                 continue
-            mirror.fold_result(c.result, res.revision)
-            term.port.ack(r.agent_id, r.ref)
             if r.ok:
                 events.append(TaskSucceeded(c.key, r.agent_id, r.duration, now))
-                term.latencies.succeeded(c.key, mirror)
             else:
                 events.append(TaskFailed(c.key, r.agent_id, r.reason, False, now))
         return events

@@ -2,16 +2,20 @@
 
 One asyncio task owns the term (``term.Term``: the scheduler and the etcd
 mirror). Inputs (watch batches, agent messages, client cancels, timers) land
-on one queue; each turn drains everything pending, commits the reports as
-one batch (``completions``), feeds the resulting events to the scheduler,
-and hands its commands to the executor (``executor``), whose writes run
-while the next turn collects inputs; a turn awaits the previous turn's
-writes before it decides. Agent presence lives in ``presence``, exact plans
-in ``planning``.
+on one queue. A turn first awaits the previous turn's writes (their
+rejections are its first events), then drains everything pending; plain
+successes go to the scheduler at once and commit with the turn's claims
+(docs/leader.md, "One txn per turn"), other reports commit first
+(``completions``); the scheduler's commands go to the executor
+(``executor``), whose writes run while the next inputs queue up. A
+speculated success that etcd refuses makes the next turn re-list (a fresh
+snapshot; inputs wait for it). Agent presence lives in ``presence``, exact
+plans in ``planning``.
 
 Invariants: every leader write carries the election fence (a deposed leader
 writes nothing and steps down: ``lost`` is set); a task is pushed to an
-agent only after its claim committed; a report is acknowledged only after it
+agent only after its claim committed, and claimed only once its parents'
+completions committed (or in the same txn); a report is acknowledged only after it
 committed; nothing a caller does with a future it was given (a cancel's)
 reaches the loop.
 """
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +37,7 @@ from workhive.coordinator.etcd import (
     EtcdClient,
     Feed,
     Fence,
+    ItemResult,
     Keyspace,
     LeaseKeeper,
     StandbyMirror,
@@ -39,7 +45,7 @@ from workhive.coordinator.etcd import (
 )
 from workhive.coordinator.leader import restore
 from workhive.coordinator.leader.clock import Clock
-from workhive.coordinator.leader.completions import Completions
+from workhive.coordinator.leader.completions import Completions, Speculated
 from workhive.coordinator.leader.executor import CommandExecutor
 from workhive.coordinator.leader.growth import Added, AddRequest, Grower
 from workhive.coordinator.leader.planning import Planning
@@ -141,8 +147,8 @@ class LeaderDriver:
         writer = Writer(store or EtcdClaimsStore(client, keyspace, keeper), fence, metrics)
         self.term = Term(fence, hub, writer, metrics, self.clock, config)
         self.planning = Planning(self.term, self._defer, plan_time_box)
-        self.executor = CommandExecutor(self.term, self.planning.plan_later)
         self.completions = Completions(self.term)
+        self.executor = CommandExecutor(self.term, self.planning.plan_later, self._confirm)
         self.presence = Presence(self.term, agent_grace)
         self.progress = ProgressBoard()
         self.grower = Grower(self.term)
@@ -151,6 +157,8 @@ class LeaderDriver:
         self._tasks: list[asyncio.Task[Any]] = []
         self._inflight: asyncio.Task[list[Event]] | None = None
         self._early: list[Input] = []  # agent/client inputs that came before the state
+        self._refused = False  # a speculated completion was refused: re-list
+        self._relisting = False  # waiting for the fresh state asked for
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
 
@@ -296,10 +304,7 @@ class LeaderDriver:
     async def _main(self) -> None:
         try:
             while True:
-                items = [await self._inbox.get()]
-                while not self._inbox.empty():
-                    items.append(self._inbox.get_nowait())
-                await self._turn(items)
+                await self._turn([await self._inbox.get()])
         except NotLeading:
             log.warning("fence lost: stepping down")
             self.lost.set()
@@ -313,17 +318,28 @@ class LeaderDriver:
 
     async def _turn(self, items: list[Input]) -> None:
         term = self.term
+        # The previous turn's writes first: this turn decides on their outcome.
+        events: list[Event] = await self._settle()
         now = self.clock.wall()
-        events: list[Event] = []
+        if self._refused:
+            self._refused = False
+            self._relisting = True
+            events = []  # decided on a state the refused completion made wrong
+            log.warning("a completion the scheduler was told of was refused: re-listing")
+            term.metrics.leader_relists.inc()
+            if self._feed is not None:
+                self._feed.relist()
         reports: list[Report] = []
         adds: list[AddRequest] = []
         todo = deque(items)
+        while not self._inbox.empty():  # all that is pending, also what came during the writes
+            todo.append(self._inbox.get_nowait())
         while todo:
             item = todo.popleft()
             if isinstance(item, ClusterState):
-                events += await self._settle()  # nothing in flight across a re-list
                 term.mirror = item
                 term.state = SchedulerState(self.config)
+                self._relisting = False
                 events.append(restore.restored(item, now))
                 # Agents not connected yet are not marked absent: their streams
                 # broke with the old leader, not with them. Alive ones come back
@@ -332,7 +348,7 @@ class LeaderDriver:
                 self.ready.set()
                 todo.extend(self._early)  # what arrived before the state, in order
                 self._early.clear()
-            elif term.mirror is None:
+            elif term.mirror is None or self._relisting:
                 if isinstance(item, Report | Hello | Gone | Cancel | AddRequest | Ask):
                     self._early.append(item)  # decided once the state is here
             elif isinstance(item, WatchBatch):
@@ -362,30 +378,36 @@ class LeaderDriver:
                 events += item.events
             elif item == "grace":
                 await self.presence.expire()
+        if term.mirror is None or self._relisting:
+            return
         await self.presence.revoke_stale()
-        # Pipeline: these completions commit while the previous turn's claims
-        # and starts are still in flight (different tasks, independent txns);
-        # the scheduler then sees both outcomes, in order.
-        commit = asyncio.create_task(self.completions.commit(reports, now)) if reports else None
-        try:
-            events += await self._settle()
-            for add in adds:  # decided with no claim or start in flight
-                events += await self.grower.add(add, now)
-        finally:
-            if commit is not None:
-                events += await commit
+        # Plain successes go to the scheduler now and commit with the claims
+        # they release (one txn: docs/leader.md, "One txn per turn"); the rest
+        # (failures, spawns, reports the mirror cannot vouch for) commit first.
+        speculated, reports = self.completions.speculate(reports, now)
+        if reports:
+            events += await self.completions.commit(reports, now)
+        for add in adds:  # decided with no claim or start in flight
+            events += await self.grower.add(add, now)
+        events += [s.event for s in speculated]
         if events:
             commands = term.state.handle(*events)
-            self._inflight = asyncio.create_task(self._execute_then_wake(commands))
+            self._inflight = asyncio.create_task(self._execute_then_wake(commands, speculated))
+
+    def _confirm(self, speculated: Sequence[Speculated], results: Sequence[ItemResult]) -> None:
+        if self.completions.confirm(speculated, results):
+            self._refused = True
 
     async def _settle(self) -> list[Event]:
         """Wait for the turn in flight; its rejections become events now."""
         task, self._inflight = self._inflight, None
         return await task if task is not None else []
 
-    async def _execute_then_wake(self, commands: list[Command]) -> list[Event]:
+    async def _execute_then_wake(
+        self, commands: list[Command], speculated: Sequence[Speculated] = ()
+    ) -> list[Event]:
         try:
-            events = await self.executor.execute(commands)
+            events = await self.executor.execute(commands, speculated)
         except BaseException:
             self._inbox.put_nowait("wake")  # the next turn re-raises it
             raise

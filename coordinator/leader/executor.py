@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from workhive.coordinator.etcd import ClaimRequest, EtcdError, Finish, Steal, TaskRecord
+from workhive.coordinator.etcd import (
+    ClaimRequest,
+    EtcdError,
+    Finish,
+    ItemResult,
+    Steal,
+    TaskRecord,
+)
+from workhive.coordinator.leader.completions import Speculated
 from workhive.coordinator.leader.revoke import revoke_overdue
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.model import Claim, TaskKey, TaskRef, TaskResult, TaskState
@@ -48,19 +56,36 @@ from workhive.coordinator.scheduling import (
 log = structlog.get_logger("workhive.leader")
 
 
+def _lease(r: ClaimRequest) -> int:
+    return int(r.lease_id)
+
+
 class CommandExecutor:
     """Executes one turn's commands (see module docstring)."""
 
-    def __init__(self, term: Term, replan: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        term: Term,
+        replan: Callable[[str], None],
+        confirm: Callable[[Sequence[Speculated], Sequence[ItemResult]], None] = lambda s, r: None,
+    ) -> None:
         self.term = term
         self.replan = replan
+        self.confirm = confirm
         self._parked: dict[TaskKey, AssignRejected] = {}
 
     def unpark(self, key: TaskKey) -> AssignRejected | None:
         """The claim on ``key`` is gone: the assignment it blocked, to retry."""
         return self._parked.pop(key, None)
 
-    async def execute(self, commands: list[Command]) -> list[Event]:
+    async def execute(
+        self, commands: list[Command], completing: Sequence[Speculated] = ()
+    ) -> list[Event]:
+        """Write ``commands``; ``completing`` are successes the scheduler was
+        told of before they committed: they commit with the turn's claims (a
+        claim on a task they release only in the same txn) and are handed to
+        ``confirm`` before any assignment is pushed (a child's inputs are its
+        parents' results)."""
         now = self.term.clock.wall()
         by_kind: dict[type, list[Any]] = defaultdict(list)
         for c in commands:
@@ -69,7 +94,8 @@ class CommandExecutor:
         await revoke_overdue(self.term, by_kind[RevokeTask])  # claims gone before requeues
         await self._requeue(by_kind[RequeueTask])
         assigned, started = await asyncio.gather(
-            self._assign(by_kind[AssignTask], now), self._start(by_kind[StartTask], now)
+            self._assign(by_kind[AssignTask], now, completing),
+            self._start(by_kind[StartTask], now),
         )
         events += assigned + started
         events += await self._steal(by_kind[StealTask], now)
@@ -83,7 +109,9 @@ class CommandExecutor:
             log.info("project finished", project=pf.project_id, outcome=pf.outcome)
         return events
 
-    async def _assign(self, cmds: list[AssignTask], now: float) -> list[Event]:
+    async def _assign(
+        self, cmds: list[AssignTask], now: float, completing: Sequence[Speculated] = ()
+    ) -> list[Event]:
         term, mirror = self.term, self.term.view()
         reqs: list[tuple[AssignTask, ClaimRequest]] = []
         events: list[Event] = []
@@ -94,9 +122,14 @@ class CommandExecutor:
                 events.append(AssignRejected(c.key, c.agent_id, now))
                 continue
             reqs.append((c, ClaimRequest(rec, c.agent_id, lease, started=c.start_now)))
-        results = await term.writer.fenced_on_leases(
-            term.writer.store.create, [r for _, r in reqs], lambda r: int(r.lease_id)
-        )
+        claims = [r for _, r in reqs]
+        if completing:
+            done, results = await term.writer.complete_and_create(
+                [s.completion for s in completing], mirror.tasks, claims, _lease
+            )
+            self.confirm(completing, done)
+        else:
+            results = await term.writer.fenced_on_leases(term.writer.store.create, claims, _lease)
         for (c, req), res in zip(reqs, results, strict=True):
             if res.ok and res.claim is not None:
                 mirror.fold_claim(replace(res.claim, lease_id=req.lease_id))

@@ -37,6 +37,7 @@ from workhive.coordinator.etcd import (
     Store,
     TaskRecord,
     add_tasks,
+    complete_and_claim,
     complete_and_grow,
 )
 from workhive.coordinator.metrics import Metrics
@@ -65,6 +66,13 @@ class ClaimsStore(Protocol):
     def complete(
         self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]: ...
+    def complete_and_create(
+        self,
+        comps: Sequence[Completion],
+        known: Mapping[TaskKey, TaskRecord],
+        reqs: Sequence[ClaimRequest],
+        fence: Fence,
+    ) -> tuple[list[ItemResult], list[ItemResult]]: ...
     def task_record(self, key: TaskKey) -> TaskRecord | None: ...
     def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]: ...
     def complete_spawning(
@@ -115,6 +123,15 @@ class EtcdClaimsStore:
         self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
     ) -> ItemResult:
         return complete_and_grow(self._claims, c, rec, g, fence)
+
+    def complete_and_create(
+        self,
+        comps: Sequence[Completion],
+        known: Mapping[TaskKey, TaskRecord],
+        reqs: Sequence[ClaimRequest],
+        fence: Fence,
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        return complete_and_claim(self._claims, comps, known, reqs, fence)
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)
@@ -207,3 +224,27 @@ class Writer:
             todo = [(n, i) for n, i in todo if lease_of(i) not in dead]
         results.update((n, ItemResult(Outcome.CONFLICT)) for n, _ in todo)
         return [results[n] for n in range(len(items))]
+
+    async def complete_and_create(
+        self,
+        comps: Sequence[Completion],
+        known: Mapping[TaskKey, TaskRecord],
+        reqs: Sequence[ClaimRequest],
+        lease_of: Callable[[ClaimRequest], int],
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        """Completions and claims in one call (``etcd.complete_and_claim``: a
+        claim commits only with the completions of its parents), the claims
+        fenced and handled as in ``fenced_on_leases``. Without claims, the
+        completions alone (``ClaimsStore.complete``)."""
+        if not reqs:
+            return await self.call(self.store.complete, comps, known), []
+        last: list[list[ItemResult]] = []
+
+        def both(items: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
+            done, made = self.store.complete_and_create(comps, known, items, fence)
+            last[:] = [done]
+            return made
+
+        made = await self.fenced_on_leases(both, reqs, lease_of)
+        done = last[0] if last else await self.call(self.store.complete, comps, known)
+        return done, made

@@ -193,9 +193,18 @@ def test_every_replica_reports_serving_and_names_the_leader(make_cluster: Make) 
             watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             watch.cancel()
-            info = agent_pb2_grpc.AgentServiceStub(ch).GetLeader(
-                agent_pb2.GetLeaderRequest(), timeout=5
-            )
+            # A follower learns of the leader from its election watch: a moment later.
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    info = agent_pb2_grpc.AgentServiceStub(ch).GetLeader(
+                        agent_pb2.GetLeaderRequest(), timeout=5
+                    )
+                    break
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
             assert (info.leader_id, info.term) == (leader.leader_id, leader.term)
 
 

@@ -29,7 +29,9 @@ from workhive.coordinator.etcd import (
     TaskRecord,
 )
 from workhive.coordinator.leader.clock import Clock
+from workhive.coordinator.leader.completions import Completions, Speculated
 from workhive.coordinator.leader.executor import CommandExecutor
+from workhive.coordinator.leader.ports import Report
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.leader.writes import NotLeading, Writer
 from workhive.coordinator.metrics import Metrics
@@ -137,6 +139,16 @@ class FakeStore:
     ) -> list[ItemResult]:
         return self._results("complete", [c.key for c in comps])
 
+    def complete_and_create(
+        self,
+        comps: Sequence[Completion],
+        known: Mapping[TaskKey, TaskRecord],
+        reqs: Sequence[ClaimRequest],
+        fence: Fence,
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        self.calls.append(("complete and create", [c.key.task for c in comps]))
+        return self._results("(completions)", [c.key for c in comps]), self.create(reqs, fence)
+
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         self.calls.append(("read", [key.task]))
         return self.records.get(key)
@@ -197,8 +209,8 @@ class Rig:
     executor: CommandExecutor
     replans: list[str]
 
-    def run(self, *commands: Command) -> list[Event]:
-        return asyncio.run(self.executor.execute(list(commands)))
+    def run(self, *commands: Command, completing: Sequence[Speculated] = ()) -> list[Event]:
+        return asyncio.run(self.executor.execute(list(commands), completing))
 
 
 def rig(*tasks: str, claims: Sequence[Claim] = ()) -> Rig:
@@ -217,7 +229,12 @@ def rig(*tasks: str, claims: Sequence[Claim] = ()) -> Rig:
     term = Term(FENCE, port, writer, METRICS, clock, SchedulerConfig())
     term.mirror = mirror
     replans: list[str] = []
-    return Rig(store, port, term, CommandExecutor(term, replans.append), replans)
+
+    def confirm(spec: Sequence[Speculated], results: Sequence[ItemResult]) -> None:
+        for sp, res in zip(spec, results, strict=True):
+            port.told.append(("confirmed", sp.report.agent_id, sp.completion.key.task, res.ok))
+
+    return Rig(store, port, term, CommandExecutor(term, replans.append, confirm), replans)
 
 
 def test_an_assignment_reaches_its_agent_only_after_its_claim_committed() -> None:
@@ -301,3 +318,39 @@ def test_a_write_refused_by_the_fence_stops_the_term() -> None:
     with pytest.raises(NotLeading):
         r.run(AssignTask(K("x"), "a", 1, True))
     assert r.port.told == []
+
+
+def _report(task: str, agent: str = "a", fence: int = 20, lease: int = 11) -> Report:
+    return Report(agent, lease, TaskRef(K(task), fence, 1), ok=True, duration=0.1)
+
+
+def test_a_success_the_mirror_vouches_for_goes_to_the_scheduler_before_it_commits() -> None:
+    claim = Claim(K("x"), "a", 1, True, fence=20, mod_revision=20, lease_id=11)
+    r = rig("x", claims=[claim])
+    spec, rest = Completions(r.term).speculate(
+        [_report("x"), _report("x", fence=19), _report("x", agent="b", lease=12)], 1000.0
+    )
+    assert [s.completion.key for s in spec] == [K("x")]
+    assert [s.event.key for s in spec] == [K("x")]
+    assert [(p.agent_id, p.ref.fence) for p in rest] == [("a", 19), ("b", 20)]
+
+
+def test_a_speculated_completion_commits_with_the_claims_and_is_answered_before_they_go_out() -> (
+    None
+):
+    claim = Claim(K("x"), "a", 1, True, fence=20, mod_revision=20, lease_id=11)
+    r = rig("x", "y", claims=[claim])
+    spec, _ = Completions(r.term).speculate([_report("x")], 1000.0)
+    assert r.run(AssignTask(K("y"), "a", 1, True), completing=spec) == []
+    assert r.store.calls[0] == ("complete and create", ["x"])
+    assert [name for name, _ in r.store.calls].count("complete") == 0
+    assert r.port.told == [("confirmed", "a", "x", True), ("assign", "a", "y", True)]
+
+
+def test_a_speculated_completion_without_claims_commits_alone() -> None:
+    claim = Claim(K("x"), "a", 1, True, fence=20, mod_revision=20, lease_id=11)
+    r = rig("x", claims=[claim])
+    spec, _ = Completions(r.term).speculate([_report("x")], 1000.0)
+    assert r.run(completing=spec) == []
+    assert r.store.calls == [("complete", ["x"])]
+    assert r.port.told == [("confirmed", "a", "x", True)]
