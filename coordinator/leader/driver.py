@@ -304,7 +304,8 @@ class LeaderDriver:
     async def _main(self) -> None:
         try:
             while True:
-                await self._turn([await self._inbox.get()])
+                first = await self._inbox.get()
+                await self._turn([first])
         except NotLeading:
             log.warning("fence lost: stepping down")
             self.lost.set()
