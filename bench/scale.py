@@ -10,6 +10,10 @@ and after running for 10 s or until 30 % of the tasks succeeded, then
 SIGKILL of the leader (fast failover on) and:
 time until ``GetStatus`` answers from the new leader, and until the first
 task claimed in the new term starts on an agent (the state rebuild).
+Also, before the kill: tasks/s while running (succeeded / seconds since the
+submit returned) and the agent leases that ended meanwhile, from the
+leader's metrics (every agent heartbeats throughout, so the target is 0: a
+lease that ends is the leader's own stall, issue 17).
 Full: 1,000 agents / 100,000 tasks; ``--quick``: 100 agents / 10,000 tasks.
 
 Agents are light protocol-level agents (``bench._swarm``: one coroutine and
@@ -35,6 +39,14 @@ from bench._common import Bench, emit, log, parse_args, to_spec
 from workhive.client import WorkhiveError
 
 PER_PROCESS = {"sdk": 100, "swarm": 250}
+
+
+_LEASES = {
+    # agent leases that ended (expired or revoked) between the submit and the kill:
+    # every agent heartbeats throughout, so any is the leader's own doing
+    "agent_leases_ended_before_kill": "workhive_lease_expirations_total",
+    "claims_lost_to_expired_leases": 'workhive_claims_released_total{reason="lease_expired"}',
+}
 
 
 def _rss_mib(pid: int) -> float:
@@ -79,7 +91,7 @@ def run(
     }
     res["warm_standby"] = warm_standby
     args = [] if warm_standby else ["--no-warm-standby"]
-    with Bench(coordinators=2, coordinator_args=args) as b:
+    with Bench(coordinators=2, coordinator_args=args, metrics=True) as b:
         assert b.client is not None
         procs = max(1, -(-n_agents // PER_PROCESS[kind]))
         t0 = time.monotonic()
@@ -91,7 +103,9 @@ def run(
         assert leader.popen is not None
         res["leader_rss_idle_mib"] = _rss_mib(leader.popen.pid)
         spec = to_spec("big", dag)
+        m0 = b.leader_samples()
         res["submit_s"] = round(b.submit(spec), 2)
+        submitted = time.monotonic()
         log(f"scale: submit {res['submit_s']} s")
         res["leader_rss_after_submit_mib"] = _rss_mib(leader.popen.pid)
         # run for up to 10 s, but kill the leader while most of the work remains
@@ -101,6 +115,12 @@ def run(
         res["leader_rss_running_mib"] = _rss_mib(leader.popen.pid)
         counts = b.counts("big")
         res["succeeded_before_kill"] = counts.get("succeeded", 0)
+        res["tasks_per_s_running"] = round(
+            res["succeeded_before_kill"] / (time.monotonic() - submitted), 1
+        )
+        m1 = b.leader_samples()
+        for name, metric in _LEASES.items():
+            res[name] = int(m1.get(metric, 0) - m0.get(metric, 0))
         st = b.client.status()
         old_term = st.leader.term
         wall = time.time()
@@ -131,6 +151,7 @@ def run(
     res["target_leader_rss_lt_1gib"] = (
         max(res["leader_rss_running_mib"], res["new_leader_rss_mib"]) < 1024
     )
+    res["target_no_lease_expired"] = res["agent_leases_ended_before_kill"] == 0
     rebuild = res["first_new_assignment_s"]
     res["target_rebuild_lt_5s"] = rebuild is not None and rebuild < 5
     return res

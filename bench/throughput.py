@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from bench._common import (
@@ -39,6 +40,7 @@ from bench._common import (
     to_spec,
     tree_cpu,
 )
+from bench._profile import sampled, top
 
 AGENTS = 8
 
@@ -145,6 +147,7 @@ def run_workhive(
     coordinators: int,
     stealing: bool = True,
     agent_threads: bool = False,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     env = {} if stealing else {"WORK_STEALING_ENABLED": "false"}
     out: dict[str, Any] = {
@@ -152,7 +155,7 @@ def run_workhive(
         "agent_shape": "threads in one process" if agent_threads else "one process each",
     }
     with Bench(coordinators=coordinators, env=env, metrics=True) as b:
-        b.spawn_agents(AGENTS, mode="noop", processes=1 if agent_threads else AGENTS)
+        agents = b.spawn_agents(AGENTS, mode="noop", processes=1 if agent_threads else AGENTS)
         b.wait_agents(AGENTS)
         # warm up
         b.submit(to_spec("warm", [(f"w{i}", []) for i in range(32)]))
@@ -163,8 +166,12 @@ def run_workhive(
         cpu0 = tree_cpu()
         m0 = b.leader_samples()
         w0 = time.time()
-        out["submit_seconds"] = round(b.submit(spec), 3)
-        b.wait_finished("dag", 600, poll=0.5)
+        leader = b.leader().popen
+        assert leader is not None
+        pids = {"coordinator": leader.pid, "agent": agents[0].pid}
+        with sampled(pids, profile) if profile else contextlib.nullcontext():
+            out["submit_seconds"] = round(b.submit(spec), 3)
+            b.wait_finished("dag", 600, poll=0.5)
         out["cpu_ms_per_task"] = cpu_ms_per_task(cpu0, tree_cpu(), len(dag))
         out["per_task"] = _per_task(m0, b.leader_samples(), len(dag))
         wall = (b.last_end("dag") or time.time()) - w0
@@ -180,6 +187,9 @@ def run_workhive(
         cwall = (b.last_end("chain") or time.time()) - w0
         out["chain_seconds"] = round(cwall, 3)
         out["chain_step_ms"] = round(cwall / chain * 1000, 2)
+    if profile:
+        out["profile"] = {name: top(profile / f"{name}.txt") for name in pids}
+        out["profile_dir"] = str(profile)
     return out
 
 
@@ -213,6 +223,7 @@ def run(
     rounds: int = 1,
     agent_threads: bool = False,
     systems: tuple[str, ...] = (),
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     systems = systems or SYSTEMS
     n = tasks or (2000 if quick else 10_000)
@@ -220,7 +231,9 @@ def run(
     dag = mixed_dag(n)
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     arms = {
-        "workhive": lambda: run_workhive(dag, chain, coordinators, agent_threads=agent_threads),
+        "workhive": lambda: run_workhive(
+            dag, chain, coordinators, agent_threads=agent_threads, profile=profile
+        ),
         "dask": lambda: run_dask(dag, chain),
         "ray": lambda: run_ray(dag, chain),
     }
@@ -264,6 +277,12 @@ def _extra(p: argparse.ArgumentParser) -> None:
         default=",".join(SYSTEMS),
         help="comma-separated subset of workhive,dask,ray (default: all three)",
     )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the leader and one agent during the DAG: flame graphs into this directory",
+    )
 
 
 def main() -> None:
@@ -272,7 +291,8 @@ def main() -> None:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise SystemExit(f"--systems: unknown {sorted(unknown)}; choose from {list(SYSTEMS)}")
-    emit(run(a.quick, a.tasks, a.coordinators, a.rounds, a.agent_threads, systems), a.json)
+    result = run(a.quick, a.tasks, a.coordinators, a.rounds, a.agent_threads, systems, a.profile)
+    emit(result, a.json)
 
 
 if __name__ == "__main__":
