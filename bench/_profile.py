@@ -2,7 +2,8 @@
 the functions that cost the most, as JSON (docs/benchmarks.md, "Profiles").
 
 ``sampled(pids, out_dir)`` records every pid while the block runs (py-spy
-``record --nonblocking``: the target is not paused, so the figures stay
+``record --nonblocking --gil``: only the thread holding the GIL, i.e. where
+the Python CPU goes; the target is not paused, so the figures stay
 comparable with an unprofiled run) and writes ``<name>.svg`` and
 ``<name>.txt`` (collapsed stacks) into ``out_dir``; :func:`top` reads the
 collapsed stacks back: self and inclusive share of samples per function.
@@ -38,7 +39,7 @@ def sampled(pids: Mapping[str, int], out_dir: Path) -> Iterator[None]:
     procs: list[subprocess.Popen[bytes]] = []
     for name, pid in pids.items():
         for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
-            args = [exe, "record", "--pid", str(pid), "--rate", str(RATE), "--nonblocking"]
+            args = [exe, "record", "--pid", str(pid), "--rate", str(RATE), "--nonblocking", "--gil"]
             args += ["--format", fmt, "-o", str(out_dir / f"{name}.{suffix}")]
             procs.append(
                 subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -131,3 +131,23 @@ def test_a_submit_is_cut_by_bytes_so_40_tasks_of_60_kb_payloads_commit(
     assert len(chunks) == 3  # 1 MiB per txn: 17 + 17 + 6 tasks
     recs = Store(client, ks).tasks("heavy")
     assert recs is not None and len(recs) == 40
+
+
+def test_a_project_that_fits_one_txn_is_submitted_in_one_round_trip(
+    client: EtcdClient, ks: Keyspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    for name in ("txn_raw", "lease_grant", "lease_revoke", "get"):
+        real = getattr(client, name)
+        monkeypatch.setattr(
+            client, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1]
+        )
+    meta = submit_project(client, ks, make_project("small", 20, chain=True))
+    assert calls == ["txn_raw"]
+    monkeypatch.undo()
+    recs = Store(client, ks).tasks("small")
+    assert recs is not None and len(recs) == 20
+    assert {r.state for r in recs} == {TaskState.READY, TaskState.PENDING}
+    assert meta.mod_revision == min(r.mod_revision for r in recs)
+    with pytest.raises(ProjectExists):
+        submit_project(client, ks, make_project("small", 20))
