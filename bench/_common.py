@@ -216,7 +216,9 @@ class Bench:
         self.cluster: LocalCluster | None = None
         self.n = coordinators
         self.args = list(coordinator_args)
-        self.env = {"WORKHIVE_LOG_LEVEL": "warning", **(env or {})}
+        # WORKHIVE_BENCH_LOG_LEVEL=info (with WORKHIVE_BENCH_KEEP=1) to read the logs after
+        level = os.environ.get("WORKHIVE_BENCH_LOG_LEVEL", "warning")
+        self.env = {"WORKHIVE_LOG_LEVEL": level, **(env or {})}
         self.metrics = metrics
         self.metrics_ports: dict[str, int] = {}
         self.helpers: list[subprocess.Popen[bytes]] = []
