@@ -124,15 +124,14 @@ class CoordinatorNode:
         return self._keeper
 
     async def refresh_lease(self, lease_id: int) -> int | None:
-        """Remaining TTL of an agent lease after a refresh: 0 when it is gone,
-        ``None`` when etcd did not answer (unknown: the agent must not be
-        dropped for it). Heartbeats within a quarter of the TTL of the last
-        keepalive are answered without one."""
+        """Remaining TTL of an agent lease: 0 when gone, ``None`` when etcd did
+        not answer (the agent must not be dropped for it). From memory, the
+        keepalive thread renewing it (``LeaseRefresher.flush``); etcd is asked
+        now only for a lease not confirmed here."""
         if lease_id <= 0:
             return 0
         assert self.refresher is not None
-        ttl = self.refresher.cached(lease_id)
-        if ttl:
+        if ttl := self.refresher.heard(lease_id):
             return ttl
         try:
             return await asyncio.to_thread(self.refresher.refresh, lease_id)
@@ -233,10 +232,9 @@ class CoordinatorNode:
         self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
         self._keeper = LeaseKeeper(self._client)
-        # a keepalive at most every other heartbeat: the last one is then at most
-        # TTL/4 + one heartbeat old, leaving more than half the TTL for event-loop
-        # stalls (a 100k-task submit blocks the leader's loop for seconds)
-        self.refresher = LeaseRefresher(self._keeper, self.settings.agent_lease_ttl / 4)
+        # agents' keepalives, batched, on a stream of their own (never ahead of
+        # the election's): docs/failover.md, "Event-loop stalls"
+        self.refresher = LeaseRefresher.started(LeaseKeeper(self._client), s.agent_lease_ttl)
         # ... and a thread that renews heartbeating agents' leases while the loop
         # itself is stalled (docs/failover.md, "Event-loop stalls")
         cover = StallCover(self.refresher, ttl=float(self.settings.agent_lease_ttl))
@@ -290,6 +288,7 @@ class CoordinatorNode:
                 await health_server[0].stop(None)
             observer.cancel()
             cover.stop()
+            self.refresher.stop()
             self._keeper.close()
             self._client.close()
             log.info("stopped", id=self.id)

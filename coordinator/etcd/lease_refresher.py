@@ -16,6 +16,14 @@ a keepalive every 2 s, 4 s of margin). A lease
 found gone is not remembered (ids are never reused; etcd keeps answering 0),
 and entries past their interval are pruned, so memory follows the live
 agents. The clock is injected (monotonic seconds).
+
+Batched (``heard`` + ``flush``): a heartbeat handler on a busy event loop
+only marks its lease (``heard``: no I/O, the TTL from memory), and one
+thread (``start``) sends every due keepalive in one round over the shared
+stream every ``flush_every`` seconds. A thousand agents then cost a few
+batched rounds a second instead of one thread hop per due heartbeat, which
+queued behind a busy loop's GIL until leases expired (issue 17). The same
+invariant holds with ``min_interval + flush_every + h``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,15 @@ import threading
 import time
 from collections.abc import Callable
 
+import structlog
+
+from workhive.coordinator.etcd.errors import EtcdError
 from workhive.coordinator.etcd.session import LeaseKeeper
+
+log = structlog.get_logger("workhive.leases")
+
+MAX_ROUND = 200
+"""Most keepalives in one flush round (the rest wait for the next round)."""
 
 __all__ = ["LeaseRefresher"]
 
@@ -46,6 +62,10 @@ class LeaseRefresher:
         self._lock = threading.Lock()
         self._confirmed: dict[int, tuple[float, int]] = {}  # lease -> (when, ttl then)
         self._prune_at = 1024  # entries past their interval are dropped beyond this size
+        self._heard: set[int] = set()  # heartbeated since their last keepalive
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owns_keeper = False
 
     def cached(self, lease_id: int) -> int:
         """The remaining TTL if a keepalive is not due yet, else 0 (no I/O)."""
@@ -89,6 +109,68 @@ class LeaseRefresher:
         now = self.clock()
         with self._lock:
             return [k for k, (when, _) in self._confirmed.items() if now - when < window]
+
+    def heard(self, lease_id: int) -> int:
+        """A heartbeat on ``lease_id``: marks it for the next :meth:`flush` and
+        returns its remaining TTL from memory; 0 when etcd has not confirmed
+        it here (or not within its TTL): the caller then asks etcd itself
+        (:meth:`refresh`). No I/O."""
+        now = self.clock()
+        with self._lock:
+            seen = self._confirmed.get(lease_id)
+            left = seen[1] - (now - seen[0]) if seen is not None else 0.0
+            if left <= 0:
+                return 0
+            self._heard.add(lease_id)
+        return max(1, int(left))
+
+    def flush(self) -> int:
+        """Keep alive, in one round, every lease heard since its last keepalive
+        whose keepalive is due (``min_interval`` old); returns how many were
+        sent. A failed round marks them again for the next one."""
+        now = self.clock()
+        with self._lock:
+            due = [
+                lease
+                for lease in self._heard
+                if (s := self._confirmed.get(lease)) is None or now - s[0] >= self.min_interval
+            ][:MAX_ROUND]
+            self._heard.difference_update(due)
+        try:
+            self.refresh_all(due)
+        except EtcdError as exc:
+            log.warning("batched keepalive failed", leases=len(due), error=str(exc))
+            with self._lock:
+                self._heard.update(due)
+        return len(due)
+
+    @classmethod
+    def started(cls, keeper: LeaseKeeper, ttl: float) -> LeaseRefresher:
+        """The coordinator's refresher for agent leases of ``ttl`` seconds,
+        flushing from its thread; it owns ``keeper`` (closed by ``stop``). A
+        keepalive at most every TTL/4: the last is then at most TTL/4 + one
+        heartbeat + one flush old, leaving over half the TTL for stalls."""
+        r = cls(keeper, ttl / 4)
+        r._owns_keeper = True
+        r.start(flush_every=min(0.25, ttl / 16))
+        return r
+
+    def start(self, flush_every: float) -> None:
+        """Flush from a thread of its own every ``flush_every`` seconds."""
+
+        def run() -> None:
+            while not self._stop.wait(flush_every):
+                self.flush()
+
+        self._thread = threading.Thread(target=run, name="workhive-keepalive", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._owns_keeper:
+            self.keeper.close()
 
     def refresh_all(self, lease_ids: list[int]) -> dict[int, int]:
         """Keep many leases alive in one round over the keeper's shared stream,

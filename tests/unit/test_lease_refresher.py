@@ -15,10 +15,15 @@ class CountingKeeper:
     def __init__(self, ttls: dict[int, int]) -> None:
         self.ttls = ttls
         self.calls: list[int] = []
+        self.rounds: list[list[int]] = []
 
     def refresh(self, lease_id: int) -> int:
         self.calls.append(lease_id)
         return self.ttls.get(lease_id, 0)
+
+    def refresh_many(self, lease_ids: list[int]) -> dict[int, int]:
+        self.rounds.append(sorted(lease_ids))
+        return {lease: self.ttls.get(lease, 0) for lease in lease_ids}
 
 
 class Clock:
@@ -71,3 +76,45 @@ def test_leases_are_tracked_separately() -> None:
 def test_negative_interval_is_rejected() -> None:
     with pytest.raises(ValueError, match="min_interval"):
         LeaseRefresher(CountingKeeper({}), -1)  # type: ignore[arg-type]
+
+
+def test_a_heartbeat_is_answered_from_memory_and_renewed_in_the_next_batched_round() -> None:
+    r, keeper, clock = refresher({7: 6, 8: 6})
+    r.refresh(7)
+    r.refresh(8)
+    clock.now += 2.5  # both keepalives are due now
+    assert (r.heard(7), r.heard(8)) == (3, 3)  # no I/O: the TTL counts down in memory
+    assert r.flush() == 2
+    assert keeper.rounds == [[7, 8]]
+    assert r.cached(7) == 6
+
+
+def test_only_heard_leases_whose_keepalive_is_due_go_in_a_round() -> None:
+    r, keeper, clock = refresher({7: 6, 8: 6, 9: 6})
+    for lease in (7, 8, 9):
+        r.refresh(lease)
+    clock.now += 1.0
+    r.heard(7)  # heard, not due yet
+    clock.now += 1.5
+    r.heard(8)  # heard and due; 9 is due but silent (its agent may be dead)
+    assert r.flush() == 2
+    assert keeper.rounds == [[7, 8]]
+    assert r.flush() == 0  # nothing heard since
+
+
+def test_a_lease_not_confirmed_here_is_not_answered_from_memory() -> None:
+    r, _, clock = refresher({7: 6})
+    assert r.heard(7) == 0  # the caller must ask etcd (refresh)
+    r.refresh(7)
+    clock.now += 7.0  # past its TTL without a keepalive
+    assert r.heard(7) == 0
+
+
+def test_a_lease_found_gone_in_a_round_is_forgotten() -> None:
+    r, keeper, clock = refresher({7: 6})
+    r.refresh(7)
+    keeper.ttls[7] = 0  # expired in etcd meanwhile
+    clock.now += 2.5
+    r.heard(7)
+    r.flush()
+    assert r.heard(7) == 0 and r.cached(7) == 0
