@@ -19,7 +19,15 @@ from workhive.coordinator.etcd import codec
 from workhive.coordinator.etcd.claims import Claims, Completion
 from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.keys import Keyspace
-from workhive.coordinator.etcd.txn import Fence, TxnItem, cmp_mod, cmp_version, op_put, run_batch
+from workhive.coordinator.etcd.txn import (
+    Fence,
+    TxnItem,
+    cmp_mod,
+    cmp_version,
+    merged,
+    op_put,
+    run_batch,
+)
 from workhive.coordinator.etcd.types import ItemResult, Outcome, ProjectMeta, TaskRecord
 from workhive.coordinator.model import TaskKey, TaskSpec, TaskState
 
@@ -107,13 +115,7 @@ def complete_and_grow(
     batch was written with it, once."""
     done = claims.completion_item(c, rec, unread_result=True)
     grow = growth_item(claims.ks, g)
-    item = TxnItem(
-        [*done.compares, *grow.compares],
-        [*done.success, *grow.success],
-        puts=[*done.puts, *grow.puts],
-        deletes=list(done.deletes),
-    )
-    res = run_batch(claims.client, [item], fence=fence)[0]
+    res = run_batch(claims.client, [merged([done, grow])], fence=fence)[0]
     if res.outcome is not Outcome.CONFLICT:
         return res
     kv = claims.client.get(claims.ks.result(c.key))

@@ -23,20 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from workhive.coordinator.etcd.claims import CLAIMABLE, ClaimRequest, Claims, Completion
-from workhive.coordinator.etcd.txn import Fence, TxnItem
+from workhive.coordinator.etcd.txn import Fence, TxnItem, merged
 from workhive.coordinator.etcd.types import ItemResult, Outcome, TaskRecord
 from workhive.coordinator.model import TaskKey, TaskState
 
 Results = tuple[list[ItemResult], list[ItemResult]]
-
-
-def _merged(items: Sequence[TxnItem]) -> TxnItem:
-    return TxnItem(
-        [c for it in items for c in it.compares],
-        [op for it in items for op in it.success],
-        puts=[p for it in items for p in it.puts],
-        deletes=[d for it in items for d in it.deletes],
-    )
 
 
 def _fits(item: TxnItem, max_ops: int) -> bool:
@@ -107,7 +98,7 @@ def complete_and_claim(
             claims.completion_item(comps[i], known[comps[i].key], unread_result=True)
             for i in members
         ]
-        whole = _merged(parts + [claims.claim_item(reqs[j], fence) for j in claimed])
+        whole = merged(parts + [claims.claim_item(reqs[j], fence) for j in claimed])
         if _fits(whole, claims.max_ops):
             items.append(whole)
             owners.append((members, claimed))

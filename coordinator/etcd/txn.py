@@ -108,6 +108,16 @@ class TxnItem:
     deletes: list[bytes] = field(default_factory=list)
 
 
+def merged(items: Sequence[TxnItem]) -> TxnItem:
+    """One all-or-nothing item holding every item's compares and writes."""
+    return TxnItem(
+        [c for it in items for c in it.compares],
+        [op for it in items for op in it.success],
+        puts=[p for it in items for p in it.puts],
+        deletes=[d for it in items for d in it.deletes],
+    )
+
+
 def fenced_txn(
     client: EtcdClient,
     fence: Fence | None,
