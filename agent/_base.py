@@ -44,6 +44,7 @@ class Counters:
 
     reconnects: int = 0
     redirects: int = 0
+    relays: int = 0  # sessions asked of a follower because the leader was out of reach
     lease_losses: int = 0
     heartbeats_sent: int = 0
     fallback_heartbeats: int = 0

@@ -3,9 +3,11 @@
 Contract: one thread owns the ``AgentService.Session`` stream. It dials the
 configured addresses in turn (ones that recently went silent last), follows
 a follower's redirect to the leader (at most ``MAX_REDIRECTS`` in a row
-without backoff; to a silent address too, the dial then cut short), dials a
-session just abandoned for silence once more at once (a healed link resumes
-it), and otherwise reconnects with capped jittered backoff. A session
+without backoff; to a silent address too, the dial then cut short), asks
+that follower to relay the session when the leader it named is out of reach
+(``UNREACHABLE``; docs/failover.md, "Agents that cannot reach the leader"),
+dials a session just abandoned for silence once more at once (a healed link
+resumes it), and otherwise reconnects with capped jittered backoff. A session
 resumes the agent's lease when the coordinator still has it; a Welcome that
 did not resume means the lease was lost, and queued tasks are dropped.
 Repeated credential refusals raise :class:`CredentialsRefused`, which stops
@@ -32,6 +34,10 @@ MAX_REDIRECTS = 3
 REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 """Session ends that mean "these credentials will not do"."""
 REFUSED_WORK = common_pb2.INVALID_PROJECT  # a completion refused for its new tasks
+UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+"""Ends of an unwelcomed dial that mean "no answer from there" (CANCELLED: this
+agent gave up on a silent dial)."""
+RELAY_METADATA = ("workhive-relay", "1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +56,13 @@ class Connection(HeldTasks):
     def _connection_loop(self) -> None:
         index = 0
         hint: LeaderHint | None = None
+        via = ""  # the replica whose redirect ``hint`` is
+        relay = ""  # the replica asked to relay (the leader it named was out of reach)
         redirects = 0
         refusals = 0
         while not self._closed and not self._finished:
             address = hint.address if hint else self._next_address(index)
-            end = self._run_session(address)
+            end = self._run_session(address, relay=address == relay)
             if self._done():
                 return
             refusals = refusals + 1 if end.code in REFUSED else 0
@@ -68,7 +76,7 @@ class Connection(HeldTasks):
             with self._lock:
                 redial, self._redial = self._redial, None
             if redial is not None:
-                hint = LeaderHint(redial, "")
+                hint, via = LeaderHint(redial, ""), ""
                 self._log.info("dialling a silent coordinator again", address=redial)
                 continue
             if (
@@ -77,11 +85,18 @@ class Connection(HeldTasks):
                 and redirects < MAX_REDIRECTS
             ):
                 redirects += 1
-                hint = end.redirect
+                hint, via = end.redirect, address
                 self.counters.redirects += 1
                 self._log.info("following leader", leader=end.redirect.address, via=address)
                 continue
+            if via and not end.welcomed and end.code in UNREACHABLE:
+                # the leader answers the followers but not us: one of them relays
+                relay, hint, via = via, LeaderHint(via, ""), ""
+                self.counters.relays += 1
+                self._log.info("leader out of reach: asking for a relay", leader=address, via=relay)
+                continue
             hint = None
+            via = relay = ""
             redirects = 0
             index += 1
             delay = self._backoff.next_delay()
@@ -98,7 +113,9 @@ class Connection(HeldTasks):
                 return candidate
         return self.coordinators[index % n]
 
-    def _run_session(self, address: str) -> SessionEnd:
+    def _run_session(self, address: str, relay: bool = False) -> SessionEnd:
+        """Dial ``address`` (asking it to relay to the leader when ``relay``)
+        and serve the session until it ends."""
         session = Session(address)
         channel = self._make_channel(address)
         with self._lock:
@@ -124,7 +141,8 @@ class Connection(HeldTasks):
             )
         try:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
-            call = stub.Session(session.requests(), metadata=self._metadata)
+            metadata = (*self._metadata, RELAY_METADATA) if relay else self._metadata
+            call = stub.Session(session.requests(), metadata=metadata)
             session.call = call
             for msg in call:
                 session.last_heard = self._clock()

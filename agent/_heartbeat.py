@@ -82,8 +82,21 @@ class Heartbeats(ProgressReports):
             attempt.close()
 
     def _fallback_heartbeat(self, lease: int, seq: int) -> None:
-        """Keep the lease alive through any replica while the stream is down."""
-        address = self.coordinators[self._fallback_index % len(self.coordinators)]
+        """Keep the lease alive through any replica while the stream is down:
+        the next one in turn that has not gone silent on us (the one that did,
+        a cut-off leader, would spend a heartbeat interval timing out while
+        the lease runs down)."""
+        n = len(self.coordinators)
+        turn = next(
+            (
+                k
+                for k in range(n)
+                if not self._suspect(self.coordinators[(self._fallback_index + k) % n])
+            ),
+            0,
+        )
+        self._fallback_index += turn
+        address = self.coordinators[self._fallback_index % n]
         channel = self._fallback_channels.get(address)
         if channel is None:
             channel = self._fallback_channels[address] = self._make_channel(address)

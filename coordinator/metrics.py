@@ -96,6 +96,11 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.relayed_sessions = Counter(
+            "workhive_agent_sessions_relayed",
+            "Agent sessions this follower relayed to the leader (the agent could not reach it)",
+            registry=r,
+        )
         self.agent_stream_writes = Counter(
             "workhive_agent_stream_writes",
             "Agent session stream messages (a batch counts once)",

@@ -64,6 +64,7 @@ from workhive.coordinator.service.client_service import ClientServicer
 from workhive.coordinator.service.security import (
     build_health_server,
     connect_etcd,
+    peer_channel,
     peer_health_channel,
     server_credentials,
     server_interceptors,
@@ -240,7 +241,7 @@ class CoordinatorNode:
         cover = StallCover(self.refresher, ttl=float(self.settings.agent_lease_ttl))
         cover.start()
         server, health, self.port = build_server(
-            AgentServicer(self),
+            AgentServicer(self, dial=lambda address: peer_channel(s, address)),
             ClientServicer(self),
             s.listen,
             credentials=server_credentials(s),

@@ -2,9 +2,11 @@
 
 Any replica refreshes an agent's lease (unary ``Heartbeat``, or heartbeats on
 a session), so agents keep their claims through a leader failover. Sessions
-are leader-only: a follower answers FAILED_PRECONDITION with the leader's id
-and address (UNAVAILABLE while nobody leads). This module only translates
-between the wire and the leader driver; it holds no scheduling logic.
+are the leader's: a follower answers FAILED_PRECONDITION with the leader's id
+and address (UNAVAILABLE while nobody leads), or, when the agent asks for it
+because it cannot reach the leader, relays the session to it
+(``agent_relay.py``). This module only translates between the wire and the
+leader driver; it holds no scheduling logic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from workhive.coordinator.results import ResultError, check_result
 from workhive.coordinator.scheduling import ProjectError
 from workhive.coordinator.scheduling.growth import addition_from_dicts
 from workhive.coordinator.service.agent_hub import AgentConn, ref_from_proto
+from workhive.coordinator.service.agent_relay import Dial, relay, relayed_by, wants_relay
 from workhive.coordinator.service.convert import leader_to_proto
 from workhive.coordinator.service.errors import error_status, no_leader, not_leader
 from workhive.coordinator.service.node_view import LeaderView, NodeView
@@ -88,8 +91,11 @@ def completion_report(agent: str, lease_id: int, c: agent_pb2.TaskCompleted) -> 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """Translates agent sessions into leader-driver inputs and back."""
 
-    def __init__(self, node: NodeView) -> None:
+    def __init__(self, node: NodeView, dial: Dial | None = None) -> None:
+        """``dial`` opens a channel to another replica (for relayed sessions;
+        without it this replica never relays)."""
         self.node = node
+        self._dial = dial
         self._owners: dict[int, str] = {}  # lease -> agent id, as seen in etcd or the mirror
 
     async def _owns(self, agent_id: str, lease_id: int) -> bool | None:
@@ -195,7 +201,22 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         driver = self.node.leading()
         if driver is None:
             leader = self.node.leader_info
-            status = not_leader(leader) if leader and leader.id != self.node.id else no_leader()
+            if leader is not None and leader.id == self.node.id:
+                leader = None  # this replica won but does not lead yet
+            if leader and leader.address and self._dial is not None and wants_relay(context):
+                log.info("relaying agent session", agent_id=hello.agent_id, leader=leader.id)
+                self.node.metrics.relayed_sessions.inc()
+                async for relayed in relay(
+                    first,
+                    request_iterator,
+                    context,
+                    leader_address=leader.address,
+                    dial=self._dial,
+                    via=self.node.id,
+                ):
+                    yield relayed
+                return
+            status = not_leader(leader) if leader else no_leader()
             await context.abort_with_status(status)
         resume = hello.resume_lease_id
         owns = await self._owns(hello.agent_id, resume) if resume else False
@@ -228,7 +249,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await self.node.register_agent(info, lease)
         conn = AgentConn(info, lease, batches=hello.batches)
         self.node.hub.attach(conn)
-        log.info("agent connected", agent_id=info.id, lease=f"{lease:x}", resumed=resumed)
+        log.info(
+            "agent connected",
+            agent_id=info.id,
+            lease=f"{lease:x}",
+            resumed=resumed,
+            via=relayed_by(context) or None,
+        )
         yield agent_pb2.CoordinatorMessage(
             welcome=agent_pb2.Welcome(
                 lease_id=lease,

@@ -22,6 +22,7 @@ from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.credentials import EtcdAuth, EtcdTLS
 from workhive.coordinator.service import interceptors
 from workhive.coordinator.service.interceptors import AuthInterceptor, DecodeInterceptor
+from workhive.coordinator.service.server import MAX_MESSAGE_BYTES
 from workhive.coordinator.service.tokens import (
     ADMIN_CLIENT,
     Identity,
@@ -88,14 +89,31 @@ def peer_health_channel(s: Settings, address: str) -> grpc.aio.Channel:
     it: TLS with this replica's own certificate as client certificate, the
     CA ``tls_ca`` and, if set, ``tls_server_name`` as the expected name.
     """
-    if not s.tls_cert:
-        return grpc.aio.insecure_channel(address)
-    if s.health_listen:
+    if s.tls_cert and s.health_listen:
         host = address.rpartition(":")[0]
         return grpc.aio.insecure_channel(f"{host}:{s.health_listen.rpartition(':')[2]}")
+    return peer_channel(s, address)
+
+
+PEER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
+"""Like an agent's channel: the server's message limit, pings on idle streams."""
+
+
+def peer_channel(s: Settings, address: str) -> grpc.aio.Channel:
+    """A channel to another replica's main server (health checks, relayed
+    agent sessions): plaintext when this replica serves plaintext, else TLS
+    with this replica's own certificate as client certificate, the CA
+    ``tls_ca`` and, if set, ``tls_server_name`` as the expected name."""
+    if not s.tls_cert:
+        return grpc.aio.insecure_channel(address, options=PEER_OPTIONS)
     creds = channel_credentials(s.tls_ca or None, s.tls_cert, s.tls_key)
-    options = [("grpc.ssl_target_name_override", s.tls_server_name)] if s.tls_server_name else []
-    return grpc.aio.secure_channel(address, creds, options=options)
+    name = [("grpc.ssl_target_name_override", s.tls_server_name)] if s.tls_server_name else []
+    return grpc.aio.secure_channel(address, creds, options=[*PEER_OPTIONS, *name])
 
 
 async def build_health_server(health: HealthServicer, listen: str) -> tuple[grpc.aio.Server, int]:
@@ -147,6 +165,7 @@ __all__ = [
     "channel_credentials",
     "connect_etcd",
     "parse_tokens",
+    "peer_channel",
     "peer_health_channel",
     "read_token_file",
     "server_credentials",

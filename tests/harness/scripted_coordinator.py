@@ -102,6 +102,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
             "not_leader_md" (the same, trailing metadata only) | "unavailable" |
             "unauthenticated" (a refused token).
         leader: LeaderInfo used by the redirect modes.
+        serve_relayed: serve a session that asks for a relay
+            (``workhive-relay: 1``) whatever the mode; ``relayed`` counts them.
         auto_grant: answer StartRequest with StartGranted.
         refuse: task ids whose StartRequest gets StartRefused.
         auto_ack: answer completions with CompletionAck.
@@ -122,6 +124,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         self.ttl_seconds = ttl_seconds
         self.mode = "serve"
         self.leader = common_pb2.LeaderInfo()
+        self.serve_relayed = False
+        self.relayed = 0
         self.auto_grant = True
         self.refuse: set[str] = set()
         self.auto_ack = True
@@ -263,6 +267,12 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         with self._lock:
             self.hellos.append(hello)
         mode = self.mode
+        if self.serve_relayed and ("workhive-relay", "1") in tuple(
+            context.invocation_metadata() or ()
+        ):
+            mode = "serve"
+            with self._lock:
+                self.relayed += 1
         if mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "no leader")
         if mode == "unauthenticated":

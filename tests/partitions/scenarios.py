@@ -186,7 +186,9 @@ def leader_agents_cut(run_dir: Path, seed: int = 22, hold: float = 20.0) -> Outc
         out = _finish(sc, pid, out)
         # the first start of new work after the cut (0.5 s: starts already on their way)
         out.metrics["recover"] = _need(sc.first_start_after(t0 + 0.5), "start", sc) + 0.5
-        out.metrics["recover_after_heal"] = _need(sc.first_start_after(t_heal), "start", sc)
+        after_heal = sc.first_start_after(t_heal)
+        if after_heal is not None:  # none when the project finished under the cut
+            out.metrics["recover_after_heal"] = after_heal
         return out
 
 

@@ -63,16 +63,6 @@ def test_leader_cut_from_etcd_is_replaced_and_writes_nothing(tmp_path: Path) -> 
     assert out.metrics["recover"] < float(out.info["cut_s"])  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NoProgress,
-    reason=(
-        "a leader that reaches etcd but not its agents keeps leading, and followers only "
-        "answer AgentService.Session with NOT_LEADER (leader coordinator-0 at an address the "
-        "agents cannot reach): agents bounce between followers, their leases are revoked, "
-        "and no task starts until the cut heals (issue 17, leader <-> agents partition)"
-    ),
-)
 def test_agents_cut_from_the_leader_keep_working_through_a_follower(tmp_path: Path) -> None:
     out = _audited(s.leader_agents_cut(tmp_path))
     if not out.info["started_under_cut"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -230,6 +231,22 @@ def test_not_leader_status_leads_to_leader(
     wait(lambda: r.agent.state is ConnectionState.CONNECTED)
     assert r.agent.address == coord2.address
     assert r.agent.counters.redirects == 1
+
+
+def test_a_leader_out_of_reach_is_reached_through_the_follower_that_named_it(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on: the leader is unreachable
+        closed.bind(("127.0.0.1", 0))
+        unreachable = f"127.0.0.1:{closed.getsockname()[1]}"
+    coord.mode = "not_leader"
+    coord.serve_relayed = True
+    coord.leader = common_pb2.LeaderInfo(leader_id="cut-off", address=unreachable, term=3)
+    r = start_agent(coord.address, Recorder())
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    assert coord.relayed == 1 and r.agent.counters.relays == 1
+    coord.assign("t1", fence=1, started=True)
+    coord.wait_kind("completed")
 
 
 def test_unavailable_tries_the_next_address(
