@@ -232,12 +232,11 @@ class CoordinatorNode:
         s = self.settings
         self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
-        self._keeper = LeaseKeeper(self._client)
-        # agents' keepalives, batched, on a stream of their own (never ahead of
-        # the election's): docs/failover.md, "Event-loop stalls"
-        self.refresher = LeaseRefresher.started(LeaseKeeper(self._client), s.agent_lease_ttl)
-        # ... and a thread that renews heartbeating agents' leases while the loop
-        # itself is stalled (docs/failover.md, "Event-loop stalls")
+        # keepalives on connections of their own, the agents' batched apart from the
+        # election's; a thread covers the loop's stalls: docs/failover.md, "Event-loop stalls"
+        self._keeper = LeaseKeeper(self._client, own_connection=True)
+        keeper = LeaseKeeper(self._client, own_connection=True)
+        self.refresher = LeaseRefresher.started(keeper, s.agent_lease_ttl)
         cover = StallCover(self.refresher, ttl=float(self.settings.agent_lease_ttl))
         cover.start()
         server, health, self.port = build_server(

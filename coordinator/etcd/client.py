@@ -154,17 +154,32 @@ class EtcdClient:
 
     # -- channels -----------------------------------------------------------
 
-    def _raw_channel(self) -> grpc.Channel:
-        target = self.targets[self._index]
+    def _raw_channel(self, target: str | None = None, private: bool = False) -> grpc.Channel:
+        target = target or self.targets[self._index]
+        # gRPC shares one connection among channels with the same target and
+        # options unless told to keep a subchannel pool of its own
+        options = [*_CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)] if private else []
         if target in self._tls_targets:
-            return grpc.secure_channel(target, self._tls.credentials(), options=_CHANNEL_OPTIONS)
-        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            return grpc.secure_channel(
+                target, self._tls.credentials(), options=options or _CHANNEL_OPTIONS
+            )
+        return grpc.insecure_channel(target, options=options or _CHANNEL_OPTIONS)
 
-    def _new_channel(self) -> grpc.Channel:
-        channel = self._raw_channel()
+    def _new_channel(self, target: str | None = None, private: bool = False) -> grpc.Channel:
+        channel = self._raw_channel(target, private)
         if self._auth is None:
             return channel
         return grpc.intercept_channel(channel, TokenInterceptor(self._stream_token))
+
+    def private_channel(self, offset: int = 0) -> grpc.Channel:
+        """A new channel on a TCP connection of its own to the endpoint
+        ``offset`` places after the current one; the caller closes it. For a
+        stream whose few bytes must not queue behind other calls' (the lease
+        keepalives: on a slow link, a shared connection's send buffer holds
+        them back for seconds behind transactions)."""
+        with self._lock:
+            target = self.targets[(self._index + offset) % len(self.targets)]
+        return self._new_channel(target, private=True)
 
     # -- etcd authentication ---------------------------------------------------
 

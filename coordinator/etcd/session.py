@@ -7,7 +7,8 @@ any number of refreshes over it: the coordinator refreshes every agent's lease
 on each heartbeat that agent sends, from any replica. Responses come back in
 request order per lease id, so pending refreshes are matched FIFO per id.
 
-``Session`` is a lease kept alive by a background thread every TTL/3.
+``Session`` is a lease kept alive by a background thread every TTL/3, its
+keepalives pipelined (a slow link delays answers, not renewals).
 
 Invariants:
 - a refresh answering TTL <= 0 means the lease is gone: ``refresh`` returns 0
@@ -42,6 +43,7 @@ from workhive.coordinator.etcd.errors import EtcdUnavailable, InvalidArgument, L
 log = logging.getLogger(__name__)
 
 _STOP = object()
+ANSWER_POLL = 0.05  # seconds between looks at a session's unanswered keepalives
 
 
 class _Stream:
@@ -56,7 +58,10 @@ class _Stream:
         )
         self.lock = threading.Lock()
         self.dead = False
-        stub = etcdrpc.LeaseStub(keeper.client.channel())
+        self.channel = (
+            keeper.client.private_channel(keeper.rotation) if keeper.own_connection else None
+        )
+        stub = etcdrpc.LeaseStub(self.channel or keeper.client.channel())
         self.call: Any = stub.LeaseKeepAlive(self._iter())
         self.reader = threading.Thread(target=self._read, name="etcd-lease-keepalive", daemon=True)
         self.reader.start()
@@ -105,6 +110,9 @@ class _Stream:
         self.requests.put(_STOP)
         with contextlib.suppress(Exception):
             self.call.cancel()
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                self.channel.close()
         for f in pending:
             if not f.done():
                 f.set_exception(err or EtcdUnavailable("keepalive stream closed"))
@@ -118,8 +126,13 @@ class LeaseKeeper:
     :class:`EtcdUnavailable` when etcd did not answer within ``timeout``.
     """
 
-    def __init__(self, client: EtcdClient) -> None:
+    def __init__(self, client: EtcdClient, *, own_connection: bool = False) -> None:
+        """``own_connection``: keep the stream on a TCP connection of its own
+        (``EtcdClient.private_channel``), moved to the next endpoint when it
+        stops answering, without failing the client's other calls over."""
         self.client = client
+        self.own_connection = own_connection
+        self.rotation = 0  # endpoints past the client's current one (own connection)
         self._lock = threading.Lock()
         self._stream: _Stream | None = None
         self._closed = False
@@ -132,6 +145,24 @@ class LeaseKeeper:
     def revoke(self, lease_id: int) -> bool:
         """Revoke: every key on the lease is deleted now. False if already gone."""
         return self.client.lease_revoke(lease_id)
+
+    def send(self, lease_id: int) -> Future[int]:
+        """One keepalive on the shared stream, not waited for: the future
+        holds the remaining TTL (0 = gone) or :class:`EtcdUnavailable`."""
+        return self._current().send(lease_id)
+
+    def abandon_stream(self) -> None:
+        """Give up on the current stream (it stopped answering): kill it and
+        move the client to its next endpoint; the next send opens a new one."""
+        with self._lock:
+            s = self._stream
+        if s is None:
+            return
+        s.kill(EtcdUnavailable("keepalive stream stopped answering"))
+        if self.own_connection:
+            self.rotation += 1
+        else:
+            self.client.failover(s.generation)
 
     def _current(self) -> _Stream:
         with self._lock:
@@ -254,28 +285,62 @@ class Session:
                 log.exception("session listener failed")
 
     def _run(self) -> None:
+        """Send a keepalive every TTL/3 (TTL/9 while SUSPENDED) without waiting
+        for the previous answer: etcd renews a lease when a keepalive arrives,
+        so a slow link (seconds of delay) only delays the answers, and the
+        renewals still come in time. Answers are taken in order as they come;
+        the stream is abandoned (and the client fails over) only when its
+        oldest keepalive has gone unanswered for TTL/2, which leaves time to
+        renew through another endpoint before the lease runs out."""
         interval = self.ttl / 3.0
-        while not self._stop.wait(
-            interval if self._state is SessionState.CONNECTED else interval / 3
-        ):
-            sent = self._clock()
-            try:
-                left = self.keeper.refresh(self.lease_id, timeout=max(0.5, interval))
-            except EtcdUnavailable as e:
-                if self._clock() >= self._deadline:
-                    log.warning(
-                        "session %x lost: no keepalive before deadline (%s)", self.lease_id, e
-                    )
+        patience = self.ttl / 2.0
+        inflight: collections.deque[tuple[float, Future[int]]] = collections.deque()
+        next_send = self._clock() + interval
+        while True:
+            now = self._clock()
+            wait = max(0.0, next_send - now)
+            if inflight:
+                wait = min(wait, ANSWER_POLL)
+            if self._stop.wait(wait):
+                return
+            now = self._clock()
+            if now >= next_send:
+                try:
+                    inflight.append((now, self.keeper.send(self.lease_id)))
+                except EtcdUnavailable:
+                    self._set(SessionState.SUSPENDED)
+                next_send = now + (
+                    interval if self._state is SessionState.CONNECTED else interval / 3
+                )
+            while inflight and inflight[0][1].done():
+                sent, fut = inflight.popleft()
+                try:
+                    left = fut.result()
+                except EtcdUnavailable:
+                    self._set(SessionState.SUSPENDED)
+                    continue
+                if left <= 0:
+                    log.warning("session %x lost: lease gone (TTL %d)", self.lease_id, left)
                     self._set(SessionState.LOST)
                     return
+                self._deadline = max(self._deadline, sent + left)
+                self._set(SessionState.CONNECTED)
+            if inflight and now - inflight[0][0] > patience:
+                log.warning(
+                    "session %x: keepalive unanswered for %.1f s, abandoning the stream",
+                    self.lease_id,
+                    now - inflight[0][0],
+                )
+                inflight.clear()
+                self.keeper.abandon_stream()
                 self._set(SessionState.SUSPENDED)
-                continue
-            if left <= 0:
-                log.warning("session %x lost: lease gone (TTL %d)", self.lease_id, left)
+                next_send = now
+            if now >= self._deadline:
+                log.warning(
+                    "session %x lost: no keepalive answered before its deadline", self.lease_id
+                )
                 self._set(SessionState.LOST)
                 return
-            self._deadline = sent + left
-            self._set(SessionState.CONNECTED)
 
     def close(self, *, revoke: bool = True) -> None:
         """Stop renewing and revoke the lease (idempotent)."""

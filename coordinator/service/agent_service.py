@@ -249,6 +249,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await self.node.register_agent(info, lease)
         conn = AgentConn(info, lease, batches=hello.batches)
         self.node.hub.attach(conn)
+        # the driver hears of the agent before the Welcome is written: on a slow
+        # link that write can take seconds, and an agent the driver thinks gone
+        # has its lease revoked meanwhile (its messages queue behind the Welcome)
+        driver.hello(Hello(info, lease, resumed, tuple(ref_from_proto(r) for r in hello.held)))
         log.info(
             "agent connected",
             agent_id=info.id,
@@ -256,22 +260,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             resumed=resumed,
             via=relayed_by(context) or None,
         )
-        yield agent_pb2.CoordinatorMessage(
-            welcome=agent_pb2.Welcome(
-                lease_id=lease,
-                ttl_seconds=self.node.agent_lease_ttl,
-                heartbeat_interval_ms=self.node.heartbeat_interval_ms,
-                coordinator_id=self.node.id,
-                leader=leader_to_proto(self.node.leader_info),
-                resumed=resumed,
-            )
+        welcome = agent_pb2.Welcome(
+            lease_id=lease,
+            ttl_seconds=self.node.agent_lease_ttl,
+            heartbeat_interval_ms=self.node.heartbeat_interval_ms,
+            coordinator_id=self.node.id,
+            leader=leader_to_proto(self.node.leader_info),
+            resumed=resumed,
         )
-        driver.hello(Hello(info, lease, resumed, tuple(ref_from_proto(r) for r in hello.held)))
         reader = asyncio.create_task(self._read(conn, request_iterator, driver))
         graceful = False
         sent = self.node.metrics.agent_messages.labels("out")
         sent_writes = self.node.metrics.agent_stream_writes.labels("out")
         try:
+            yield agent_pb2.CoordinatorMessage(welcome=welcome)
             while True:
                 msg = await conn.outbox.get()
                 if msg is None:

@@ -334,7 +334,7 @@ def leader_link_delayed(
         out.info["succeeded_under_delay"] = (
             during.counts.get("succeeded", 0) if during else 0
         ) - done_before
-        first = sc.first_start_after(t0)
+        first = sc.first_start_after(t0, lambda e: float(e["t"]) < t_heal)  # type: ignore[arg-type]
         out.info["started_under_delay"] = first is not None
         if first is not None:
             out.metrics["recover"] = first

@@ -92,16 +92,6 @@ def test_etcd_member_isolated_from_its_peers_does_not_stop_the_cluster(tmp_path:
     _ran_each_task_once(out)
 
 
-@pytest.mark.xfail(
-    strict=False,  # which of the two happens depends on the timing
-    raises=(LeaderDeposed, NoProgress),  # an audit violation still fails the test
-    reason=(
-        "a 2 s delay on the leader's link deposes it, or stalls it: its election lease "
-        "keepalive times out ('lease keepalive ... timed out': the deadline is under the 2 s "
-        "round trip) and the etcd client fails over; whether a task starts under the delay "
-        "before the leader changes depends on the timing (issue 17, still open)"
-    ),
-)
 def test_two_second_delay_on_the_leaders_link_slows_work_but_deposes_no_one(
     tmp_path: Path,
 ) -> None:
