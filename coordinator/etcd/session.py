@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 ANSWER_POLL = 0.05  # seconds between looks at a session's unanswered keepalives
+FAILOVER_POLL = 0.1  # seconds between checks for a client failover while awaiting a keepalive
 
 
 class _Stream:
@@ -188,14 +189,26 @@ class LeaseKeeper:
         futs = {lid: stream.send(lid) for lid in lease_ids}
         out: dict[int, int] = {}
         for lid, fut in futs.items():
-            try:
-                ttl = fut.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                stream.kill(EtcdUnavailable("keepalive timed out"))
-                self.client.failover(stream.generation)
-                raise EtcdUnavailable(f"lease keepalive for {lid:x} timed out") from None
-            out[lid] = max(0, ttl)
+            out[lid] = max(0, self._answer(stream, lid, fut, deadline))
         return out
+
+    def _answer(self, stream: _Stream, lid: int, fut: Future[int], deadline: float) -> int:
+        """The TTL ``fut`` answers by ``deadline``. Gives up early when the
+        client failed over meanwhile (its other calls found the endpoint
+        dead: a stream on a connection of its own would otherwise wait out
+        the whole deadline while the lease runs down)."""
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return fut.result(timeout=max(0.0, min(FAILOVER_POLL, left)))
+            except FutureTimeout:
+                if stream.generation != self.client.generation:
+                    stream.kill(EtcdUnavailable("the etcd client failed over"))
+                    raise EtcdUnavailable(f"lease keepalive for {lid:x}: endpoint left") from None
+                if left <= FAILOVER_POLL:
+                    stream.kill(EtcdUnavailable("keepalive timed out"))
+                    self.client.failover(stream.generation)
+                    raise EtcdUnavailable(f"lease keepalive for {lid:x} timed out") from None
 
     def close(self) -> None:
         """Close the stream (idempotent). Leases are not revoked."""
