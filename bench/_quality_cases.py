@@ -10,7 +10,14 @@ same seed gives the same cases. References, computed on the real durations:
 - ``list_schedule``: online list scheduling (a free slot takes the
   highest-ranked ready task it may run, preferring tasks that need one of its
   capabilities), ranked by upward rank over ``durations``: the estimates give
-  the plain online baseline, the real durations the clairvoyant reference.
+  the plain online baseline, the real durations the clairvoyant reference;
+  ``tie_seed`` breaks ties between equal ranks at random instead of by index
+  (how much of a result is the luck of which equal-looking task went first).
+
+``redraw`` gives a generated case new real durations (same graph, same
+estimates, same noise level) to measure expected figures rather than one
+draw; ``critical_chain`` explains a simulated schedule: the chain of tasks
+that ended last, each with how long it waited after its last dependency.
 """
 
 from __future__ import annotations
@@ -189,11 +196,17 @@ def lower_bound(spec: ProjectSpec) -> float:
     return lb
 
 
-def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> float:
+def list_schedule(
+    spec: ProjectSpec, durations: Callable[[TaskSpec], float], tie_seed: int | None = None
+) -> float:
     """Makespan of online capability-aware list scheduling ranked by ``durations``
-    (tasks run for their real durations)."""
+    (tasks run for their real durations); equal ranks go in index order, or in
+    an order drawn from ``tie_seed``."""
     real = real_durations(spec)
     an = analyse(spec, durations)
+    if tie_seed is not None:
+        rng = random.Random(tie_seed)
+        an = replace(an, rank=[r * (1.0 + 1e-9 * rng.random()) for r in an.rank])
     lanes = _agents(spec)
     n = len(spec.tasks)
     waiting = [len(p) for p in an.parents]
@@ -232,6 +245,61 @@ def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> 
                     ready.append(c)
         free.sort(key=lambda x: (len(lanes[x]), x))
     return now
+
+
+def redraw(case: Case, draw: int) -> Case:
+    """``case`` with real durations drawn again (``draw`` 0: the case itself):
+    estimate x exp(N(0, sigma)), seeded by the case's name and ``draw``.
+    Only for generated cases (``sigma`` > 0)."""
+    if draw == 0 or case.sigma <= 0:
+        return case
+    rng = random.Random(f"{case.name}/{draw}")
+    tasks = tuple(
+        replace(t, duration=(t.estimate or 1.0) * math.exp(case.sigma * rng.gauss(0.0, 1.0)))
+        for t in case.spec.tasks
+    )
+    return replace(case, name=f"{case.name} d{draw}", spec=replace(case.spec, tasks=tasks))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """One task of a schedule's critical chain: when it ran and how long it
+    waited after its last dependency ended (0 for a task that started at once)."""
+
+    task: str
+    kind: str
+    estimate: float
+    real: float
+    start: float
+    end: float
+    waited: float
+
+
+def critical_chain(
+    spec: ProjectSpec, schedule: tuple[tuple[str, str, float, float], ...]
+) -> list[ChainLink]:
+    """The chain behind a simulated makespan (``SimResult.schedule``): from the
+    task that ended last back through the dependency that ended last, first
+    task first. A link's ``waited`` is time lost to ordering (the task was
+    ready, a slot went to other work); the rest of the makespan is the chain's
+    own durations."""
+    an = analyse(spec)
+    real = real_durations(spec)
+    ran = {an.index[tid]: (begin, end) for tid, _, begin, end in schedule}
+    if not ran:
+        return []
+    i = max(ran, key=lambda j: ran[j][1])
+    out: list[ChainLink] = []
+    while True:
+        begin, end = ran[i]
+        ready = max((ran[p][1] for p in an.parents[i]), default=0.0)
+        t = spec.tasks[i]
+        out.append(
+            ChainLink(t.id, t.kind, t.estimate or 1.0, real[i], begin, end, max(0.0, begin - ready))
+        )
+        if not an.parents[i]:
+            return out[::-1]
+        i = max(an.parents[i], key=lambda p: ran[p][1])
 
 
 def without_noise(spec: ProjectSpec) -> ProjectSpec:
