@@ -13,7 +13,9 @@ estimates (``online_ratio``) and the same with ties between equal ranks broken
 at random (``ties_ratio``, the mean over ``--ties`` orders: with estimate = kind
 mean, which of the equal-looking tasks goes first is luck); then one summary
 line per family. ``--draws N`` runs every generated graph with N draws of its
-real durations (expected figures, not one draw); ``--explain`` adds the
+real durations (expected figures, not one draw); ``--forward`` adds
+the online reference told what running tasks imply (``forward_*_ratio``,
+``bench._quality_cases.forward_list_schedule``); ``--explain`` adds the
 schedule's critical chain to each row (``bench._quality_cases.critical_chain``:
 where the makespan went, and how long each link waited while ready).
 """
@@ -30,6 +32,7 @@ from typing import Any
 from bench._quality_cases import (
     Case,
     critical_chain,
+    forward_list_schedule,
     gpu_cases,
     list_schedule,
     lower_bound,
@@ -42,7 +45,12 @@ from workhive.coordinator.scheduling import PlannerConfig, SchedulerConfig, SimC
 
 
 def run_case(
-    case: Case, policy: str, time_box: float, ties: int = 0, explain: bool = False
+    case: Case,
+    policy: str,
+    time_box: float,
+    ties: int = 0,
+    explain: bool = False,
+    forward: bool = False,
 ) -> dict[str, Any]:
     """Simulate one case and compare it with the references."""
     spec = case.spec
@@ -75,6 +83,10 @@ def run_case(
     }
     if tied:
         row["ties_ratio"] = round(statistics.fmean(tied) / lb, 5)
+    if forward:
+        for how in ("elapsed", "oracle"):
+            fwd = forward_list_schedule(spec, how, case.sigma)
+            row[f"forward_{how}_ratio"] = round(fwd / lb, 5)
     if explain:
         chain = critical_chain(spec, r.schedule)
         row["chain_waited"] = round(sum(c.waited for c in chain), 3)
@@ -106,6 +118,11 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "online_mean": round(statistics.fmean(r["online_ratio"] for r in rs), 4),
                 "online_worst": round(max(r["online_ratio"] for r in rs), 4),
                 "clairvoyant_mean": round(statistics.fmean(r["clairvoyant_ratio"] for r in rs), 4),
+                **{
+                    f"{k[:-6]}_mean": round(statistics.fmean(r[k] for r in rs), 4)
+                    for k in ("forward_elapsed_ratio", "forward_oracle_ratio")
+                    if all(k in r for r in rs)
+                },
                 **(
                     {"ties_mean": round(statistics.fmean(r["ties_ratio"] for r in rs), 4)}
                     if all("ties_ratio" in r for r in rs)
@@ -132,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1, help="real-duration draws per generated graph")
     ap.add_argument("--ties", type=int, default=8, help="random tie orders of the online reference")
     ap.add_argument("--explain", action="store_true", help="add each schedule's critical chain")
+    ap.add_argument(
+        "--forward",
+        action="store_true",
+        help="add the online reference told the running tasks' ends (elapsed, oracle)",
+    )
     a = ap.parse_args(argv)
     fams = set(a.families.split(","))
     count = a.count or (4 if a.quick else 12)
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = []
     for c in cases:
-        row = run_case(c, a.policy, a.time_box, a.ties, a.explain)
+        row = run_case(c, a.policy, a.time_box, a.ties, a.explain, a.forward)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for s in summarise(rows):
