@@ -10,7 +10,20 @@ same seed gives the same cases. References, computed on the real durations:
 - ``list_schedule``: online list scheduling (a free slot takes the
   highest-ranked ready task it may run, preferring tasks that need one of its
   capabilities), ranked by upward rank over ``durations``: the estimates give
-  the plain online baseline, the real durations the clairvoyant reference.
+  the plain online baseline, the real durations the clairvoyant reference;
+  ``tie_seed`` breaks ties between equal ranks at random instead of by index
+  (how much of a result is the luck of which equal-looking task went first).
+
+``forward_list_schedule`` is the same online list scheduler told what the
+running tasks imply (experiment of issue 18): a ready task that feeds a join
+whose other inputs end later has that much slack, and its key drops by it;
+running tasks end at their real end (``"oracle"``, more than any leader can
+know) or at their expected end given the time they have run (``"elapsed"``,
+log-normal with the case's sigma). ``redraw`` gives a generated case new
+real durations (same graph, same estimates, same noise level) to measure
+expected figures rather than one draw; ``critical_chain`` explains a
+simulated schedule: the chain of tasks that ended last, each with how long it
+waited after its last dependency.
 """
 
 from __future__ import annotations
@@ -189,11 +202,17 @@ def lower_bound(spec: ProjectSpec) -> float:
     return lb
 
 
-def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> float:
+def list_schedule(
+    spec: ProjectSpec, durations: Callable[[TaskSpec], float], tie_seed: int | None = None
+) -> float:
     """Makespan of online capability-aware list scheduling ranked by ``durations``
-    (tasks run for their real durations)."""
+    (tasks run for their real durations); equal ranks go in index order, or in
+    an order drawn from ``tie_seed``."""
     real = real_durations(spec)
     an = analyse(spec, durations)
+    if tie_seed is not None:
+        rng = random.Random(tie_seed)
+        an = replace(an, rank=[r * (1.0 + 1e-9 * rng.random()) for r in an.rank])
     lanes = _agents(spec)
     n = len(spec.tasks)
     waiting = [len(p) for p in an.parents]
@@ -232,6 +251,148 @@ def list_schedule(spec: ProjectSpec, durations: Callable[[TaskSpec], float]) -> 
                     ready.append(c)
         free.sort(key=lambda x: (len(lanes[x]), x))
     return now
+
+
+def _expected_end(estimate: float, sigma: float, elapsed: float) -> float:
+    """E[X | X > elapsed] for X = estimate x exp(sigma Z): what a task that has
+    run ``elapsed`` seconds is expected to take in all."""
+    if sigma <= 0:
+        return max(estimate, elapsed)
+    mean = estimate * math.exp(sigma * sigma / 2)
+    if elapsed <= 0:
+        return mean
+    z = math.log(elapsed / estimate) / sigma
+    tail = 0.5 * math.erfc(z / math.sqrt(2))
+    if tail < 1e-12:
+        return elapsed
+    return max(elapsed, mean * 0.5 * math.erfc((z - sigma) / math.sqrt(2)) / tail)
+
+
+def forward_list_schedule(spec: ProjectSpec, running: str, sigma: float = 0.0) -> float:
+    """Makespan of online list scheduling ranked by estimates, where a ready
+    task's key is its upward rank less the slack it has at a join whose other
+    inputs end later (ends of running tasks: ``"oracle"`` real, ``"elapsed"``
+    expected given elapsed time; not started: earliest start + estimate).
+    Plain ``list_schedule`` on one capability-free group is the same with no
+    slack. O(tasks + edges) per decision: for the benchmark's sizes only."""
+    real = real_durations(spec)
+    an = analyse(spec)
+    est = an.weight
+    lanes = _agents(spec)
+    n = len(spec.tasks)
+    waiting = [len(p) for p in an.parents]
+    ready = [i for i in range(n) if waiting[i] == 0]
+    free = sorted(range(len(lanes)), key=lambda li: (len(lanes[li]), li))
+    busy: list[tuple[float, int, int]] = []
+    started: dict[int, float] = {}
+    finished = [False] * n
+    now, done = 0.0, 0
+    while done < n:
+        end = [0.0] * n
+        for i in an.order:
+            if finished[i]:
+                end[i] = -math.inf
+            elif i in started:
+                el = now - started[i]
+                d = real[i] if running == "oracle" else _expected_end(est[i], sigma, el)
+                end[i] = started[i] + d
+            else:
+                end[i] = max([now, *(end[p] for p in an.parents[i])]) + est[i]
+        key: dict[int, float] = {}
+        for x in ready:
+            best = est[x]
+            for c in an.children[x]:
+                gate = max((end[p] for p in an.parents[c] if p != x), default=-math.inf)
+                best = max(best, est[x] + an.rank[c] - max(0.0, gate - now - est[x]))
+            key[x] = best
+        ready.sort(key=lambda i: (-key[i], i))
+        still = []
+        for li in free:
+            caps = lanes[li]
+            pick = next(
+                (i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps),
+                None,
+            )
+            if pick is None:
+                pick = next((i for i in ready if spec.tasks[i].requires <= caps), None)
+            if pick is None:
+                still.append(li)
+                continue
+            ready.remove(pick)
+            started[pick] = now
+            heapq.heappush(busy, (now + real[pick], pick, li))
+        free = still
+        now, i, li = heapq.heappop(busy)
+        ended = [(i, li)]
+        while busy and busy[0][0] == now:
+            _, j, lj = heapq.heappop(busy)
+            ended.append((j, lj))
+        for i, li in ended:
+            done += 1
+            finished[i] = True
+            del started[i]
+            free.append(li)
+            for c in an.children[i]:
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    ready.append(c)
+        free.sort(key=lambda x: (len(lanes[x]), x))
+    return now
+
+
+def redraw(case: Case, draw: int) -> Case:
+    """``case`` with real durations drawn again (``draw`` 0: the case itself):
+    estimate x exp(N(0, sigma)), seeded by the case's name and ``draw``.
+    Only for generated cases (``sigma`` > 0)."""
+    if draw == 0 or case.sigma <= 0:
+        return case
+    rng = random.Random(f"{case.name}/{draw}")
+    tasks = tuple(
+        replace(t, duration=(t.estimate or 1.0) * math.exp(case.sigma * rng.gauss(0.0, 1.0)))
+        for t in case.spec.tasks
+    )
+    return replace(case, name=f"{case.name} d{draw}", spec=replace(case.spec, tasks=tasks))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """One task of a schedule's critical chain: when it ran and how long it
+    waited after its last dependency ended (0 for a task that started at once)."""
+
+    task: str
+    kind: str
+    estimate: float
+    real: float
+    start: float
+    end: float
+    waited: float
+
+
+def critical_chain(
+    spec: ProjectSpec, schedule: tuple[tuple[str, str, float, float], ...]
+) -> list[ChainLink]:
+    """The chain behind a simulated makespan (``SimResult.schedule``): from the
+    task that ended last back through the dependency that ended last, first
+    task first. A link's ``waited`` is time lost to ordering (the task was
+    ready, a slot went to other work); the rest of the makespan is the chain's
+    own durations."""
+    an = analyse(spec)
+    real = real_durations(spec)
+    ran = {an.index[tid]: (begin, end) for tid, _, begin, end in schedule}
+    if not ran:
+        return []
+    i = max(ran, key=lambda j: ran[j][1])
+    out: list[ChainLink] = []
+    while True:
+        begin, end = ran[i]
+        ready = max((ran[p][1] for p in an.parents[i]), default=0.0)
+        t = spec.tasks[i]
+        out.append(
+            ChainLink(t.id, t.kind, t.estimate or 1.0, real[i], begin, end, max(0.0, begin - ready))
+        )
+        if not an.parents[i]:
+            return out[::-1]
+        i = max(an.parents[i], key=lambda p: ran[p][1])
 
 
 def without_noise(spec: ProjectSpec) -> ProjectSpec:

@@ -9,7 +9,15 @@ and 1,000 tasks; estimate = mean runtime of the kind) on 4, 16 and 64 agents.
 The scheduler sees only the estimates. Per case one JSON line: workhive's
 makespan over the lower bound (``ratio``), over clairvoyant list scheduling
 (``vs_clairvoyant``), and the plain online list scheduler on the same
-estimates (``online_ratio``); then one summary line per family.
+estimates (``online_ratio``) and the same with ties between equal ranks broken
+at random (``ties_ratio``, the mean over ``--ties`` orders: with estimate = kind
+mean, which of the equal-looking tasks goes first is luck); then one summary
+line per family. ``--draws N`` runs every generated graph with N draws of its
+real durations (expected figures, not one draw); ``--forward`` adds
+the online reference told what running tasks imply (``forward_*_ratio``,
+``bench._quality_cases.forward_list_schedule``); ``--explain`` adds the
+schedule's critical chain to each row (``bench._quality_cases.critical_chain``:
+where the makespan went, and how long each link waited while ready).
 """
 
 from __future__ import annotations
@@ -23,17 +31,27 @@ from typing import Any
 
 from bench._quality_cases import (
     Case,
+    critical_chain,
+    forward_list_schedule,
     gpu_cases,
     list_schedule,
     lower_bound,
     random_cases,
     real_durations,
+    redraw,
     wf_cases,
 )
 from workhive.coordinator.scheduling import PlannerConfig, SchedulerConfig, SimConfig, simulate
 
 
-def run_case(case: Case, policy: str, time_box: float) -> dict[str, Any]:
+def run_case(
+    case: Case,
+    policy: str,
+    time_box: float,
+    ties: int = 0,
+    explain: bool = False,
+    forward: bool = False,
+) -> dict[str, Any]:
     """Simulate one case and compare it with the references."""
     spec = case.spec
     lb = lower_bound(spec)
@@ -44,9 +62,11 @@ def run_case(case: Case, policy: str, time_box: float) -> dict[str, Any]:
     cfg = SimConfig(
         scheduler=SchedulerConfig(policy=policy),
         planner=PlannerConfig(time_box=time_box, workers=1) if time_box > 0 else None,
+        record=explain,
     )
     r = simulate(spec, cfg)
-    return {
+    tied = [list_schedule(spec, lambda t: est[t.id], tie_seed=k) for k in range(ties)]
+    row: dict[str, Any] = {
         "family": case.family,
         "case": case.name,
         "tasks": len(spec.tasks),
@@ -61,6 +81,27 @@ def run_case(case: Case, policy: str, time_box: float) -> dict[str, Any]:
         "steals": r.steals,
         "outcome": r.outcome,
     }
+    if tied:
+        row["ties_ratio"] = round(statistics.fmean(tied) / lb, 5)
+    if forward:
+        for how in ("elapsed", "oracle"):
+            fwd = forward_list_schedule(spec, how, case.sigma)
+            row[f"forward_{how}_ratio"] = round(fwd / lb, 5)
+    if explain:
+        chain = critical_chain(spec, r.schedule)
+        row["chain_waited"] = round(sum(c.waited for c in chain), 3)
+        row["chain"] = [
+            [
+                c.task,
+                c.kind,
+                round(c.estimate, 3),
+                round(c.real, 3),
+                round(c.start, 3),
+                round(c.waited, 3),
+            ]
+            for c in chain
+        ]
+    return row
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +118,16 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "online_mean": round(statistics.fmean(r["online_ratio"] for r in rs), 4),
                 "online_worst": round(max(r["online_ratio"] for r in rs), 4),
                 "clairvoyant_mean": round(statistics.fmean(r["clairvoyant_ratio"] for r in rs), 4),
+                **{
+                    f"{k[:-6]}_mean": round(statistics.fmean(r[k] for r in rs), 4)
+                    for k in ("forward_elapsed_ratio", "forward_oracle_ratio")
+                    if all(k in r for r in rs)
+                },
+                **(
+                    {"ties_mean": round(statistics.fmean(r["ties_ratio"] for r in rs), 4)}
+                    if all("ties_ratio" in r for r in rs)
+                    else {}
+                ),
                 "mean_minus_clairvoyant": round(
                     statistics.fmean(r["ratio"] - r["clairvoyant_ratio"] for r in rs), 4
                 ),
@@ -95,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=0, help="generated graphs per family")
     ap.add_argument("--recipes", default="", help="comma-separated subset of the WfCommons recipes")
     ap.add_argument("--agents", default="4,16,64", help="agent counts of the workflows")
+    ap.add_argument("--draws", type=int, default=1, help="real-duration draws per generated graph")
+    ap.add_argument("--ties", type=int, default=8, help="random tie orders of the online reference")
+    ap.add_argument("--explain", action="store_true", help="add each schedule's critical chain")
+    ap.add_argument(
+        "--forward",
+        action="store_true",
+        help="add the online reference told the running tasks' ends (elapsed, oracle)",
+    )
     a = ap.parse_args(argv)
     fams = set(a.families.split(","))
     count = a.count or (4 if a.quick else 12)
     cases: list[Case] = []
     if "gpu" in fams:
-        cases += gpu_cases(count, a.seed)
+        cases += [redraw(c, d) for c in gpu_cases(count, a.seed) for d in range(a.draws)]
     if "random" in fams:
-        cases += random_cases(count, a.seed + 1)
+        cases += [redraw(c, d) for c in random_cases(count, a.seed + 1) for d in range(a.draws)]
     if "wf" in fams:
         sizes = (250,) if a.quick else (250, 1000)
         agents = tuple(int(x) for x in a.agents.split(","))
@@ -114,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = []
     for c in cases:
-        row = run_case(c, a.policy, a.time_box)
+        row = run_case(c, a.policy, a.time_box, a.ties, a.explain, a.forward)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for s in summarise(rows):
