@@ -9,6 +9,8 @@ is removed by the owner's ``stop()``.
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -70,7 +72,20 @@ class EtcdContainer:
         self._docker().pause()  # type: ignore[attr-defined]
 
     def unpause(self) -> None:
-        self._docker().unpause()  # type: ignore[attr-defined]
+        """Unpause through the API, then through the docker CLI if the API call
+        has not returned in 15 s (seen once: a soak stuck 7 min in the API's
+        unpause while ``docker unpause`` worked at once)."""
+        wrapped = self._docker()
+        done = threading.Event()
+
+        def api() -> None:
+            wrapped.unpause()  # type: ignore[attr-defined]
+            done.set()
+
+        threading.Thread(target=api, name="etcd-unpause", daemon=True).start()
+        if not done.wait(15.0):
+            name = wrapped.name  # type: ignore[attr-defined]
+            subprocess.run(["docker", "unpause", name], timeout=30, check=False)
 
     def kill(self) -> None:
         self._docker().kill()  # type: ignore[attr-defined]
