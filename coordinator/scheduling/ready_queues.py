@@ -13,7 +13,8 @@ Three lazy heaps of task records:
 Invariant (lazy deletion): an entry is live only while the task's stamp
 (``heap_id`` for ``ready``/``by_rank``, ``qheap_id`` for ``queued``) equals
 the entry's and the task is still in the matching state; readers drop stale
-entries. Re-keying a task is pushing it again. Pure and deterministic: stamps
+entries, and only those (a queued task whose agent has a free slot for the
+moment is live). Re-keying a task is pushing it again. Pure and deterministic: stamps
 come from the shared ``Counter``.
 """
 
@@ -74,20 +75,27 @@ class ReadyQueues:
             heapq.heappush(self.queued, (self.key(t), t.qheap_id, t))
 
     def top_queued(self) -> Entry | None:
-        """Most urgent task queued on an agent whose slots are all busy."""
+        """Most urgent task queued on an agent whose slots are all busy.
+
+        A task whose own agent has a free slot right now is skipped, not
+        dropped: that slot may go to a more urgent ready task, leaving the
+        task queued behind it, and a slot freeing elsewhere must still find
+        it (else it waits out the whole task ahead of it)."""
         h = self.queued
+        held: list[Entry] = []
+        top: Entry | None = None
         while h:
             t = h[0][2]
-            if (
-                t.qheap_id == h[0][1]
-                and t.state is _A
-                and t.agent is not None
-                and t.agent.free_slots <= 0
-                and not t.project.plan
-            ):
-                return h[0]
-            heapq.heappop(h)
-        return None
+            if t.qheap_id != h[0][1] or t.state is not _A or t.agent is None or t.project.plan:
+                heapq.heappop(h)  # stale: no longer queued, or planned
+            elif t.agent.free_slots > 0:
+                held.append(heapq.heappop(h))
+            else:
+                top = h[0]
+                break
+        for e in held:
+            heapq.heappush(h, e)
+        return top
 
     def rebuild(self) -> None:
         """Re-key every live ready task (after a rerank changed ranks)."""
