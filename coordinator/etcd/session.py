@@ -302,9 +302,10 @@ class Session:
         for the previous answer: etcd renews a lease when a keepalive arrives,
         so a slow link (seconds of delay) only delays the answers, and the
         renewals still come in time. Answers are taken in order as they come;
-        the stream is abandoned (and the client fails over) only when its
-        oldest keepalive has gone unanswered for TTL/2, which leaves time to
-        renew through another endpoint before the lease runs out."""
+        the stream is abandoned (``LeaseKeeper.abandon_stream``: the next one
+        goes to another endpoint) only when its oldest keepalive has gone
+        unanswered for TTL/2, which leaves time to renew there before the
+        lease runs out."""
         interval = self.ttl / 3.0
         patience = self.ttl / 2.0
         inflight: collections.deque[tuple[float, Future[int]]] = collections.deque()
