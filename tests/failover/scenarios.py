@@ -97,6 +97,7 @@ def sigkill_leader(etcd_urls: list[str], run_dir: Path, seed: int = 1) -> Outcom
         out.metrics["new_leader"] = new.seen_at - t0
         out.metrics["recover"] = _need(sc.resume_under_new_term(t0, old.term), "resume", sc)
         out.info["old_leader_id"], out.info["new_leader_id"] = old.id, new.id
+        out.info["agent_leases_ended"] = sc.agent_leases_ended()
         out.audit = sc.check()
         return out
 
@@ -138,6 +139,7 @@ def sigstop_leader(etcd_urls: list[str], run_dir: Path, seed: int = 2) -> Outcom
         assert out.metrics["recover"] < hold_s - 1.0, (
             f"no work under the new leader until the old one was resumed; {sc.run_dir}"
         )
+        out.info["agent_leases_ended"] = sc.agent_leases_ended()
         out.audit = sc.check()
         assert not out.audit.deposed_writes  # check() raises first; explicit for readers
         # nothing at all was written under the old term after SIGCONT
@@ -173,6 +175,7 @@ def sigterm_leader(etcd_urls: list[str], run_dir: Path, seed: int = 3) -> Outcom
         out.metrics["new_leader"] = new.seen_at - t0
         out.metrics["recover"] = _need(sc.resume_under_new_term(t0, old.term), "resume", sc)
         assert proc.popen is not None and proc.popen.wait(15) == 0, "SIGTERM exit code not 0"
+        out.info["agent_leases_ended"] = sc.agent_leases_ended()
         out.audit = sc.check()
         return out
 

@@ -277,6 +277,15 @@ class Scenario:
             self._history = read_history(self.etcd_url, self.prefix)
         return self._history
 
+    def agent_leases_ended(self) -> int:
+        """Agent keys deleted by etcd (a lease expired or was revoked) so far."""
+        ks = Keyspace(self.prefix)
+        return sum(
+            1
+            for ev in self.history(refresh=True)
+            if ev.type is EventType.DELETE and ks.classify(ev.key)[0] == "agent"
+        )
+
     def started_by_terms(self, accept: Callable[[int], bool]) -> set[tuple[str, str, int]]:
         """(project, task, fence) of claims marked started by a leader whose
         term satisfies ``accept`` (from etcd's history)."""

@@ -25,7 +25,6 @@ from tests.failover.scenarios import AGENT_LEASE_TTL, Outcome, _agent_of, _need,
 from tests.harness.netns import Net, Node, NsEtcdMember, start_etcd
 from tests.harness.scenario import Scenario, generated_project
 from workhive.coordinator.cli.up import SLEEP_CMD
-from workhive.coordinator.etcd import EventType, Keyspace
 from workhive.coordinator.local_cluster.processes import Proc
 
 FINISH_TIMEOUT = 120.0
@@ -79,15 +78,6 @@ class NetScenario(Scenario):
     @property
     def etcd_nodes(self) -> list[Node]:
         return [m.node for m in self.etcd if m.node is not None]
-
-    def agent_leases_ended(self) -> int:
-        """Agent keys deleted by etcd (a lease expired or was revoked) so far."""
-        ks = Keyspace(self.prefix)
-        return sum(
-            1
-            for ev in self.history(refresh=True)
-            if ev.type is EventType.DELETE and ks.classify(ev.key)[0] == "agent"
-        )
 
 
 @contextlib.contextmanager
