@@ -202,6 +202,16 @@ def lower_bound(spec: ProjectSpec) -> float:
     return lb
 
 
+def _pick(spec: ProjectSpec, ready: list[int], caps: frozenset[str]) -> int | None:
+    """The first of ``ready`` (in rank order) a slot with ``caps`` may run,
+    preferring a task that needs one of its capabilities."""
+    tasks = spec.tasks
+    pick = next((i for i in ready if tasks[i].requires and tasks[i].requires <= caps), None)
+    if pick is None:
+        pick = next((i for i in ready if tasks[i].requires <= caps), None)
+    return pick
+
+
 def list_schedule(
     spec: ProjectSpec, durations: Callable[[TaskSpec], float], tie_seed: int | None = None
 ) -> float:
@@ -224,13 +234,7 @@ def list_schedule(
         ready.sort(key=lambda i: (-an.rank[i], i))
         still = []
         for li in free:
-            caps = lanes[li]
-            pick = next(
-                (i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps),
-                None,
-            )
-            if pick is None:
-                pick = next((i for i in ready if spec.tasks[i].requires <= caps), None)
+            pick = _pick(spec, ready, lanes[li])
             if pick is None:
                 still.append(li)
                 continue
@@ -308,13 +312,7 @@ def forward_list_schedule(spec: ProjectSpec, running: str, sigma: float = 0.0) -
         ready.sort(key=lambda i: (-key[i], i))
         still = []
         for li in free:
-            caps = lanes[li]
-            pick = next(
-                (i for i in ready if spec.tasks[i].requires and spec.tasks[i].requires <= caps),
-                None,
-            )
-            if pick is None:
-                pick = next((i for i in ready if spec.tasks[i].requires <= caps), None)
+            pick = _pick(spec, ready, lanes[li])
             if pick is None:
                 still.append(li)
                 continue
