@@ -167,8 +167,9 @@ class _Run:
 class _Leases:
     """Which lease each claim was on, and at which revision each lease ended.
 
-    A lease's end is the deletion of a key attached to it (its agent key or
-    a claim) when etcd expires or revokes it; a claim's lease is read from
+    A lease's end is the deletion of its agent key (etcd expired or revoked
+    the lease) or the agent key's re-registration under another lease (the
+    old one is then revoked); a claim's lease is read from
     the claim's puts (a steal moves an unstarted claim to another lease)."""
 
     def __init__(self) -> None:
@@ -181,6 +182,10 @@ class _Leases:
             key = TaskKey(parts[0], parts[1])
             self.claim_lease[(key, ev.kv.create_revision, agent)] = ev.kv.lease
         elif kind == "agent" and ev.type is EventType.DELETE and ev.prev and ev.prev.lease:
+            self.ended_at.setdefault(ev.prev.lease, ev.revision)
+        elif kind == "agent" and ev.prev and ev.prev.lease and ev.prev.lease != ev.kv.lease:
+            # re-registered under a fresh lease (a restarted process): the
+            # coordinator revokes the old one, so its claims may run again
             self.ended_at.setdefault(ev.prev.lease, ev.revision)
 
     def ended_before(self, key: TaskKey, run: _Run, revision: int) -> bool:

@@ -294,6 +294,29 @@ def test_a_rerun_after_the_first_agents_lease_ended_is_allowed(tmp_path: Path) -
     assert audit(h.events, KS, log).ok
 
 
+def test_a_rerun_after_the_first_agent_registered_under_a_fresh_lease_is_allowed(
+    tmp_path: Path,
+) -> None:
+    """agent-1's process was killed and restarted before its lease expired: the
+    new process registers agent-1 under lease 9 (a put over the old key, no
+    delete) and the coordinator revokes lease 7, deleting the claim."""
+    h = History()
+    term = h.candidate(0x10, "c0")
+    h.project({"a": ()})
+    h.put(KS.agent("agent-1"), b"{}", lease=7)
+    first = h.claim("a", "agent-1", term, started=True)
+    h.put(KS.agent("agent-1"), b"{}", lease=9)
+    h.delete(KS.claim(TaskKey(PID, "a")))
+    second = h.put(KS.claim(TaskKey(PID, "a")), encode_claim("agent-2", 2, True, term), lease=8)
+    h.result("a", "agent-2")
+    log = _exec_log(
+        tmp_path,
+        (1.0, "agent-1", "start", first, ""),
+        (3.0, "agent-2", "start", second, ""),
+    )
+    assert audit(h.events, KS, log).ok
+
+
 def test_a_retry_after_a_reported_failure_is_allowed(tmp_path: Path) -> None:
     h, first, second = _one_task_claimed_twice(lease_ends_between=False)
     log = _exec_log(
