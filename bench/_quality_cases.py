@@ -202,6 +202,16 @@ def lower_bound(spec: ProjectSpec) -> float:
     return lb
 
 
+def _pop_ending(heap: list[tuple[float, int, int]]) -> tuple[float, list[tuple[int, int]]]:
+    """The earliest end time in ``heap`` and every (task, lane) ending then, popped."""
+    now, i, li = heapq.heappop(heap)
+    out = [(i, li)]
+    while heap and heap[0][0] == now:
+        _, j, lj = heapq.heappop(heap)
+        out.append((j, lj))
+    return now, out
+
+
 def _pick(spec: ProjectSpec, ready: list[int], caps: frozenset[str]) -> int | None:
     """The first of ``ready`` (in rank order) a slot with ``caps`` may run,
     preferring a task that needs one of its capabilities."""
@@ -241,11 +251,7 @@ def list_schedule(
             ready.remove(pick)
             heapq.heappush(running, (now + real[pick], pick, li))
         free = still
-        now, i, li = heapq.heappop(running)
-        finished = [(i, li)]
-        while running and running[0][0] == now:
-            _, j, lj = heapq.heappop(running)
-            finished.append((j, lj))
+        now, finished = _pop_ending(running)
         for i, li in finished:
             done += 1
             free.append(li)
@@ -320,11 +326,7 @@ def forward_list_schedule(spec: ProjectSpec, running: str, sigma: float = 0.0) -
             started[pick] = now
             heapq.heappush(busy, (now + real[pick], pick, li))
         free = still
-        now, i, li = heapq.heappop(busy)
-        ended = [(i, li)]
-        while busy and busy[0][0] == now:
-            _, j, lj = heapq.heappop(busy)
-            ended.append((j, lj))
+        now, ended = _pop_ending(busy)
         for i, li in ended:
             done += 1
             finished[i] = True
