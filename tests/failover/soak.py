@@ -16,14 +16,18 @@ import signal
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from tests.harness.etcd_container import EtcdContainer
 from tests.harness.scenario import Scenario, generated_project, scenario
 from workhive.client import WorkhiveError
 from workhive.coordinator.local_cluster.processes import Proc
 
-KINDS = (
+Kinds = Sequence[tuple[str, int]]  # fault kind, relative weight
+
+KINDS: Kinds = (
     ("kill-leader", 3),
     ("stop-leader", 2),
     ("term-leader", 2),
@@ -37,13 +41,25 @@ IN_FLIGHT = 2
 PROGRESS_TIMEOUT = 60.0  # seconds a fault may stop all work
 
 
-def _pick(rng: random.Random) -> str:
-    kinds, weights = zip(*KINDS, strict=True)
-    return rng.choices(kinds, weights)[0]
+class Pausable(Protocol):
+    """What ``pause-etcd`` freezes: the etcd container, or every member."""
+
+    def pause(self) -> None: ...
+
+    def unpause(self) -> None: ...
 
 
-class _Soak:
-    def __init__(self, sc: Scenario, etcd: EtcdContainer, rng: random.Random) -> None:
+class Soak:
+    """One soak's fault injector and supervisor over a running ``Scenario``.
+
+    ``inject(kind)`` applies one fault of ``kinds`` and returns once it is over
+    (a stopped process continued, etcd unpaused) or scheduled to end (a killed
+    process restarts after a delay, ``supervise`` does it); False when the
+    fault had no target right now (no leader, too few live agents)."""
+
+    kinds: Kinds = KINDS
+
+    def __init__(self, sc: Scenario, etcd: Pausable, rng: random.Random) -> None:
         self.sc = sc
         self.etcd = etcd
         self.rng = rng
@@ -78,6 +94,10 @@ class _Soak:
 
     # -- faults --------------------------------------------------------------------------
 
+    def pick(self) -> str:
+        kinds, weights = zip(*self.kinds, strict=True)
+        return self.rng.choices(kinds, weights)[0]
+
     def supervise(self, force: bool = False) -> None:
         """Restart every process that is down and due (a supervisor's job):
         killed ones after their delay, and any that exited on its own (an agent
@@ -105,20 +125,20 @@ class _Soak:
             time.sleep(0.1)
         return None
 
-    def _leader(self) -> Proc | None:
+    def leader(self) -> Proc | None:
         try:
             proc, _ = self.sc.leader_proc(timeout=5.0)
         except AssertionError:
             return None
         return proc if proc.alive and not proc.paused else None
 
-    def _live_agents(self) -> list[Proc]:
+    def live_agents(self) -> list[Proc]:
         return [a for a in self.sc.agents if a.alive and not a.paused]
 
     def inject(self, kind: str) -> bool:
         rng = self.rng
         if kind.endswith("-leader"):
-            leader = self._leader()
+            leader = self.leader()
             if leader is None:
                 return False
             if kind == "kill-leader":
@@ -132,7 +152,7 @@ class _Soak:
                 time.sleep(rng.uniform(1.0, 7.0))
                 leader.signal(signal.SIGCONT)
         elif kind in ("kill-agent", "kill-agents"):
-            live = self._live_agents()
+            live = self.live_agents()
             n = 1 if kind == "kill-agent" else 2
             if len(live) <= n + 1:
                 return False
@@ -140,7 +160,7 @@ class _Soak:
                 a.kill()
                 self.restarts.append((time.monotonic() + rng.uniform(0.5, 3.0), a))
         elif kind == "stop-agent":
-            live = self._live_agents()
+            live = self.live_agents()
             if len(live) <= 2:
                 return False
             a = rng.choice(live)
@@ -153,6 +173,8 @@ class _Soak:
                 time.sleep(rng.uniform(0.5, 7.0))
             finally:
                 self.etcd.unpause()
+        else:
+            raise ValueError(f"unknown fault kind {kind!r}")
         self.done[kind] += 1
         return True
 
@@ -174,67 +196,90 @@ def _etcd_state(etcd: EtcdContainer, run_dir: Path) -> str:
 def run_soak(
     etcd: EtcdContainer, run_dir: Path, faults: int, seed: int = 11, out: Path | None = None
 ) -> dict[str, object]:
-    """Inject ``faults`` faults, finish every project, audit; the JSON report."""
-    rng = random.Random(seed)
-    budget = 120.0 + faults * 8.0  # the run is bounded whatever happens
-    t_start = time.monotonic()
-    with scenario([etcd.url], run_dir, env={"WORKHIVE_AGENT_LEASE_TTL": "4"}) as sc:
-        # short client retries: with every coordinator down, polling must not
-        # keep the supervisor from restarting them
-        sc.client_timeout = 3.0
+    """Inject ``faults`` crash faults, finish every project, audit; the JSON report."""
+    with scenario([etcd.url], run_dir, env=SOAK_ENV) as sc:
         sc.start(coordinators=3, agents=AGENTS)
-        soak = _Soak(sc, etcd, rng)
+        soak = Soak(sc, etcd, random.Random(seed))
+        return drive(soak, faults, seed, out, lambda: f"etcd {_etcd_state(etcd, run_dir)}")
+
+
+SOAK_ENV = {"WORKHIVE_AGENT_LEASE_TTL": "4"}
+
+
+def drive(
+    soak: Soak,
+    faults: int,
+    seed: int,
+    out: Path | None = None,
+    describe: Callable[[], str] = lambda: "",
+) -> dict[str, object]:
+    """Inject ``faults`` faults one after another into ``soak``'s running
+    scenario, each only once work runs again after the last (every fault is
+    survived, or the run fails naming it, ``describe()`` added); then finish
+    every project and audit the whole history. The JSON report, also written
+    to ``out``."""
+    sc, rng = soak.sc, soak.rng
+    budget = 120.0 + faults * 10.0  # the run is bounded whatever happens
+    t_start = time.monotonic()
+    # short client retries: with every coordinator down, polling must not
+    # keep the supervisor from restarting them
+    sc.client_timeout = 3.0
+    soak.top_up()
+    skipped = 0
+    while sum(soak.done.values()) < faults:
+        n = sum(soak.done.values())
+        assert time.monotonic() - t_start < budget, (
+            f"soak exceeded {budget:.0f}s after {n} faults; {sc.run_dir}"
+        )
+        soak.supervise()
         soak.top_up()
-        skipped = 0
-        while sum(soak.done.values()) < faults:
-            n = sum(soak.done.values())
-            assert time.monotonic() - t_start < budget, (
-                f"soak exceeded {budget:.0f}s after {n} faults; {run_dir}"
-            )
-            soak.supervise()
-            soak.top_up()
-            kind = _pick(rng)
-            t_fault = time.time()
-            if not soak.inject(kind):
-                skipped += 1
-                continue
-            # the next fault only once work runs again: every fault is survived
-            soak.supervise()
-            rec = soak.wait_progress(t_fault, PROGRESS_TIMEOUT)
-            assert rec is not None, (
-                f"no task started within {PROGRESS_TIMEOUT:.0f}s after fault {n + 1} "
-                f"({kind}); etcd container {_etcd_state(etcd, run_dir)}; {run_dir}"
-            )
-            soak.recover.append(rec)
-            time.sleep(rng.uniform(0.1, 1.0))
-        soak.supervise(force=True)
-        remaining = max(60.0, budget - (time.monotonic() - t_start))
-        deadline = time.monotonic() + remaining
-        sc.client_timeout = 30.0
-        sc.reset_client()
-        for spec in list(sc.projects):
-            sc.wait_finished(spec.id, max(10.0, deadline - time.monotonic()))
-        report = sc.check()
-        starts = sc.exec_events("start")
-        result: dict[str, object] = {
-            "faults": sum(soak.done.values()),
-            "faults_survived": sum(soak.done.values()),
-            "by_kind": dict(sorted(soak.done.items())),
-            "skipped_no_target": skipped,
-            "unplanned_restarts": soak.unplanned_restarts,
-            "recover_median_s": round(statistics.median(soak.recover), 3) if soak.recover else None,
-            "recover_worst_s": round(max(soak.recover), 3) if soak.recover else None,
-            "projects": len(sc.projects),
-            "tasks": report.tasks,
-            "tasks_run": len(starts),
-            "requeued": report.requeued,
-            "leader_terms": report.terms,
-            "lost": len(report.lost),
-            "doubled": len(report.committed_twice),
-            "violations": report.violations,
-            "seconds": round(time.monotonic() - t_start, 1),
-            "seed": seed,
-        }
+        kind = soak.pick()
+        t_fault = time.time()
+        if not soak.inject(kind):
+            skipped += 1
+            continue
+        soak.supervise()
+        rec = soak.wait_progress(t_fault, PROGRESS_TIMEOUT)
+        assert rec is not None, (
+            f"no task started within {PROGRESS_TIMEOUT:.0f}s after fault {n + 1} "
+            f"({kind}); {describe()}; {sc.run_dir}"
+        )
+        soak.recover.append(rec)
+        if n % 50 == 49:
+            print(f"soak: {n + 1}/{faults} faults, {time.monotonic() - t_start:.0f}s", flush=True)
+        time.sleep(rng.uniform(0.1, 1.0))
+    soak.supervise(force=True)
+    remaining = max(60.0, budget - (time.monotonic() - t_start))
+    deadline = time.monotonic() + remaining
+    sc.client_timeout = 30.0
+    sc.reset_client()
+    for spec in list(sc.projects):
+        sc.wait_finished(spec.id, max(10.0, deadline - time.monotonic()))
+    report = sc.check()
+    starts = sc.exec_events("start")
+    result: dict[str, object] = {
+        "faults": sum(soak.done.values()),
+        "faults_survived": sum(soak.done.values()),
+        "by_kind": dict(sorted(soak.done.items())),
+        "skipped_no_target": skipped,
+        "unplanned_restarts": soak.unplanned_restarts,
+        "recover_median_s": round(statistics.median(soak.recover), 3) if soak.recover else None,
+        "recover_worst_s": round(max(soak.recover), 3) if soak.recover else None,
+        "projects": len(sc.projects),
+        "tasks": report.tasks,
+        "tasks_run": len(starts),
+        "requeued": report.requeued,
+        "agent_leases_ended": report.leases_ended,
+        "leader_terms": report.terms,
+        "lost": len(report.lost),
+        "doubled": len(report.committed_twice),
+        # a task run again while its first agent's lease lived and its process
+        # did not die (the audit's executed_twice): must be 0
+        "reexecutions_without_agent_death": len(report.executed_twice),
+        "violations": report.violations,
+        "seconds": round(time.monotonic() - t_start, 1),
+        "seed": seed,
+    }
     text = json.dumps(result)
     print(text)
     if out is not None:

@@ -43,11 +43,11 @@ class NetScenario(Scenario):
         self.net = net
         self.etcd = etcd
         self.node_of: dict[str, Node] = {}
-        self.shaped_leader = False
+        self.shaped = 0  # how many coordinators (the first ones) get a shaped link
 
     def start(self, coordinators: int = 3, agents: int = 4, slots: int = 1) -> NetScenario:
         for i in range(coordinators):
-            node = self.net.add_node(f"c{i}", shaped=self.shaped_leader and i == 0)
+            node = self.net.add_node(f"c{i}", shaped=i < self.shaped)
             proc = self.cluster.add_coordinator(
                 # a private subnet inside the test's own namespaces
                 ["--insecure-listen-anywhere"],
@@ -82,13 +82,14 @@ class NetScenario(Scenario):
 
 @contextlib.contextmanager
 def partitioned(
-    run_dir: Path, etcd_members: int = 1, env: dict[str, str] | None = None, shaped: bool = False
+    run_dir: Path, etcd_members: int = 1, env: dict[str, str] | None = None, shaped: int = 0
 ) -> Iterator[NetScenario]:
-    """A net, etcd in it and a ``NetScenario``; everything removed afterwards."""
+    """A net, etcd in it and a ``NetScenario`` whose first ``shaped``
+    coordinators have a delay/loss link; everything removed afterwards."""
     with Net() as net:
         members = start_etcd(net, etcd_members, run_dir)
         sc = NetScenario(net, members, run_dir, env)
-        sc.shaped_leader = shaped
+        sc.shaped = shaped
         try:
             yield sc
         finally:
@@ -303,7 +304,7 @@ def leader_link_delayed(
 ) -> Outcome:
     """Delay by 2 s every packet the leader sends (RTT + 2 s to etcd, agents
     and peers) for 15 s, then remove the delay: slower, nothing lost or doubled."""
-    with partitioned(run_dir, shaped=True) as sc:
+    with partitioned(run_dir, shaped=1) as sc:
         sc.start(coordinators=3, agents=4)
         pid = sc.submit(generated_project("delay-leader", 120, seed=seed))
         sc.wait_succeeded(pid, 12, timeout=60.0)
