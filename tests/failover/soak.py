@@ -96,7 +96,7 @@ class Soak:
 
     def pick(self) -> str:
         kinds, weights = zip(*self.kinds, strict=True)
-        return self.rng.choices(kinds, weights)[0]
+        return str(self.rng.choices(kinds, weights)[0])
 
     def supervise(self, force: bool = False) -> None:
         """Restart every process that is down and due (a supervisor's job):
