@@ -161,6 +161,7 @@ class LeaderDriver:
         self._relisting = False  # waiting for the fresh state asked for
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
+        self._applied = asyncio.Event()  # set (and replaced) when the mirror changed
 
     @property
     def mirror(self) -> ClusterState | None:
@@ -252,6 +253,20 @@ class LeaderDriver:
     def cluster(self) -> ClusterState | None:
         return self.term.mirror
 
+    async def project_seen(self, project_id: str, wait: float) -> bool:
+        """Whether the mirror shows ``project_id`` within ``wait`` seconds;
+        woken by each watch batch the turn applies (no polling)."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            mirror = self.term.mirror
+            if mirror is not None and project_id in mirror.projects:
+                return True
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), left)
+
     def loads(self) -> dict[str, float]:
         return self.term.state.loads()
 
@@ -339,6 +354,7 @@ class LeaderDriver:
             item = todo.popleft()
             if isinstance(item, ClusterState):
                 term.mirror = item
+                self._mirror_changed()
                 term.state = SchedulerState(self.config)
                 self._relisting = False
                 events.append(restore.restored(item, now))
@@ -416,9 +432,14 @@ class LeaderDriver:
             asyncio.get_running_loop().call_later(RETRY_DELAY, self._inbox.put_nowait, "wake")
         return events
 
+    def _mirror_changed(self) -> None:
+        applied, self._applied = self._applied, asyncio.Event()
+        applied.set()
+
     def _watched(self, batch: WatchBatch, now: float) -> list[Event]:
         term, mirror = self.term, self.term.view()
         changes = mirror.apply(batch.events)
+        self._mirror_changed()
         events: list[Event] = []
         fresh = changes.new_projects
         for spec in restore.project_specs(mirror, set(fresh)) if fresh else ():

@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from workhive.coordinator.leader import restore
 from workhive.coordinator.leader.term import Term
-from workhive.coordinator.scheduling import Event, PlannerConfig, PlanUpdated, plan_project
+from workhive.coordinator.scheduling import (
+    Event,
+    PlannerConfig,
+    PlanUpdated,
+    plan_project,
+    starts_at_once,
+)
 
 MAX_PLANS = 2  # exact plans per project (the first, and one re-plan)
 
@@ -37,6 +43,8 @@ class Planning:
         agents = [a for a in mirror.agents.values() if term.port.connected(a.id)]
         if not specs or not agents or len(specs[0].tasks) > self.config.max_tasks:
             return
+        if starts_at_once(specs[0], agents):
+            return  # a plan would start every task at once too: nothing to gain
         self._plans[project_id] = self._plans.get(project_id, 0) + 1
 
         async def plan() -> None:

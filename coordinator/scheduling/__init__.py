@@ -47,7 +47,12 @@ from workhive.coordinator.scheduling.metrics import (
     lock_contention_rate,
     parallelization_efficiency,
 )
-from workhive.coordinator.scheduling.planner import PlannerConfig, list_schedule, plan_project
+from workhive.coordinator.scheduling.planner import (
+    PlannerConfig,
+    list_schedule,
+    plan_project,
+    starts_at_once,
+)
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
 from workhive.coordinator.scheduling.retry_policy import backoff_delay
 from workhive.coordinator.scheduling.simulator import SimConfig, SimResult, simulate, skewed_start
@@ -115,4 +120,5 @@ __all__ = [
     "plan_steals",
     "simulate",
     "skewed_start",
+    "starts_at_once",
 ]

@@ -26,7 +26,7 @@ from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskSpec
 from workhive.coordinator.scheduling.graph import GraphAnalysis, analyse
 from workhive.coordinator.scheduling.planner_types import Plan, PlannedTask
 
-__all__ = ["PlannerConfig", "list_schedule", "nondelay_schedule", "plan_project"]
+__all__ = ["PlannerConfig", "list_schedule", "nondelay_schedule", "plan_project", "starts_at_once"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +175,14 @@ def _make_plan(
         method=method,
         status=status,
     )
+
+
+def starts_at_once(spec: ProjectSpec, agents: Sequence[AgentInfo]) -> bool:
+    """No task waits on another or needs a capability, and there are no more
+    tasks than slots: any plan starts each task at once on a slot of its own,
+    as the scheduler's own policy does, so planning it gains nothing."""
+    independent = all(not t.depends_on and not t.requires for t in spec.tasks)
+    return independent and len(spec.tasks) <= sum(a.slots for a in agents)
 
 
 def plan_project(

@@ -93,17 +93,6 @@ def task_status(
     )
 
 
-async def _seen(driver: LeaderView, pid: str, wait: float) -> None:
-    """Wait (at most ``wait`` s) until the leader's mirror shows the project,
-    so what the caller does next (add tasks, read status) finds it."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        mirror = driver.cluster()
-        if mirror is not None and pid in mirror.projects:
-            return
-        await asyncio.sleep(0.01)
-
-
 async def _check_ids(context: Ctx, **ids: str) -> None:
     """Refuse ids longer than any stored id can be (INVALID_ARGUMENT, not echoed whole)."""
     for name, value in ids.items():
@@ -194,7 +183,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
-        await _seen(driver, spec.id, SEEN_WAIT)
+        # what the caller does next (add tasks, read status) finds the project
+        await driver.project_seen(spec.id, SEEN_WAIT)
         return client_pb2.SubmitProjectResponse(
             project_id=spec.id, revision=meta.mod_revision, task_count=len(spec.tasks)
         )
