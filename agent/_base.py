@@ -48,6 +48,7 @@ class Counters:
     lease_losses: int = 0
     heartbeats_sent: int = 0
     fallback_heartbeats: int = 0
+    renewed_elsewhere: int = 0  # unary heartbeats beside a session whose answers ran low
     completions_acked: int = 0
     completions_rejected: int = 0
     dropped: int = 0
@@ -118,6 +119,10 @@ class AgentBase:
         self._progress_held: dict[tuple[str, str], tuple[TaskKey, float, str]] = {}
         self._lease_id = 0
         self._ttl = 0
+        # when each recent heartbeat went out, and how long the lease lasts at
+        # least by the answers (``Heartbeats``: renew it elsewhere when low)
+        self._hb_sent: dict[int, float] = {}
+        self._lease_until = 0.0
         self._hb_interval = DEFAULT_HEARTBEAT_INTERVAL
         self._hb_wake = threading.Event()
         self._state = ConnectionState.CONNECTING
@@ -144,6 +149,14 @@ class AgentBase:
         with self._lock:
             until = self._silent_until.get(address, 0.0)
         return self._clock() < until
+
+    def _lease_renewed(self, seq: int, ttl: int) -> None:
+        """An answer to heartbeat ``seq``: the lease had ``ttl`` seconds left
+        when the coordinator answered, so it lasts at least until the
+        heartbeat's send time plus ``ttl``. Called with the lock held."""
+        sent = self._hb_sent.get(seq)
+        if sent is not None and ttl > 0:
+            self._lease_until = max(self._lease_until, sent + ttl)
 
     @property
     def state(self) -> ConnectionState:

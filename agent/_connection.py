@@ -225,7 +225,7 @@ class Connection(HeldTasks):
             elif kind == "claim_empty":
                 self._claim_empty(msg.claim_empty.seq)
             elif kind == "heartbeat_ack":
-                pass
+                self._lease_renewed(msg.heartbeat_ack.seq, msg.heartbeat_ack.ttl_seconds)
             elif kind == "drain_request":
                 self._log.info(
                     "drain requested by the coordinator", reason=msg.drain_request.reason
@@ -251,6 +251,7 @@ class Connection(HeldTasks):
                     self._dropped(h.task.key, "lease lost")
         self._lease_id = w.lease_id
         self._ttl = w.ttl_seconds
+        self._lease_until = self._clock() + w.ttl_seconds
         if w.heartbeat_interval_ms:
             self._hb_interval = w.heartbeat_interval_ms / 1000.0
         elif w.ttl_seconds:

@@ -6,6 +6,13 @@ the stream is down it refreshes the lease through the unary ``Heartbeat`` RPC
 on any replica, in turn. It never waits on task code: sends never block and
 handlers run outside every lock. A stream the coordinator stopped answering
 is abandoned (``_check_silence``) and its address shunned for a lease TTL.
+
+The lease is renewed elsewhere before it runs out: every answer says how
+many seconds the lease had left when the coordinator answered, so it lasts
+at least until the heartbeat's send time plus that. When that is less than
+``RENEW_ELSEWHERE`` of the TTL away, the session's coordinator is not getting
+its keepalives through (cut from etcd, a slow link, a stalled loop), and the
+unary ``Heartbeat`` goes to another replica too, while the session stays.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from ._progress import ProgressReports
 
 UNARY_TIMEOUT = 2.0
 """Deadline of unary RPCs (the fallback Heartbeat), capped by the heartbeat interval."""
+RENEW_ELSEWHERE = 0.25
+"""Fraction of the lease TTL left below which the lease is renewed through
+another replica too. A healthy session keeps over a third of it: the leader
+renews every TTL/4 (plus a flush and a heartbeat interval), and the answer's
+whole seconds lose at most one."""
+SENT_KEPT = 32  # heartbeat send times remembered (answers to older ones are ignored)
 
 
 class Heartbeats(ProgressReports):
@@ -29,7 +42,7 @@ class Heartbeats(ProgressReports):
 
     def _heartbeat_loop(self) -> None:
         while not self._closed:
-            self._hb_wake.wait(self._hb_interval)
+            self._hb_wake.wait(self._next_wait())
             self._hb_wake.clear()
             if self._done():
                 return
@@ -41,9 +54,15 @@ class Heartbeats(ProgressReports):
                 running = [
                     h.task.key for h in self._held.values() if h.state in (RUNNABLE, RUNNING)
                 ]
+                self._hb_sent[seq] = self._clock()
+                self._hb_sent.pop(seq - SENT_KEPT, None)
+                running_down = self._lease_until - self._clock() < RENEW_ELSEWHERE * self._ttl
             if session is not None:
                 session.send(cv.heartbeat(seq, running))
                 self.counters.heartbeats_sent += 1
+                if running_down and lease:
+                    self.counters.renewed_elsewhere += 1
+                    self._fallback_heartbeat(lease, seq, avoid=session.address)
             elif lease and not self._finished:
                 self._fallback_heartbeat(lease, seq)
             self._flush_progress()
@@ -81,20 +100,34 @@ class Heartbeats(ProgressReports):
             )
             attempt.close()
 
-    def _fallback_heartbeat(self, lease: int, seq: int) -> None:
-        """Keep the lease alive through any replica while the stream is down:
-        the next one in turn that has not gone silent on us (the one that did,
-        a cut-off leader, would spend a heartbeat interval timing out while
-        the lease runs down)."""
+    def _next_wait(self) -> float:
+        """A heartbeat interval, or less to wake when the lease by the answers
+        reaches ``RENEW_ELSEWHERE`` of its TTL (once: not when it is past)."""
+        with self._lock:
+            renew_in = self._lease_until - RENEW_ELSEWHERE * self._ttl - self._clock()
+            wait = self._hb_interval
+            if self._session is not None and 0 < renew_in < wait:
+                wait = renew_in
+        return wait
+
+    def _fallback_heartbeat(self, lease: int, seq: int, avoid: str = "") -> None:
+        """Keep the lease alive through any replica but ``avoid`` (the
+        session's, when it is not renewing the lease): the next one in turn
+        that has not gone silent on us (the one that did, a cut-off leader,
+        would spend a heartbeat interval timing out while the lease runs
+        down)."""
         n = len(self.coordinators)
         turn = next(
             (
                 k
                 for k in range(n)
-                if not self._suspect(self.coordinators[(self._fallback_index + k) % n])
+                if (a := self.coordinators[(self._fallback_index + k) % n]) != avoid
+                and not self._suspect(a)
             ),
-            0,
+            0 if not avoid else None,
         )
+        if turn is None:
+            return  # no other replica to ask
         self._fallback_index += turn
         address = self.coordinators[self._fallback_index % n]
         channel = self._fallback_channels.get(address)
@@ -102,11 +135,13 @@ class Heartbeats(ProgressReports):
             channel = self._fallback_channels[address] = self._make_channel(address)
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         try:
-            stub.Heartbeat(
+            ack = stub.Heartbeat(
                 agent_pb2.HeartbeatRequest(agent_id=self.agent_id, lease_id=lease, seq=seq),
                 timeout=min(UNARY_TIMEOUT, max(0.2, self._hb_interval)),
                 metadata=self._metadata,
             )
+            with self._lock:
+                self._lease_renewed(seq, ack.ttl_seconds)
             self.counters.fallback_heartbeats += 1
         except grpc.RpcError as err:
             self._fallback_index += 1

@@ -109,6 +109,10 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         auto_ack: answer completions with CompletionAck.
         reject: task ids whose completion gets CompletionRejected(STALE_FENCE).
         heartbeat_interval_ms / ttl_seconds: sent in Welcome.
+        heartbeat_ttl: when set, session heartbeats are answered with a
+            HeartbeatAck saying the lease has that many seconds left (a
+            leader renewing it answers about the TTL; one cut from etcd, less
+            and less); None (the default): they go unanswered.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         self.leader = common_pb2.LeaderInfo()
         self.serve_relayed = False
         self.relayed = 0
+        self.heartbeat_ttl: int | None = None
         self.auto_grant = True
         self.refuse: set[str] = set()
         self.auto_ack = True
@@ -337,6 +342,12 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
 
     def _react(self, msg: agent_pb2.AgentMessage) -> agent_pb2.CoordinatorMessage | None:
         kind = msg.WhichOneof("kind")
+        if kind == "heartbeat" and self.heartbeat_ttl is not None:
+            return agent_pb2.CoordinatorMessage(
+                heartbeat_ack=agent_pb2.HeartbeatAck(
+                    seq=msg.heartbeat.seq, ttl_seconds=self.heartbeat_ttl
+                )
+            )
         if kind == "start":
             task = msg.start.task
             if task.task_id in self.refuse:

@@ -249,6 +249,40 @@ def test_a_leader_out_of_reach_is_reached_through_the_follower_that_named_it(
     coord.wait_kind("completed")
 
 
+def _session_with_answers(
+    leader: ScriptedCoordinator, follower: ScriptedCoordinator, start_agent: Start, ttl: int
+) -> Running:
+    """An agent in session with ``leader``, whose heartbeat answers say the
+    lease has ``ttl`` of its 6 s left; ``follower`` accepts its lease."""
+    leader.heartbeat_ttl = ttl
+    r = start_agent([leader.address, follower.address], Recorder())
+    wait(lambda: r.agent.state is ConnectionState.CONNECTED)
+    follower.leases |= leader.leases
+    return r
+
+
+def test_a_lease_the_session_no_longer_renews_is_renewed_through_another_replica(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    # a leader cut from etcd still answers heartbeats, from memory, with less
+    # and less of the lease left: the agent renews it through a follower
+    # before it runs out (a quarter of the TTL before: 4.5 s after the
+    # Welcome, the last renewal it knows of), and keeps its session
+    r = _session_with_answers(coord, coord2, start_agent, ttl=1)
+    coord2.wait_kind("unary_heartbeat", timeout=6.0)
+    assert r.agent.counters.renewed_elsewhere >= 1
+    assert r.agent.address == coord.address and len(coord.hellos) == 1
+
+
+def test_a_session_that_renews_the_lease_sends_no_heartbeat_elsewhere(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    r = _session_with_answers(coord, coord2, start_agent, ttl=6)
+    coord.wait_kind("heartbeat", 15)  # 1.5 s of answered heartbeats
+    assert coord2.messages("unary_heartbeat") == []
+    assert r.agent.counters.renewed_elsewhere == 0
+
+
 def test_unavailable_tries_the_next_address(
     coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
 ) -> None:
