@@ -24,7 +24,7 @@ import workhive
 from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 from . import _convert as cv
-from ._held import QUEUED, START_PENDING, HeldTasks
+from ._held import QUEUED, RUNNABLE, START_PENDING, HeldTasks
 from ._leader import LeaderHint, leader_from_error, status_details, status_name
 from ._session import Session
 from ._types import ConnectionState, CredentialsRefused, TaskKey
@@ -240,15 +240,23 @@ class Connection(HeldTasks):
         return None
 
     def _on_welcome(self, session: Session, w: agent_pb2.Welcome) -> None:
-        lost = self._lease_id != 0 and not w.resumed
+        again = self._lease_id != 0  # a session after an earlier one
+        lost = again and not w.resumed
         if lost:
             self.counters.lease_losses += 1
             self._state = ConnectionState.LOST
             self._log.warning("lease lost: dropping queued tasks", old_lease=self._lease_id)
             for key, h in list(self._held.items()):
-                if h.state in (QUEUED, START_PENDING):
+                if h.state in (QUEUED, START_PENDING, RUNNABLE):  # their claims went with it
                     del self._held[key]
                     self._dropped(h.task.key, "lease lost")
+        elif again:
+            # A start granted before the break may have been taken back while
+            # the agent was away (its claim moved on, another agent runs it):
+            # ask again rather than run it on an old word (docs/agent.md).
+            for h in self._held.values():
+                if h.state == RUNNABLE:
+                    h.state = START_PENDING
         self._lease_id = w.lease_id
         self._ttl = w.ttl_seconds
         self._lease_until = self._clock() + w.ttl_seconds

@@ -67,10 +67,15 @@ class Presence:
     def start_requested(self, agent_id: str, ref: TaskRef) -> None:
         """The agent asks to start a queued task. The scheduler grants starts
         itself when it frees a slot; here a grant already given is re-sent
-        (the agent may have missed it across a reconnect)."""
+        (the agent may have missed it across a reconnect, or asks again after
+        one), and a claim that is no longer the agent's is taken back."""
         mirror = self.term.mirror
-        claim = mirror.claims.get(ref.key) if mirror is not None else None
-        if claim is not None and claim.agent == agent_id and claim.started:
+        if mirror is None:
+            return  # re-listing: the agent asks again on its next session
+        claim = mirror.claims.get(ref.key)
+        if claim is None or claim.agent != agent_id or claim.fence != ref.fence:
+            self.term.port.revoke(agent_id, ref, "claim no longer held")
+        elif claim.started:
             self.term.port.grant(claim)
 
     async def gone(self, gone: Gone) -> None:

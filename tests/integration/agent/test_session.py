@@ -311,6 +311,60 @@ def test_a_session_abandoned_for_silence_is_dialled_again_at_once(
         wait(lambda: r.agent.state is ConnectionState.CONNECTED)
 
 
+def _granted_behind_a_running_task(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> tuple[Running, Recorder]:
+    """One slot busy with t1 (held by its handler); q1 granted, waiting for it."""
+    rec = Recorder(block=True)
+    r = start_agent(coord.address, rec, slots=1, prefetch=2)
+    coord.assign("t1", fence=21, started=True)
+    assert rec.started.wait(5)
+    coord.assign("q1", fence=22)
+    coord.grant("q1", fence=22)
+    wait(lambda: "q1" in [k.task_id for k in r.agent.held().get("runnable", [])])
+    return r, rec
+
+
+def test_a_start_granted_before_a_reconnect_is_asked_for_again_not_run_on_the_old_word(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    # while the agent was away its claim may have moved on and another agent
+    # run the task: after the reconnect it asks again, and a refusal drops it
+    coord.auto_grant = False
+    r, rec = _granted_behind_a_running_task(coord, start_agent)
+    coord.drop_sessions()
+    coord.wait_kind("hello", 2)
+    asked = coord.wait_kind("start")[-1]
+    assert asked.session == 2 and asked.msg.start.task.task_id == "q1"
+    coord.revoke("q1", fence=22)
+    rec.release.set()
+    coord.wait_kind("completed")
+    wait(lambda: r.agent.counters.dropped == 1)
+    assert [t.task_id for t in rec.calls] == ["t1"]
+
+
+def test_a_start_granted_again_after_a_reconnect_runs(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    _, rec = _granted_behind_a_running_task(coord, start_agent)  # auto_grant re-grants
+    coord.drop_sessions()
+    rec.release.set()
+    coord.wait_kind("completed", 2)
+    assert sorted(t.task_id for t in rec.calls) == ["q1", "t1"]
+
+
+def test_a_lost_lease_drops_a_granted_start_with_its_claim(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    r, rec = _granted_behind_a_running_task(coord, start_agent)
+    coord.leases.clear()  # the lease expired meanwhile: the next Welcome is a fresh one
+    coord.drop_sessions()
+    wait(lambda: r.agent.counters.lease_losses == 1)
+    rec.release.set()
+    time.sleep(0.3)
+    assert [t.task_id for t in rec.calls] == ["t1"]
+
+
 def test_reconnect_resumes_lease_and_resends_unacked(
     coord: ScriptedCoordinator, start_agent: Start
 ) -> None:
