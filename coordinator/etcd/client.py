@@ -453,10 +453,15 @@ class EtcdClient:
 
     def lease_ttl(self, lease_id: int) -> int:
         """Remaining TTL in seconds; <= 0 when the lease no longer exists."""
+        return self.lease_life(lease_id)[0]
+
+    def lease_life(self, lease_id: int) -> tuple[int, int]:
+        """(whole seconds left, seconds granted); left <= 0 when the lease no
+        longer exists."""
         r = self.call(
             "Lease", "LeaseTimeToLive", etcdrpc.LeaseTimeToLiveRequest(ID=lease_id), retry=True
         )
-        return int(r.TTL)
+        return int(r.TTL), int(r.grantedTTL)
 
     def compact(self, revision: int, *, physical: bool = True) -> None:
         """Compact history up to ``revision`` (tests and maintenance)."""

@@ -109,8 +109,26 @@ class Presence:
             if since <= cutoff and not term.port.connected(agent_id):
                 del self._absent[agent_id]
                 info = term.mirror.agents.get(agent_id) if term.mirror else None
+                lease = info.lease_id if info else 0
+                if lease and await self._renewed_since(lease, since):
+                    # alive, heartbeating through another replica (it cannot
+                    # reach this one: a partition, a slow link); if it dies
+                    # now its lease runs out by itself
+                    log.info("agent away but its lease is renewed elsewhere", agent=agent_id)
+                    self._absent[agent_id] = term.clock.monotonic()
+                    continue
                 log.info("agent did not come back: revoking its lease", agent=agent_id)
-                await self._revoke(agent_id, info.lease_id if info else 0)
+                await self._revoke(agent_id, lease)
+
+    async def _renewed_since(self, lease_id: int, since: float) -> bool:
+        """Whether someone kept ``lease_id`` alive after ``since`` (monotonic):
+        etcd reports more left than a lease last renewed before then can have
+        (whole seconds, rounded down: a renewal just before never counts)."""
+        try:
+            left, granted = await self.term.writer.call(self.term.writer.store.lease_life, lease_id)
+        except EtcdError:
+            return False
+        return left > 0 and left > granted - (self.term.clock.monotonic() - since)
 
     async def revoke_stale(self) -> None:
         if self._stale_leases:

@@ -79,6 +79,7 @@ class ClaimsStore(Protocol):
         self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
     ) -> ItemResult: ...
     def lease_ttl(self, lease_id: int) -> int: ...
+    def lease_life(self, lease_id: int) -> tuple[int, int]: ...
     def revoke_lease(self, lease_id: int) -> None: ...
 
 
@@ -138,6 +139,9 @@ class EtcdClaimsStore:
 
     def lease_ttl(self, lease_id: int) -> int:
         return self._client.lease_ttl(lease_id)
+
+    def lease_life(self, lease_id: int) -> tuple[int, int]:
+        return self._client.lease_life(lease_id)
 
     def revoke_lease(self, lease_id: int) -> None:
         self._keeper.revoke(lease_id)

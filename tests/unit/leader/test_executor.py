@@ -75,6 +75,7 @@ class FakeStore:
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
     revision: int = 100
     records: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+    lives: dict[int, tuple[int, int]] = field(default_factory=dict)  # lease -> (left, granted)
 
     def _results(self, name: str, keys: list[TaskKey]) -> list[ItemResult]:
         self.calls.append((name, [k.task for k in keys]))
@@ -155,6 +156,10 @@ class FakeStore:
 
     def lease_ttl(self, lease_id: int) -> int:
         return 10
+
+    def lease_life(self, lease_id: int) -> tuple[int, int]:
+        self.calls.append(("lease life", [str(lease_id)]))
+        return self.lives.get(lease_id, (0, 6))
 
     def revoke_lease(self, lease_id: int) -> None:
         self.calls.append(("revoke lease", [str(lease_id)]))
