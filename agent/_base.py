@@ -48,7 +48,7 @@ class Counters:
     lease_losses: int = 0
     heartbeats_sent: int = 0
     fallback_heartbeats: int = 0
-    renewed_elsewhere: int = 0  # unary heartbeats beside a session whose answers ran low
+    renewed_elsewhere: int = 0  # leases renewed beside a session whose answers ran low
     completions_acked: int = 0
     completions_rejected: int = 0
     dropped: int = 0

@@ -61,7 +61,6 @@ class Heartbeats(ProgressReports):
                 session.send(cv.heartbeat(seq, running))
                 self.counters.heartbeats_sent += 1
                 if running_down and lease:
-                    self.counters.renewed_elsewhere += 1
                     self._fallback_heartbeat(lease, seq, avoid=session.address)
             elif lease and not self._finished:
                 self._fallback_heartbeat(lease, seq)
@@ -143,6 +142,8 @@ class Heartbeats(ProgressReports):
             with self._lock:
                 self._lease_renewed(seq, ack.ttl_seconds)
             self.counters.fallback_heartbeats += 1
+            if avoid:
+                self.counters.renewed_elsewhere += 1
         except grpc.RpcError as err:
             self._fallback_index += 1
             code = status_name(err)
