@@ -21,7 +21,7 @@ import grpc
 import structlog
 
 from workhive.coordinator.leader.ports import Gone, Hello, Report
-from workhive.coordinator.model import AgentInfo
+from workhive.coordinator.model import AgentInfo, LeaderInfo
 from workhive.coordinator.results import ResultError, check_result
 from workhive.coordinator.scheduling import ProjectError
 from workhive.coordinator.scheduling.growth import addition_from_dicts
@@ -145,6 +145,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             f"{conn.lease_id:x}): give each agent process its own --id",
         )
 
+    def _leader_elsewhere(self) -> LeaderInfo | None:
+        """The leader to send an agent to: None when unknown, or when it is
+        this replica (it won but does not lead yet, or just stopped)."""
+        leader = self.node.leader_info
+        return None if leader is None or leader.id == self.node.id else leader
+
     def _registered(self, agent_id: str) -> AgentInfo | None:
         """The agent's registration as the leader's mirror holds it (None: unknown)."""
         leader = self.node.leading()
@@ -200,9 +206,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await context.abort_with_status(_bad(problem))
         driver = self.node.leading()
         if driver is None:
-            leader = self.node.leader_info
-            if leader is not None and leader.id == self.node.id:
-                leader = None  # this replica won but does not lead yet
+            leader = self._leader_elsewhere()
             if leader and leader.address and self._dial is not None and wants_relay(context):
                 log.info("relaying agent session", agent_id=hello.agent_id, leader=leader.id)
                 self.node.metrics.relayed_sessions.inc()
@@ -216,8 +220,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 ):
                     yield relayed
                 return
-            status = not_leader(leader) if leader else no_leader()
-            await context.abort_with_status(status)
+            await context.abort_with_status(not_leader(leader) if leader else no_leader())
         resume = hello.resume_lease_id
         owns = await self._owns(hello.agent_id, resume) if resume else False
         if resume and owns is None:
@@ -249,6 +252,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await self.node.register_agent(info, lease)
         conn = AgentConn(info, lease, batches=hello.batches)
         self.node.hub.attach(conn)
+        if self.node.leading() is not driver:
+            # the term ended while the lease was checked: stepping down closed
+            # the sessions it had, not this one, which would stay open on a
+            # replica that does not lead (heartbeats keep the lease and the
+            # claims it holds alive, and no work ever comes)
+            self.node.hub.detach(conn)
+            leader = self._leader_elsewhere()
+            await context.abort_with_status(not_leader(leader) if leader else no_leader())
         # the driver hears of the agent before the Welcome is written: on a slow
         # link that write can take seconds, and an agent the driver thinks gone
         # has its lease revoked meanwhile (its messages queue behind the Welcome)
