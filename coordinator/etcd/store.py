@@ -59,6 +59,9 @@ class ClusterState:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     staged: dict[TaskKey, TaskRecord] = field(default_factory=dict)
     mods: dict[bytes, int] = field(default_factory=dict)  # key -> last revision seen
+    # the keys of ``tasks`` by project, kept by the mutators (a project's
+    # tasks without a scan of every task: submits come one small project at a time)
+    by_project: dict[str, set[TaskKey]] = field(default_factory=dict)
 
     @classmethod
     def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
@@ -87,7 +90,23 @@ class ClusterState:
         key = self.keyspace.task(record.key)
         if self._newer(key, record.mod_revision):
             self.mods[key] = record.mod_revision
-            self.tasks[record.key] = record
+            self._set_task(record)
+
+    def _set_task(self, record: TaskRecord) -> None:
+        self.tasks[record.key] = record
+        self.by_project.setdefault(record.key.project, set()).add(record.key)
+
+    def _drop_task(self, key: TaskKey) -> None:
+        if self.tasks.pop(key, None) is not None:
+            keys = self.by_project.get(key.project)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_project[key.project]
+
+    def task_keys(self, project_id: str) -> set[TaskKey]:
+        """The keys of ``project_id``'s tasks held (read-only; no scan)."""
+        return self.by_project.get(project_id, set())
 
     def fold_meta(self, meta: ProjectMeta) -> None:
         """A project meta this process wrote (at ``meta.mod_revision``)."""
@@ -125,11 +144,14 @@ class ClusterState:
             pid = parts[0]
             self.projects[pid] = codec.decode_meta(kv)
             for k in [k for k in self.staged if k.project == pid]:
-                self.tasks[k] = self.staged.pop(k)
+                self._set_task(self.staged.pop(k))
         elif kind == "task":
             tk = TaskKey(parts[0], parts[1])
             rec = codec.decode_task(tk, kv)
-            (self.tasks if tk.project in self.projects else self.staged)[tk] = rec
+            if tk.project in self.projects:
+                self._set_task(rec)
+            else:
+                self.staged[tk] = rec
         elif kind == "claim":
             tk = TaskKey(parts[0], parts[1])
             self.claims[tk] = codec.decode_claim(tk, kv)
@@ -148,7 +170,7 @@ class ClusterState:
             self.projects.pop(parts[0], None)
         elif kind == "task":
             tk = TaskKey(parts[0], parts[1])
-            self.tasks.pop(tk, None)
+            self._drop_task(tk)
             self.staged.pop(tk, None)
         elif kind == "claim":
             self.claims.pop(TaskKey(parts[0], parts[1]), None)

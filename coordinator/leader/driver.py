@@ -443,10 +443,7 @@ class LeaderDriver:
         events: list[Event] = []
         fresh = changes.new_projects
         for spec in restore.project_specs(mirror, set(fresh)) if fresh else ():
-            if (
-                term.state.project_outcome(spec.id) is None
-                and spec.id not in term.state.project_ids()
-            ):
+            if not term.state.knows(spec.id):
                 log.info("project submitted", project=spec.id, tasks=len(spec.tasks))
                 events.append(ProjectSubmitted(spec, now))
                 self.planning.plan_later(spec.id)

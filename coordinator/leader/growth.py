@@ -83,7 +83,7 @@ class Grower:
         term, mirror, state = self.term, self.term.view(), self.term.state
         pid = add.project_id
         meta = mirror.projects.get(pid)
-        if meta is None or pid not in state.project_ids():
+        if meta is None or not state.knows(pid):
             raise AddRefused(f"no project {pid!r}", "unknown")
         if state.project_outcome(pid) == "cancelled":
             raise AddRefused(f"{source}: project {pid!r} is cancelled: nothing can be added")

@@ -7,26 +7,29 @@ mirror, without changing it.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from workhive.coordinator.etcd import ClusterState
-from workhive.coordinator.model import ProjectSpec, TaskKey
+from workhive.coordinator.model import ProjectSpec
 from workhive.coordinator.scheduling import StateRestored
 
 
 def project_specs(cs: ClusterState, only: set[str] | None = None) -> list[ProjectSpec]:
-    """The visible projects of the mirror as specs (tasks in key order)."""
-    by_project: dict[str, list[TaskKey]] = defaultdict(list)
-    for key in cs.tasks:
-        if only is None or key.project in only:
-            by_project[key.project].append(key)
+    """The visible projects of the mirror (those in ``only``, when given:
+    without a scan of every task) as specs, tasks in key order."""
+    if only is None:
+        pids = list(cs.projects)
+    else:  # in the order they were written, like the whole mirror's
+        pids = sorted(
+            (p for p in only if p in cs.projects), key=lambda p: cs.projects[p].mod_revision
+        )
     out = []
-    for pid, meta in cs.projects.items():
-        if only is not None and pid not in only:
-            continue
-        keys = sorted(by_project.get(pid, []), key=lambda k: k.task)
+    for pid in pids:
+        keys = sorted(cs.task_keys(pid), key=lambda k: k.task)
         out.append(
-            ProjectSpec(id=pid, tasks=tuple(cs.tasks[k].spec for k in keys), source=meta.source)
+            ProjectSpec(
+                id=pid,
+                tasks=tuple(cs.tasks[k].spec for k in keys),
+                source=cs.projects[pid].source,
+            )
         )
     return out
 

@@ -201,6 +201,10 @@ class SchedulerState(EventHandlers):
         """Known projects in submission order."""
         return list(self._projects)
 
+    def knows(self, project_id: str) -> bool:
+        """Whether the project was submitted to this state (finished or not)."""
+        return project_id in self._projects
+
     def project_outcome(self, project_id: str) -> str | None:
         """``succeeded``/``failed``/``cancelled`` once finished, else ``None``."""
         p = self._projects.get(project_id)

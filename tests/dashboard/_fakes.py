@@ -30,7 +30,7 @@ def chain_state(pid: str = "p", n: int = 4) -> ClusterState:
     for i in range(n):
         deps = (f"t{i - 1}",) if i else ()
         key = TaskKey(pid, f"t{i}")
-        cs.tasks[key] = TaskRecord(key, TaskSpec(f"t{i}", depends_on=deps, estimate=2.0))
+        cs.fold_task(TaskRecord(key, TaskSpec(f"t{i}", depends_on=deps, estimate=2.0)))
     cs.agents["a1"] = AgentInfo("a1", frozenset({"py"}), slots=2, lease_id=0x11)
     cs.agents["a2"] = AgentInfo("a2", slots=1, lease_id=0x22)
     return cs
