@@ -2,9 +2,10 @@
 
 ``python -m bench.latency [--json] [--quick]``
 
-One coordinator process on an embedded etcd; 8 SDK agents (1 slot each) as
-threads in this process, so handler-start times and submit times share one
-monotonic clock. Each task sleeps ``--work-ms`` (default 20 ms).
+One coordinator process on an embedded etcd; 8 SDK agents (1 slot each), one
+per process (``bench._agent_host``, the shape users deploy), printing each
+handler start with the wall clock this process stamps arrivals with. Each
+task sleeps ``--work-ms`` (default 20 ms).
 
 1. Capacity: a burst of independent tasks, completion rate = capacity.
 2. For each load level, two arrival shapes, one after the other:
@@ -38,9 +39,10 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from bench._common import AgentPool, Bench, emit, log, parse_args, summary_ms, to_spec
+from bench._common import Bench, emit, log, parse_args, summary_ms, to_spec
 
 AGENTS = 8
 SUBMIT_THREADS = 16  # client threads submitting one-task projects (``tasks`` shape)
@@ -58,20 +60,40 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def measure_capacity(b: Bench, pool: AgentPool, n: int) -> float:
+class Starts:
+    """Handler starts of the agent processes: ``START <wall> <project> <task> ...``
+    lines of their logs, read incrementally."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._offsets: dict[Path, int] = {}
+        self.at: dict[tuple[str, str], float] = {}  # (project, task) -> first start
+
+    def read(self) -> dict[tuple[str, str], float]:
+        for path in sorted(self.run_dir.glob("agents-*.log")):
+            with path.open("rb") as f:
+                f.seek(self._offsets.get(path, 0))
+                chunk = f.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self._offsets[path] = self._offsets.get(path, 0) + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                part = line.split()
+                if len(part) >= 4 and part[0] == "START":
+                    self.at.setdefault((part[2], part[3]), float(part[1]))
+        return self.at
+
+    def of(self, prefix: str) -> dict[tuple[str, str], float]:
+        return {k: t for k, t in self.read().items() if k[0].startswith(prefix)}
+
+
+def measure_capacity(b: Bench, starts: Starts, n: int) -> float:
     spec = to_spec("cap", [(f"t{i}", []) for i in range(n)])
-    t0 = time.monotonic()
     b.submit(spec)
-    deadline = t0 + 120
-    while True:
-        with pool.log.lock:
-            done = sum(1 for s in pool.log.starts if s[1] == "cap")
-        if done >= n or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
+    deadline = time.monotonic() + 120
+    while len(starts.of("cap")) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
     # rate of starts over the burst (the last task's start ends the burst)
-    with pool.log.lock:
-        times = sorted(s[0] for s in pool.log.starts if s[1] == "cap")
+    times = sorted(starts.of("cap").values())
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
@@ -104,10 +126,11 @@ class _Arrivals:
 
 
 def _submit(b: Bench, arrivals: _Arrivals, pid: str, k: int, arrived: float) -> None:
+    """Submit a ``k``-task project that arrived at ``arrived`` (wall clock)."""
     spec = to_spec(pid, [(f"t{j}", []) for j in range(k)])
-    t0 = time.monotonic()
+    t0 = time.time()
     b.submit(spec)
-    arrivals.note(pid, k, min(arrived, t0), time.monotonic())
+    arrivals.note(pid, k, min(arrived, t0), time.time())
 
 
 def _offer_ticks(
@@ -119,7 +142,7 @@ def _offer_ticks(
     while time.monotonic() - t_begin < seconds:
         k = _poisson(rng, rate * tick)
         if k:
-            _submit(b, arrivals, f"{name}-{i}", k, time.monotonic())
+            _submit(b, arrivals, f"{name}-{i}", k, time.time())
         i += 1
         next_tick += tick
         delay = next_tick - time.monotonic()
@@ -131,6 +154,7 @@ def _offer_tasks(
     b: Bench, arrivals: _Arrivals, name: str, rate: float, seconds: float, seed: int
 ) -> None:
     rng = random.Random(seed)
+    wall = time.time() - time.monotonic()  # due times are monotonic; arrivals wall
     with ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="submit") as pool:
         t_end = time.monotonic() + seconds
         due = time.monotonic()
@@ -142,13 +166,13 @@ def _offer_tasks(
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(_submit, b, arrivals, f"{name}-{i}", 1, due)
+            pool.submit(_submit, b, arrivals, f"{name}-{i}", 1, due + wall)
             i += 1
 
 
 def run_level(
     b: Bench,
-    pool: AgentPool,
+    starts: Starts,
     name: str,
     rate: float,
     seconds: float,
@@ -165,12 +189,10 @@ def run_level(
     submitted = len(arrivals.arrived)
     # wait for the tail to start
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with pool.log.lock:
-            started = {(s[1], s[2]): s[0] for s in pool.log.starts if s[1].startswith(name + "-")}
-        if len(started) >= submitted:
-            break
+    started = starts.of(name + "-")
+    while len(started) < submitted and time.monotonic() < deadline:
         time.sleep(0.05)
+        started = starts.of(name + "-")
     ready_start, ready_end = arrivals.arrived, arrivals.returned
     lat_hi = [started[k] - ready_start[k] for k in started if k in ready_start]
     lat_lo = [max(0.0, started[k] - ready_end[k]) for k in started if k in ready_end]
@@ -198,36 +220,32 @@ def run(quick: bool, work_ms: float = 20.0) -> dict[str, Any]:
         "shapes": {},
     }
     with Bench(coordinators=1) as b:
-        pool = AgentPool(b.addresses, AGENTS, work=lambda _t: time.sleep(work_ms / 1000))
-        try:
-            pool.start()
-            b.wait_agents(AGENTS)
-            b.submit(to_spec("warm", [(f"w{i}", []) for i in range(16)]))
-            b.wait_finished("warm", 60)
-            cap = measure_capacity(b, pool, 600 if quick else 2000)
-            res["capacity_tasks_per_s"] = round(cap, 1)
-            res["capacity_bound_by_work"] = round(AGENTS / (work_ms / 1000), 1)
-            log(f"latency: capacity {cap:.0f} tasks/s")
-            time.sleep(1.0)
-            for shape in ("tasks", "ticks"):
-                levels = res.setdefault("shapes", {}).setdefault(shape, {})
-                for pct_load in (10, 50, 90):
-                    lvl = run_level(
-                        b, pool, f"{shape}{pct_load}", cap * pct_load / 100, seconds, tick,
-                        pct_load, shape, work_ms / 1000,
-                    )  # fmt: skip
-                    log(f"latency: {shape} {pct_load}% {lvl}")
-                    levels[f"{pct_load}%"] = lvl
-                    time.sleep(1.0)
-        finally:
-            pool.stop()
+        b.spawn_agents(AGENTS, mode=f"sleep{work_ms:g}", processes=AGENTS)
+        starts = Starts(b.run_dir)
+        b.wait_agents(AGENTS)
+        b.submit(to_spec("warm", [(f"w{i}", []) for i in range(16)]))
+        b.wait_finished("warm", 60)
+        cap = measure_capacity(b, starts, 600 if quick else 2000)
+        res["capacity_tasks_per_s"] = round(cap, 1)
+        res["capacity_bound_by_work"] = round(AGENTS / (work_ms / 1000), 1)
+        log(f"latency: capacity {cap:.0f} tasks/s")
+        time.sleep(1.0)
+        for shape in ("tasks", "ticks"):
+            levels = res.setdefault("shapes", {}).setdefault(shape, {})
+            for pct_load in (10, 50, 90):
+                lvl = run_level(
+                    b, starts, f"{shape}{pct_load}", cap * pct_load / 100, seconds, tick,
+                    pct_load, shape, work_ms / 1000,
+                )  # fmt: skip
+                log(f"latency: {shape} {pct_load}% {lvl}")
+                levels[f"{pct_load}%"] = lvl
+                time.sleep(1.0)
     res["levels"] = res.get("shapes", {}).get("ticks", {})  # the report's table and plot
     for shape, levels in res.get("shapes", {}).items():
         at50 = levels.get("50%", {}).get("from_submit_start", {})
         if at50.get("n"):
             res[f"{shape}_p50_le_5ms_at_50"] = at50["p50_ms"] <= 5.0
             res[f"{shape}_p99_le_20ms_at_50"] = at50["p99_ms"] <= 20.0
-    _ = threading  # agents run in threads of this process
     return res
 
 
