@@ -49,7 +49,7 @@ def effective_states(cs: ClusterState, pid: str) -> dict[TaskKey, TaskState]:
     """Task states as a client sees them; a pending task whose parents all
     succeeded is ready (the leader records that lazily, when it claims)."""
     states: dict[TaskKey, TaskState] = {}
-    keys = [k for k in cs.tasks if k.project == pid]
+    keys = sorted(cs.task_keys(pid), key=lambda k: k.task)  # no scan of other projects
     for k in keys:
         st = cs.state_of(k)
         if st is not None:
