@@ -7,6 +7,7 @@ projects without meta.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -62,6 +63,9 @@ class ClusterState:
     # the keys of ``tasks`` by project, kept by the mutators (a project's
     # tasks without a scan of every task: submits come one small project at a time)
     by_project: dict[str, set[TaskKey]] = field(default_factory=dict)
+    # tasks by effective state, kept by the mutators (gauges without a scan)
+    state_counts: Counter[TaskState] = field(default_factory=Counter)
+    _states: dict[TaskKey, TaskState] = field(default_factory=dict)
 
     @classmethod
     def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
@@ -95,6 +99,7 @@ class ClusterState:
     def _set_task(self, record: TaskRecord) -> None:
         self.tasks[record.key] = record
         self.by_project.setdefault(record.key.project, set()).add(record.key)
+        self._restate(record.key)
 
     def _drop_task(self, key: TaskKey) -> None:
         if self.tasks.pop(key, None) is not None:
@@ -103,6 +108,20 @@ class ClusterState:
                 keys.discard(key)
                 if not keys:
                     del self.by_project[key.project]
+            self._restate(key)
+
+    def _restate(self, key: TaskKey) -> None:
+        """Keep ``state_counts`` after a change of the task, claim or result of ``key``."""
+        old, new = self._states.get(key), self.state_of(key)
+        if old is new:
+            return
+        if old is not None:
+            self.state_counts[old] -= 1
+        if new is None:
+            del self._states[key]
+        else:
+            self._states[key] = new
+            self.state_counts[new] += 1
 
     def task_keys(self, project_id: str) -> set[TaskKey]:
         """The keys of ``project_id``'s tasks held (read-only; no scan)."""
@@ -121,6 +140,7 @@ class ClusterState:
         if self._newer(key, claim.mod_revision):
             self.mods[key] = claim.mod_revision
             self.claims[claim.key] = claim
+            self._restate(claim.key)
 
     def fold_result(self, result: TaskResult, revision: int) -> None:
         """A result this process wrote at ``revision``, in the txn that deleted
@@ -130,6 +150,7 @@ class ClusterState:
         if self._newer(key, revision):
             self.mods[key] = revision
             self.results[result.key] = result
+            self._restate(result.key)
 
     def fold_release(self, key: TaskKey, revision: int) -> None:
         """A claim this process deleted at ``revision``."""
@@ -155,9 +176,11 @@ class ClusterState:
         elif kind == "claim":
             tk = TaskKey(parts[0], parts[1])
             self.claims[tk] = codec.decode_claim(tk, kv)
+            self._restate(tk)
         elif kind == "result":
             tk = TaskKey(parts[0], parts[1])
             self.results[tk] = codec.decode_result(tk, kv)
+            self._restate(tk)
         elif kind == "agent":
             self.agents[parts[0]] = codec.decode_agent(kv)
         elif kind == "election":
@@ -173,9 +196,13 @@ class ClusterState:
             self._drop_task(tk)
             self.staged.pop(tk, None)
         elif kind == "claim":
-            self.claims.pop(TaskKey(parts[0], parts[1]), None)
+            tk = TaskKey(parts[0], parts[1])
+            self.claims.pop(tk, None)
+            self._restate(tk)
         elif kind == "result":
-            self.results.pop(TaskKey(parts[0], parts[1]), None)
+            tk = TaskKey(parts[0], parts[1])
+            self.results.pop(tk, None)
+            self._restate(tk)
         elif kind == "agent":
             self.agents.pop(parts[0], None)
         elif kind == "election":

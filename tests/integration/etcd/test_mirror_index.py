@@ -1,14 +1,17 @@
 """The mirror finds a project's tasks without scanning every task (one small
 project submitted at a time into a large mirror must stay cheap), and the
-index agrees with the tasks it holds through puts, staged chunks and deletes."""
+index, like its count of tasks by state, agrees with the tasks it holds
+through puts, staged chunks, claims, results and deletes."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 
 from workhive.coordinator.etcd import ClusterState, EtcdClient, Keyspace, snapshot, submit_project
 from workhive.coordinator.leader.restore import project_specs
-from workhive.coordinator.model import TaskKey
+from workhive.coordinator.model import Claim, TaskKey, TaskResult, TaskState
 
 from .helpers import make_project
 
@@ -38,3 +41,14 @@ def test_a_deleted_task_leaves_the_index(client: EtcdClient, ks: Keyspace) -> No
     cs.note_delete(ks.task(TaskKey("p", "t1")), cs.revision + 1)
     assert cs.task_keys("p") == set() and "p" not in cs.by_project
     assert [s.tasks for s in project_specs(cs, {"p"})] == [()]
+
+
+def test_tasks_by_state_are_counted_as_they_change(client: EtcdClient, ks: Keyspace) -> None:
+    submit_project(client, ks, make_project("p", 3))
+    cs = _mirror(client, ks)
+    key = TaskKey("p", "t0")
+    cs.fold_claim(Claim(key, "a", 1, fence=cs.revision + 1, mod_revision=cs.revision + 1))
+    cs.fold_result(TaskResult(TaskKey("p", "t1"), TaskState.SUCCEEDED), cs.revision + 2)
+    cs.note_delete(ks.task(TaskKey("p", "t2")), cs.revision + 3)
+    scanned = Counter(st for k in cs.tasks if (st := cs.state_of(k)) is not None)
+    assert +cs.state_counts == scanned == Counter({TaskState.ASSIGNED: 1, TaskState.SUCCEEDED: 1})
