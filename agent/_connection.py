@@ -25,7 +25,13 @@ from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 from . import _convert as cv
 from ._held import QUEUED, RUNNABLE, START_PENDING, HeldTasks
-from ._leader import LeaderHint, leader_from_error, status_details, status_name
+from ._leader import (
+    LeaderHint,
+    error_reason,
+    leader_from_error,
+    status_details,
+    status_name,
+)
 from ._session import Session
 from ._types import ConnectionState, CredentialsRefused, TaskKey
 
@@ -48,6 +54,7 @@ class SessionEnd:
     redirect: LeaderHint | None = None
     code: str = ""
     detail: str = ""
+    reason: str = ""  # the ErrorInfo reason of a coordinator's answer ('' if none came)
 
 
 class Connection(HeldTasks):
@@ -89,8 +96,9 @@ class Connection(HeldTasks):
                 self.counters.redirects += 1
                 self._log.info("following leader", leader=end.redirect.address, via=address)
                 continue
-            if via and not end.welcomed and end.code in UNREACHABLE:
-                # the leader answers the followers but not us: one of them relays
+            if via and not end.welcomed and end.code in UNREACHABLE and not end.reason:
+                # the leader answers the followers but not us (it said nothing,
+                # not even "no leader yet"): one of them relays
                 relay, hint, via = via, LeaderHint(via, ""), ""
                 self.counters.relays += 1
                 self._log.info("leader out of reach: asking for a relay", leader=address, via=relay)
@@ -164,7 +172,11 @@ class Connection(HeldTasks):
                     leader=hint.address if hint else None,
                 )
             return SessionEnd(
-                welcomed=session.welcomed, redirect=hint, code=code, detail=status_details(err)
+                welcomed=session.welcomed,
+                redirect=hint,
+                code=code,
+                detail=status_details(err),
+                reason=error_reason(err),
             )
         finally:
             with self._lock:

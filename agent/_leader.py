@@ -23,6 +23,28 @@ class LeaderHint:
     leader_id: str = ""
 
 
+def _error_infos(err: grpc.RpcError) -> list[error_details_pb2.ErrorInfo]:
+    """The ``google.rpc.ErrorInfo`` details of a failed call (none when the
+    server sent none, or its details do not match its code and message)."""
+    try:
+        status = rpc_status.from_call(cast(grpc.Call, err))
+    except ValueError:  # details inconsistent with code/message: ignore them
+        status = None
+    infos = []
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+    return infos
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    """The reason a coordinator gave (ErrorInfo), '' when none: the call
+    failed before any replica answered it (a transport error)."""
+    return next((i.reason for i in _error_infos(err)), "")
+
+
 def leader_from_error(err: grpc.RpcError) -> LeaderHint | None:
     """The leader a FAILED_PRECONDITION/NOT_LEADER error points to, if any.
 
@@ -33,22 +55,12 @@ def leader_from_error(err: grpc.RpcError) -> LeaderHint | None:
     """
     if status_code(err) != grpc.StatusCode.FAILED_PRECONDITION:
         return None
-    try:
-        status = rpc_status.from_call(cast(grpc.Call, err))
-    except ValueError:  # details inconsistent with code/message: ignore them
-        status = None
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.reason != NOT_LEADER:
-                    continue
-                address = info.metadata.get("leader_address") or info.metadata.get(
-                    "leader_addr", ""
-                )
-                if address:
-                    return LeaderHint(address, info.metadata.get("leader_id", ""))
+    for info in _error_infos(err):
+        if info.reason != NOT_LEADER:
+            continue
+        address = info.metadata.get("leader_address") or info.metadata.get("leader_addr", "")
+        if address:
+            return LeaderHint(address, info.metadata.get("leader_id", ""))
     trailing = getattr(err, "trailing_metadata", None)
     pairs = trailing() if callable(trailing) else None
     md = {k: v for k, v in (pairs or ()) if isinstance(v, str)}

@@ -69,6 +69,15 @@ class ServerSession:
     live: bool = True
 
 
+def no_leader_status() -> grpc.Status:
+    """UNAVAILABLE as a replica answers while nobody leads: ErrorInfo NO_LEADER."""
+    info = error_details_pb2.ErrorInfo(reason="NO_LEADER", domain="workhive.dev")
+    st = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="no leader is elected yet")
+    st.details.add().Pack(info)
+    base = rpc_status.to_status(st)
+    return _Status(base.code, base.details, tuple(base.trailing_metadata))
+
+
 def not_leader_status(leader: common_pb2.LeaderInfo, *, details: bool = True) -> grpc.Status:
     """FAILED_PRECONDITION as a follower answers: ErrorInfo + trailing metadata."""
     mirror: tuple[tuple[str, str | bytes], ...] = (
@@ -100,6 +109,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
         mode: "serve" | "redirect" (Redirect message after Hello) |
             "not_leader" (FAILED_PRECONDITION + ErrorInfo) |
             "not_leader_md" (the same, trailing metadata only) | "unavailable" |
+            "no_leader" (UNAVAILABLE + ErrorInfo NO_LEADER, as a replica answers
+            while nobody leads) |
             "unauthenticated" (a refused token).
         leader: LeaderInfo used by the redirect modes.
         serve_relayed: serve a session that asks for a relay
@@ -280,6 +291,8 @@ class ScriptedCoordinator(agent_pb2_grpc.AgentServiceServicer):
                 self.relayed += 1
         if mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "no leader")
+        if mode == "no_leader":
+            context.abort_with_status(no_leader_status())
         if mode == "unauthenticated":
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "Session: an unknown bearer token")
         if mode in ("not_leader", "not_leader_md"):

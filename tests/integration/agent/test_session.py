@@ -283,6 +283,20 @@ def test_a_session_that_renews_the_lease_sends_no_heartbeat_elsewhere(
     assert r.agent.counters.renewed_elsewhere == 0
 
 
+def test_a_named_leader_that_answers_no_leader_yet_is_not_relayed_to(
+    coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
+) -> None:
+    # it answered (it is reachable, it just lost its term): a relay through the
+    # follower would reach the same answer; the agent tries again instead
+    coord.mode = "not_leader"
+    coord.serve_relayed = True
+    coord.leader = common_pb2.LeaderInfo(leader_id="scripted-2", address=coord2.address, term=3)
+    coord2.mode = "no_leader"
+    r = start_agent([coord.address], Recorder())
+    coord2.wait_kind("hello", 2)
+    assert coord.relayed == 0 and r.agent.counters.relays == 0
+
+
 def test_unavailable_tries_the_next_address(
     coord: ScriptedCoordinator, coord2: ScriptedCoordinator, start_agent: Start
 ) -> None:
