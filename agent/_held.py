@@ -123,7 +123,7 @@ class HeldTasks(AgentBase):
         h = self._held.get(key.id)
         waiting = h is not None and h.state in (QUEUED, START_PENDING)
         if h is None or not waiting or not fence_matches(key, h.task.fence):
-            self._log.info("start granted for a task not waiting for it", task=key.task_id)
+            self._log.debug("start granted for a task not waiting for it", task=key.task_id)
             return
         h.state = RUNNABLE
         self._work.notify_all()

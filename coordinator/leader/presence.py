@@ -51,7 +51,9 @@ class Presence:
         return [AgentJoined(replace(hello.info, lease_id=hello.lease_id), now)]
 
     def _resync(self, hello: Hello) -> None:
-        """After a reconnect: re-send what the agent should hold, revoke the rest."""
+        """After a reconnect: re-send what the agent should hold, revoke the
+        rest, and grant again the starts of its started claims (a start
+        request it sent before this leader's mirror was ready went unanswered)."""
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         held: dict[TaskKey, TaskRef] = {r.key: r for r in hello.held}
@@ -63,6 +65,8 @@ class Presence:
             current = mine.get(key)
             if current is None or current.fence != ref.fence:
                 term.port.revoke(agent_id, ref, "claim no longer held")
+            elif current.started and key not in mirror.results:
+                term.port.grant(current)
 
     def start_requested(self, agent_id: str, ref: TaskRef) -> None:
         """The agent asks to start a queued task. The scheduler grants starts

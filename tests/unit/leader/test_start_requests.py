@@ -5,8 +5,10 @@ back when it is no longer the agent's, nothing for one still queued."""
 from __future__ import annotations
 
 from tests.unit.leader.test_executor import K, rig
+from workhive.coordinator.leader.ports import Hello
 from workhive.coordinator.leader.presence import Presence
-from workhive.coordinator.model import Claim, TaskRef
+from workhive.coordinator.model import AgentInfo, Claim, TaskRef
+from workhive.coordinator.scheduling import AgentJoined
 
 STARTED = Claim(K("x"), "a", 1, started=True, fence=20, mod_revision=21, lease_id=11)
 
@@ -37,3 +39,12 @@ def test_a_start_asked_under_an_older_claim_of_the_same_agent_is_taken_back() ->
 def test_a_start_asked_for_a_queued_claim_waits_for_the_scheduler() -> None:
     queued = Claim(K("x"), "a", 1, fence=20, mod_revision=20, lease_id=11)
     assert _ask([queued], "a", 20) == []
+
+
+def test_a_resumed_agent_holding_a_started_claim_is_granted_its_start_again() -> None:
+    # its start request may have come before this leader's mirror was ready
+    r = rig("x", claims=[STARTED])
+    r.term.state.handle(AgentJoined(AgentInfo("a", lease_id=11), 1000.0))
+    held = (TaskRef(K("x"), 20, 1),)
+    Presence(r.term, agent_grace=1.5).hello(Hello(AgentInfo("a"), 11, True, held), 1000.0)
+    assert ("grant", "a", "x", None) in r.port.told
