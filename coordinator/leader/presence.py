@@ -75,7 +75,7 @@ class Presence:
         one), and a claim that is no longer the agent's is taken back."""
         mirror = self.term.mirror
         if mirror is None:
-            return  # re-listing: the agent asks again on its next session
+            return  # not rebuilt yet: the resync on the agent's Hello answers it
         claim = mirror.claims.get(ref.key)
         if claim is None or claim.agent != agent_id or claim.fence != ref.fence:
             self.term.port.revoke(agent_id, ref, "claim no longer held")
