@@ -1,7 +1,7 @@
 """Scale: many agents and one big project; submit time, leader RSS, rebuild after failover.
 
 ``python -m bench.scale [--json] [--quick] [--agents N] [--tasks N] [--sdk-agents]
-[--no-warm-standby]``
+[--no-warm-standby] [--profile DIR]``
 
 2 coordinator processes on an embedded etcd; N agents with a no-op handler,
 then one project of T tasks (chains of 10). Measured: time until all agents
@@ -22,7 +22,10 @@ threads and a thousand of them starve a 2-core machine before the
 coordinator is measured; ``--no-warm-standby`` starts the coordinators with
 followers that do not keep the mirror (the new leader re-reads everything);
 ``--sdk-agents`` uses SDK agents (threads, 100 per
-process) instead.
+process) instead. ``--profile DIR`` samples the leader with py-spy (the
+thread holding the GIL, ``bench._profile``) from the submit to the kill: a
+flame graph in DIR and the costliest functions in the result, to find what
+holds the leader while agent leases run down.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ import argparse
 import contextlib
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench._common import Bench, emit, log, parse_args, to_spec
+from bench._profile import sampled, top
 from workhive.client import WorkhiveError
 
 PER_PROCESS = {"sdk": 100, "swarm": 250}
@@ -75,6 +80,7 @@ def run(
     tasks: int | None = None,
     sdk: bool = False,
     warm_standby: bool = True,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     n_agents = agents or (100 if quick else 1000)
     n_tasks = tasks or (10_000 if quick else 100_000)
@@ -91,7 +97,10 @@ def run(
     }
     res["warm_standby"] = warm_standby
     args = [] if warm_standby else ["--no-warm-standby"]
-    with Bench(coordinators=2, coordinator_args=args, metrics=True) as b:
+    with (
+        Bench(coordinators=2, coordinator_args=args, metrics=True) as b,
+        contextlib.ExitStack() as profiling,
+    ):
         assert b.client is not None
         procs = max(1, -(-n_agents // PER_PROCESS[kind]))
         t0 = time.monotonic()
@@ -104,6 +113,8 @@ def run(
         res["leader_rss_idle_mib"] = _rss_mib(leader.popen.pid)
         spec = to_spec("big", dag)
         m0 = b.leader_samples()
+        if profile:
+            profiling.enter_context(sampled({"leader": leader.popen.pid}, profile))
         res["submit_s"] = round(b.submit(spec), 2)
         submitted = time.monotonic()
         log(f"scale: submit {res['submit_s']} s")
@@ -119,6 +130,7 @@ def run(
             res["succeeded_before_kill"] / (time.monotonic() - submitted), 1
         )
         m1 = b.leader_samples()
+        profiling.close()  # the profile ends at the kill
         for name, metric in _LEASES.items():
             res[name] = int(m1.get(metric, 0) - m0.get(metric, 0))
         st = b.client.status()
@@ -147,6 +159,9 @@ def run(
         assert new_leader.popen is not None
         res["new_leader_rss_mib"] = _rss_mib(new_leader.popen.pid)
         log(f"scale: {res}")
+    if profile:
+        res["profile"] = top(profile / "leader.txt")
+        res["profile_dir"] = str(profile)
     res["target_submit_lt_30s"] = res["submit_s"] < 30
     res["target_leader_rss_lt_1gib"] = (
         max(res["leader_rss_running_mib"], res["new_leader_rss_mib"]) < 1024
@@ -162,11 +177,17 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=None)
     p.add_argument("--sdk-agents", action="store_true", help="SDK agents (threads) instead")
     p.add_argument("--no-warm-standby", action="store_true", help="followers keep no mirror")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the leader from the submit to the kill: flame graph into this directory",
+    )
 
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.agents, a.tasks, a.sdk_agents, not a.no_warm_standby), a.json)
+    emit(run(a.quick, a.agents, a.tasks, a.sdk_agents, not a.no_warm_standby, a.profile), a.json)
 
 
 if __name__ == "__main__":
