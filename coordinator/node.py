@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 
@@ -39,7 +40,6 @@ from workhive.coordinator.etcd import (
     Keyspace,
     LeaseKeeper,
     LeaseLost,
-    LeaseRefresher,
     ProjectMeta,
     Session,
     SessionState,
@@ -50,11 +50,12 @@ from workhive.coordinator.etcd import (
     snapshot,
     submit_project,
 )
+from workhive.coordinator.etcd.keepalive_process import KeepaliveProcess
 from workhive.coordinator.etcd.retention import compact as compact_history
 from workhive.coordinator.etcd.retention import delete_project
-from workhive.coordinator.etcd.stall_cover import StallCover
 from workhive.coordinator.leader.driver import LeaderDriver
 from workhive.coordinator.leader.retention import RetentionLoop
+from workhive.coordinator.logs import configure_logging
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
 from workhive.coordinator.scheduling import SchedulerConfig
@@ -105,7 +106,7 @@ class CoordinatorNode:
         self.port = 0
         self._client: EtcdClient | None = None
         self._keeper: LeaseKeeper | None = None
-        self.refresher: LeaseRefresher | None = None  # read by the dashboard too
+        self.refresher: KeepaliveProcess | None = None  # read by the dashboard too
         self.standby: StandbyMirror | None = None  # the warm mirror while following
         self._election: Election | None = None
         self._session: Session | None = None
@@ -127,8 +128,8 @@ class CoordinatorNode:
     async def refresh_lease(self, lease_id: int) -> int | None:
         """Remaining TTL of an agent lease: 0 when gone, ``None`` when etcd did
         not answer (the agent must not be dropped for it). From memory, the
-        keepalive thread renewing it (``LeaseRefresher.flush``); etcd is asked
-        now only for a lease not confirmed here."""
+        keepalive process renewing it (``KeepaliveProcess``); etcd is asked
+        now only for a lease not confirmed (or overdue) there."""
         if lease_id <= 0:
             return 0
         assert self.refresher is not None
@@ -233,12 +234,16 @@ class CoordinatorNode:
         self._client = connect_etcd(s)
         await asyncio.to_thread(self._client.wait_ready, 30.0)
         # keepalives on connections of their own, the agents' batched apart from the
-        # election's; a thread covers the loop's stalls: docs/failover.md, "Event-loop stalls"
+        # election's, in a process of their own that also covers the loop's stalls:
+        # docs/failover.md, "Event-loop stalls"
         self._keeper = LeaseKeeper(self._client, own_connection=True)
-        keeper = LeaseKeeper(self._client, own_connection=True)
-        self.refresher = LeaseRefresher.started(keeper, s.agent_lease_ttl)
-        cover = StallCover(self.refresher, ttl=float(self.settings.agent_lease_ttl))
-        cover.start()
+        self.refresher = KeepaliveProcess(
+            LeaseKeeper(self._client, own_connection=True),
+            float(s.agent_lease_ttl),
+            connect=functools.partial(connect_etcd, s),
+            setup=functools.partial(configure_logging, s.log_format, s.log_level),
+        )
+        self.refresher.start(self._loop)
         server, health, self.port = build_server(
             AgentServicer(self, dial=lambda address: peer_channel(s, address)),
             ClientServicer(self),
@@ -260,7 +265,7 @@ class CoordinatorNode:
             asyncio.create_task(self._campaign_loop(), name="campaign"),
             asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
             asyncio.create_task(self._readiness_loop(health), name="readiness"),
-            asyncio.create_task(_beat(cover), name="stall-cover-beat"),
+            asyncio.create_task(self.refresher.beating(), name="keepalive-beat"),
         ]
         log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
         if ready is not None:
@@ -287,7 +292,6 @@ class CoordinatorNode:
             if health_server is not None:
                 await health_server[0].stop(None)
             observer.cancel()
-            cover.stop()
             self.refresher.stop()
             self._keeper.close()
             self._client.close()
@@ -489,10 +493,3 @@ async def _refuses_connections(address: str) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return False
-
-
-async def _beat(cover: StallCover, every: float = 0.1) -> None:
-    """Tell the stall cover the event loop is alive."""
-    while True:
-        cover.beat()
-        await asyncio.sleep(every)

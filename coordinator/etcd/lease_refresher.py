@@ -14,7 +14,7 @@ seconds (``h <= min_interval``) is renewed by etcd at least every
 caller (the coordinator uses ``TTL / 4``: with 1 s heartbeats and a 6 s TTL
 a keepalive every 2 s, 4 s of margin). A lease
 found gone is not remembered (ids are never reused; etcd keeps answering 0),
-and entries past their interval are pruned, so memory follows the live
+and entries whose TTL ran out are pruned, so memory follows the live
 agents. The clock is injected (monotonic seconds).
 
 Batched (``heard`` + ``flush``): a heartbeat handler on a busy event loop
@@ -24,13 +24,21 @@ stream every ``flush_every`` seconds. A thousand agents then cost a few
 batched rounds a second instead of one thread hop per due heartbeat, which
 queued behind a busy loop's GIL until leases expired (issue 17). The same
 invariant holds with ``min_interval + flush_every + h``.
+
+Across processes (``KeepaliveProcess``): a thread still needs its
+process's GIL for every answer on the stream, and a busy loop lends it
+once per switch interval (``bench.keepalive_convoy``), so the coordinator
+keeps the flushing refresher in a process of its own. Its refresher
+reports each round (``on_confirmed``) and the coordinator's copy only
+answers heartbeats (``heard``), hands what it heard on (``take_heard``)
+and remembers what the other process confirmed (``remember``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -53,7 +61,10 @@ class LeaseRefresher:
         keeper: LeaseKeeper,
         min_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        on_confirmed: Callable[[float, dict[int, int]], None] | None = None,
     ) -> None:
+        """``on_confirmed(when, ttls)``: called after each answered round
+        (``when`` on ``clock``; a TTL of 0 means the lease is gone)."""
         if min_interval < 0:
             raise ValueError("min_interval must be >= 0")
         self.keeper = keeper
@@ -66,6 +77,7 @@ class LeaseRefresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._owns_keeper = False
+        self.on_confirmed = on_confirmed
 
     def cached(self, lease_id: int) -> int:
         """The remaining TTL if a keepalive is not due yet, else 0 (no I/O)."""
@@ -96,12 +108,15 @@ class LeaseRefresher:
                 self._confirmed[lease_id] = (now, ttl)
             else:
                 self._confirmed.pop(lease_id, None)
-            if len(self._confirmed) > self._prune_at:
-                self._confirmed = {
-                    k: v for k, v in self._confirmed.items() if now - v[0] < self.min_interval
-                }
-                self._prune_at = max(1024, 2 * len(self._confirmed))
+            self._prune(now)
         return ttl
+
+    def _prune(self, now: float) -> None:
+        """Drop entries whose TTL ran out once the table doubled (lock held):
+        a live agent's entry stays (``heard`` and ``live`` need it)."""
+        if len(self._confirmed) > self._prune_at:
+            self._confirmed = {k: v for k, v in self._confirmed.items() if now - v[0] < v[1]}
+            self._prune_at = max(1024, 2 * len(self._confirmed))
 
     def live(self, window: float) -> list[int]:
         """Leases etcd confirmed within the last ``window`` seconds (their
@@ -124,6 +139,29 @@ class LeaseRefresher:
             self._heard.add(lease_id)
         return max(1, int(left))
 
+    def mark(self, lease_ids: Iterable[int]) -> None:
+        """Heartbeats heard elsewhere (another process's ``take_heard``): the
+        leases go in the next due :meth:`flush`, confirmed here or not."""
+        with self._lock:
+            self._heard.update(lease_ids)
+
+    def take_heard(self) -> list[int]:
+        """The leases heard since the last call, handed to whoever flushes."""
+        with self._lock:
+            heard, self._heard = self._heard, set()
+        return list(heard)
+
+    def remember(self, when: float, ttls: dict[int, int]) -> None:
+        """Keepalive answers obtained elsewhere at ``when`` (on this clock)."""
+        with self._lock:
+            for lease, ttl in ttls.items():
+                seen = self._confirmed.get(lease)
+                if ttl <= 0:
+                    self._confirmed.pop(lease, None)
+                elif seen is None or seen[0] < when:
+                    self._confirmed[lease] = (when, ttl)
+            self._prune(when)
+
     def flush(self) -> int:
         """Keep alive, in one round, every lease heard since its last keepalive
         whose keepalive is due (``min_interval`` old); returns how many were
@@ -145,12 +183,17 @@ class LeaseRefresher:
         return len(due)
 
     @classmethod
-    def started(cls, keeper: LeaseKeeper, ttl: float) -> LeaseRefresher:
-        """The coordinator's refresher for agent leases of ``ttl`` seconds,
-        flushing from its thread; it owns ``keeper`` (closed by ``stop``). A
-        keepalive at most every TTL/4: the last is then at most TTL/4 + one
-        heartbeat + one flush old, leaving over half the TTL for stalls."""
-        r = cls(keeper, ttl / 4)
+    def started(
+        cls,
+        keeper: LeaseKeeper,
+        ttl: float,
+        on_confirmed: Callable[[float, dict[int, int]], None] | None = None,
+    ) -> LeaseRefresher:
+        """The refresher for agent leases of ``ttl`` seconds, flushing from
+        its thread; it owns ``keeper`` (closed by ``stop``). A keepalive at
+        most every TTL/4: the last is then at most TTL/4 + one heartbeat +
+        one flush old, leaving over half the TTL for stalls."""
+        r = cls(keeper, ttl / 4, on_confirmed=on_confirmed)
         r._owns_keeper = True
         r.start(flush_every=min(0.25, ttl / 16))
         return r
@@ -185,4 +228,7 @@ class LeaseRefresher:
                     self._confirmed[lease] = (now, ttl)
                 else:
                     self._confirmed.pop(lease, None)
+            self._prune(now)
+        if self.on_confirmed is not None:
+            self.on_confirmed(now, ttls)
         return ttls

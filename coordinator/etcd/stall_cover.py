@@ -17,7 +17,9 @@ Invariant: only leases that were alive and renewed when the loop stopped are
 covered, and only for ``max_stall`` seconds of one stall (a loop that never
 comes back must not keep dead agents' leases alive). A lease whose agent
 died during the stall lives at most ``max_stall`` + its TTL. The clock is
-injected; tests call :meth:`poll` directly.
+injected; tests call :meth:`poll` directly. The coordinator runs the cover
+in its keepalive process (``KeepaliveProcess``), where the loop's beats
+arrive over a pipe and a stopped coordinator is told apart by ``running``.
 """
 
 from __future__ import annotations
@@ -46,8 +48,13 @@ class StallCover:
         check_every: float = 0.25,
         max_stall: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        running: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``running``: whether the loop's process is still running (from
+        another process: a SIGSTOPped coordinator is not a busy one, and its
+        leases are not covered)."""
         self.refresher = refresher
+        self.running = running
         self.window = ttl  # a lease confirmed within one TTL before the stall was alive
         self.min_interval = refresher.min_interval
         self.stall_after = stall_after
@@ -74,7 +81,7 @@ class StallCover:
                 log.info("event loop back: lease cover ends", stalled=round(stalled_for, 2))
             self._covering = None
             return
-        if stalled_for > self.max_stall:
+        if stalled_for > self.max_stall or not self.running():
             return
         if self._covering is None:
             self._covering = self.refresher.live(self.window + stalled_for)

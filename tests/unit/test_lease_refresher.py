@@ -118,3 +118,47 @@ def test_a_lease_found_gone_in_a_round_is_forgotten() -> None:
     r.heard(7)
     r.flush()
     assert r.heard(7) == 0 and r.cached(7) == 0
+
+
+def test_heartbeats_heard_in_one_process_are_flushed_by_another() -> None:
+    coordinator, _, _ = refresher({7: 6, 8: 6})
+    coordinator.refresh(7)
+    coordinator.heard(7)
+    coordinator.heard(8)  # not confirmed here: not handed on
+    handed = coordinator.take_heard()
+    assert handed == [7] and coordinator.take_heard() == []
+    child, keeper, _ = refresher({7: 6, 8: 6})
+    child.mark([*handed, 8])  # marked whether confirmed there or not
+    assert child.flush() == 2
+    assert keeper.rounds == [[7, 8]]
+
+
+def test_each_answered_round_is_reported_with_its_time() -> None:
+    reports: list[tuple[float, dict[int, int]]] = []
+    r, _, clock = refresher({7: 6, 8: 0})
+    r.on_confirmed = lambda when, ttls: reports.append((when, ttls))
+    r.mark([7, 8])
+    r.flush()
+    assert reports == [(clock.now, {7: 6, 8: 0})]
+
+
+def test_answers_obtained_elsewhere_are_remembered_unless_older() -> None:
+    r, keeper, clock = refresher({7: 6})
+    r.remember(clock.now - 1.0, {7: 6, 8: 6})
+    assert r.heard(7) == 5 and r.heard(8) == 5  # from memory, no I/O
+    r.remember(clock.now - 3.0, {7: 6})  # an older answer does not win
+    assert r.last_keepalive(7) == 1.0
+    r.remember(clock.now, {8: 0})  # found gone
+    assert r.heard(8) == 0
+    assert keeper.calls == []
+
+
+def test_memory_keeps_live_leases_when_pruned() -> None:
+    r, _, clock = refresher({})
+    r.remember(clock.now, {lease: 6 for lease in range(1, 1100)})
+    clock.now += 3.0  # past the interval (2 s), within the TTL (6 s)
+    r.remember(clock.now, {5000: 6})  # over 1,024 entries: pruned
+    assert len(r.live(6.0)) == 1100
+    clock.now += 4.0
+    r.remember(clock.now, {lease: 6 for lease in range(6000, 7100)})
+    assert len(r.live(60.0)) == 1101  # the 1,099 whose TTL ran out are gone

@@ -83,3 +83,14 @@ def test_a_stall_longer_than_the_bound_is_not_covered() -> None:
     _run(cover, clock, 20.0, beat=False)
     assert len(keeper.rounds) == covered  # nothing after max_stall
     assert covered <= 20 / 1.5 + 1
+
+
+def test_a_stopped_process_is_not_covered() -> None:
+    keeper, clock = Keeper({7: 6}), Clock()
+    refresher = LeaseRefresher(keeper, 1.5, clock=clock)  # type: ignore[arg-type]
+    running = [True]
+    cover = StallCover(refresher, ttl=6.0, clock=clock, running=lambda: running[0])
+    refresher.refresh(7)
+    running[0] = False  # SIGSTOPped: not a busy loop, its agents must move on
+    _run(cover, clock, 10.0, beat=False)
+    assert keeper.rounds == []
