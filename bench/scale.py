@@ -1,7 +1,7 @@
 """Scale: many agents and one big project; submit time, leader RSS, rebuild after failover.
 
 ``python -m bench.scale [--json] [--quick] [--agents N] [--tasks N] [--sdk-agents]
-[--no-warm-standby] [--profile DIR]``
+[--no-warm-standby] [--add-batches K] [--profile DIR]``
 
 2 coordinator processes on an embedded etcd; N agents with a no-op handler,
 then one project of T tasks (chains of 10). Measured: time until all agents
@@ -10,10 +10,14 @@ and after running for 10 s or until 30 % of the tasks succeeded, then
 SIGKILL of the leader (fast failover on) and:
 time until ``GetStatus`` answers from the new leader, and until the first
 task claimed in the new term starts on an agent (the state rebuild).
-Also, before the kill: tasks/s while running (succeeded / seconds since the
-submit returned) and the agent leases that ended meanwhile, from the
-leader's metrics (every agent heartbeats throughout, so the target is 0: a
-lease that ends is the leader's own stall, issue 17).
+Right after the submit, ``--add-batches`` AddTasks calls (default 5) of
+2,000 new tasks each (chains of 10, the most one call's 1 MiB of records
+holds comfortably) grow the running project: the other kind of big write
+that must not stall the leader's agents. Also, before the kill: tasks/s
+while running (succeeded / seconds since the submit returned) and the agent
+leases that ended meanwhile, from the leader's metrics (every agent
+heartbeats throughout, so the target is 0: a lease that ends is the
+leader's own stall, issue 17).
 Full: 1,000 agents / 100,000 tasks; ``--quick``: 100 agents / 10,000 tasks.
 
 Agents are light protocol-level agents (``bench._swarm``: one coroutine and
@@ -42,8 +46,11 @@ import psutil
 from bench._common import Bench, emit, log, parse_args, to_spec
 from bench._profile import sampled, top
 from workhive.client import WorkhiveError
+from workhive.coordinator.model import TaskSpec
 
 PER_PROCESS = {"sdk": 100, "swarm": 250}
+ADD_BATCH = 2000
+"""Tasks per AddTasks call (chains of 10)."""
 
 
 _LEASES = {
@@ -56,6 +63,18 @@ _LEASES = {
 
 def _rss_mib(pid: int) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def _added(batch: int) -> list[TaskSpec]:
+    """Batch ``batch`` of the AddTasks phase: new chains of 10 no-op tasks."""
+    return [
+        TaskSpec(
+            id=f"a{batch}-{i // 10}-{i % 10}",
+            depends_on=(f"a{batch}-{i // 10}-{i % 10 - 1}",) if i % 10 else (),
+            estimate=0.001,
+        )
+        for i in range(ADD_BATCH)
+    ]
 
 
 def _first_start_after(b: Bench, wall: float, min_term: int) -> float | None:
@@ -81,6 +100,7 @@ def run(
     sdk: bool = False,
     warm_standby: bool = True,
     profile: Path | None = None,
+    add_batches: int = 5,
 ) -> dict[str, Any]:
     n_agents = agents or (100 if quick else 1000)
     n_tasks = tasks or (10_000 if quick else 100_000)
@@ -119,6 +139,15 @@ def run(
         submitted = time.monotonic()
         log(f"scale: submit {res['submit_s']} s")
         res["leader_rss_after_submit_mib"] = _rss_mib(leader.popen.pid)
+        adds = []
+        for k in range(add_batches):
+            t_add = time.monotonic()
+            b.client.add_tasks("big", _added(k))
+            adds.append(time.monotonic() - t_add)
+        if adds:
+            res["add_tasks_s"] = {"batches": len(adds), "tasks_each": ADD_BATCH}
+            res["add_tasks_s"] |= {"max": round(max(adds), 2), "total": round(sum(adds), 2)}
+            log(f"scale: {len(adds)} AddTasks of {ADD_BATCH} in {sum(adds):.2f} s")
         # run for up to 10 s, but kill the leader while most of the work remains
         until = time.monotonic() + 10
         while time.monotonic() < until and b.counts("big").get("succeeded", 0) < n_tasks * 0.3:
@@ -177,6 +206,7 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=None)
     p.add_argument("--sdk-agents", action="store_true", help="SDK agents (threads) instead")
     p.add_argument("--no-warm-standby", action="store_true", help="followers keep no mirror")
+    p.add_argument("--add-batches", type=int, default=5, help="AddTasks calls after the submit")
     p.add_argument(
         "--profile",
         type=Path,
@@ -187,7 +217,10 @@ def _extra(p: argparse.ArgumentParser) -> None:
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.agents, a.tasks, a.sdk_agents, not a.no_warm_standby, a.profile), a.json)
+    res = run(
+        a.quick, a.agents, a.tasks, a.sdk_agents, not a.no_warm_standby, a.profile, a.add_batches
+    )
+    emit(res, a.json)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ class KeepaliveProcess:
         ask etcd itself (not confirmed yet, or not renewed when it was due)."""
         ttl = self.memory.heard(lease_id)
         age = self.memory.last_keepalive(lease_id)
+        if ttl and age is not None and age > self.overdue and self._conn is not None:
+            self._on_answers()  # answers may wait unread behind a busy loop's callbacks
+            ttl = self.memory.heard(lease_id)
+            age = self.memory.last_keepalive(lease_id)
         return ttl if age is not None and age <= self.overdue else 0
 
     def refresh(self, lease_id: int) -> int:
