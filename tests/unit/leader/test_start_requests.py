@@ -48,3 +48,14 @@ def test_a_resumed_agent_holding_a_started_claim_is_granted_its_start_again() ->
     held = (TaskRef(K("x"), 20, 1),)
     Presence(r.term, agent_grace=1.5).hello(Hello(AgentInfo("a"), 11, True, held), 1000.0)
     assert ("grant", "a", "x", None) in r.port.told
+
+
+def test_a_resumed_agent_is_resynced_when_its_hello_came_before_the_state_was_rebuilt() -> None:
+    # A new leader folds the Hellos that arrived before its mirror into the turn
+    # that restores the state: the agent is registered in etcd but not yet in the
+    # scheduler. A started claim whose Assign was lost with the old leader must
+    # still reach it (mixed soak, fault 391: the project waited on it for 60 s).
+    r = rig("x", claims=[STARTED])
+    assert "a" not in r.term.state.agent_ids()
+    Presence(r.term, agent_grace=1.5).hello(Hello(AgentInfo("a"), 11, True, ()), 1000.0)
+    assert ("assign", "a", "x", True) in r.port.told
