@@ -10,10 +10,10 @@ and after running for 10 s or until 30 % of the tasks succeeded, then
 SIGKILL of the leader (fast failover on) and:
 time until ``GetStatus`` answers from the new leader, and until the first
 task claimed in the new term starts on an agent (the state rebuild).
-Right after the submit, ``--add-batches`` AddTasks calls (default 5) of
-2,000 new tasks each (chains of 10, the most one call's 1 MiB of records
-holds comfortably) grow the running project: the other kind of big write
-that must not stall the leader's agents. Also, before the kill: tasks/s
+Right after the submit, ``--add-batches`` AddTasks calls (default 50) of
+100 new tasks each (chains of 10; one call is one etcd transaction of at
+most 120 writes) grow the running project: the other kind of write into a
+big project that must not stall the leader's agents. Also, before the kill: tasks/s
 while running (succeeded / seconds since the submit returned) and the agent
 leases that ended meanwhile, from the leader's metrics (every agent
 heartbeats throughout, so the target is 0: a lease that ends is the
@@ -49,7 +49,7 @@ from workhive.client import WorkhiveError
 from workhive.coordinator.model import TaskSpec
 
 PER_PROCESS = {"sdk": 100, "swarm": 250}
-ADD_BATCH = 2000
+ADD_BATCH = 100
 """Tasks per AddTasks call (chains of 10)."""
 
 
@@ -100,7 +100,7 @@ def run(
     sdk: bool = False,
     warm_standby: bool = True,
     profile: Path | None = None,
-    add_batches: int = 5,
+    add_batches: int = 50,
 ) -> dict[str, Any]:
     n_agents = agents or (100 if quick else 1000)
     n_tasks = tasks or (10_000 if quick else 100_000)
@@ -206,7 +206,7 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=None)
     p.add_argument("--sdk-agents", action="store_true", help="SDK agents (threads) instead")
     p.add_argument("--no-warm-standby", action="store_true", help="followers keep no mirror")
-    p.add_argument("--add-batches", type=int, default=5, help="AddTasks calls after the submit")
+    p.add_argument("--add-batches", type=int, default=50, help="AddTasks calls after the submit")
     p.add_argument(
         "--profile",
         type=Path,
