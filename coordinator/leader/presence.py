@@ -36,10 +36,11 @@ class Presence:
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         self._absent.pop(agent_id, None)
-        # registered in etcd counts: a Hello that came before the mirror is
-        # handled in the turn that restores the state, before the scheduler
-        # has heard of any agent, and must be resynced all the same
-        known = agent_id in term.state.agent_ids() or agent_id in mirror.agents
+        # A Hello that came before the mirror is handled in the turn that
+        # restores the state, before the scheduler knows any agent: it is not
+        # resynced (a known gap, docs/failover.md "The mixed soak": resyncing
+        # it from a mirror that lags etcd re-ran finished tasks)
+        known = agent_id in term.state.agent_ids()
         if known and not hello.resumed:
             # It lost its lease: claims still on an old lease go with that lease
             # (etcd deletes them; the watch then reports each as lost).

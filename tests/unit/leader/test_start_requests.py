@@ -4,6 +4,8 @@ back when it is no longer the agent's, nothing for one still queued."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.unit.leader.test_executor import K, rig
 from workhive.coordinator.leader.ports import Hello
 from workhive.coordinator.leader.presence import Presence
@@ -50,6 +52,11 @@ def test_a_resumed_agent_holding_a_started_claim_is_granted_its_start_again() ->
     assert ("grant", "a", "x", None) in r.port.told
 
 
+@pytest.mark.xfail(
+    reason="known gap (docs/failover.md, 'The mixed soak'): counting the agent as known "
+    "resynced it from a mirror that lagged etcd and re-ran two finished tasks (fault 653)",
+    strict=True,
+)
 def test_a_resumed_agent_is_resynced_when_its_hello_came_before_the_state_was_rebuilt() -> None:
     # A new leader folds the Hellos that arrived before its mirror into the turn
     # that restores the state: the agent is registered in etcd but not yet in the
