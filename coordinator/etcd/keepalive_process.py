@@ -13,9 +13,12 @@ by a socket pair:
 - the coordinator answers each heartbeat from memory (:meth:`KeepaliveProcess.heard`)
   and, from its loop every ``beat_every`` seconds, sends the leases it heard
   since (an empty list is still a beat: the loop is alive);
-- the child renews every due lease it was told of and sends each round's
-  answers back (``when``, ``{lease: ttl}``, monotonic clock, which is
-  system-wide), which the coordinator remembers for the next heartbeats;
+- the child renews every due lease it was told of and sends the answers
+  back (``{lease: (when, ttl)}``, monotonic clock, which is system-wide),
+  which the coordinator remembers for the next heartbeats. A thread of
+  their own sends them, coalesced to the newest answer per lease while the
+  socket is full (a stalled coordinator reads nothing): renewing never
+  waits on reporting;
 - when the beats stop (a stalled loop) the child's stall cover renews the
   leases that were heartbeating, for at most ``max_stall``, and only while
   the coordinator's process is running (SIGSTOPped, it is not covered).
@@ -161,8 +164,7 @@ class KeepaliveProcess:
         assert conn is not None
         try:
             while conn.poll():
-                when, ttls = conn.recv()
-                self.memory.remember(when, ttls)
+                self.memory.remember(conn.recv())
         except (EOFError, OSError):
             code = self._close()
             if not self._stopped and self._loop is not None:
@@ -199,18 +201,55 @@ def _running(pid: int) -> bool:
     return status not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
+class Reports:
+    """The child's answers on their way to the coordinator: the newest answer
+    per lease waits here while a send is blocked (the socket is full when the
+    coordinator's loop reads nothing), so the renewing threads never block on
+    reporting. ``add`` is thread-safe; one thread sends."""
+
+    def __init__(self, send: Callable[[dict[int, tuple[float, int]]], None]) -> None:
+        self._send = send
+        self._pending: dict[int, tuple[float, int]] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="workhive-keepalive-reports", daemon=True
+        )
+        self._thread.start()
+
+    def add(self, when: float, ttls: dict[int, int]) -> None:
+        """One round's answers (the ``LeaseRefresher.on_confirmed`` hook)."""
+        with self._cond:
+            for lease, ttl in ttls.items():
+                self._pending[lease] = (when, ttl)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch, self._pending = self._pending, {}
+            try:
+                self._send(batch)
+            except OSError:
+                return  # the coordinator is gone: the serving loop sees it too
+
+
 def serve(conn: Connection, connect: Callable[[], EtcdClient], ttl: float, parent: int) -> None:
     """The child's loop: renew what the coordinator heard, cover its stalls,
-    report every round; return when the coordinator is gone."""
+    report the answers; return when the coordinator is gone."""
     client = connect()
-    sending = threading.Lock()
-
-    def report(when: float, ttls: dict[int, int]) -> None:
-        with sending, contextlib.suppress(OSError):
-            conn.send((when, ttls))
-
+    reports = Reports(conn.send)
     refresher = LeaseRefresher.started(
-        LeaseKeeper(client, own_connection=True), ttl, on_confirmed=report
+        LeaseKeeper(client, own_connection=True), ttl, on_confirmed=reports.add
     )
     cover = StallCover(refresher, ttl=ttl, running=lambda: _running(parent))
     cover.start()
@@ -227,6 +266,7 @@ def serve(conn: Connection, connect: Callable[[], EtcdClient], ttl: float, paren
     finally:
         cover.stop()
         refresher.stop()
+        reports.close()
         client.close()
 
 

@@ -151,16 +151,17 @@ class LeaseRefresher:
             heard, self._heard = self._heard, set()
         return list(heard)
 
-    def remember(self, when: float, ttls: dict[int, int]) -> None:
-        """Keepalive answers obtained elsewhere at ``when`` (on this clock)."""
+    def remember(self, answers: dict[int, tuple[float, int]]) -> None:
+        """Keepalive answers obtained elsewhere: lease -> (when, on this
+        clock; remaining TTL, 0 when gone). An older answer never wins."""
         with self._lock:
-            for lease, ttl in ttls.items():
+            for lease, (when, ttl) in answers.items():
                 seen = self._confirmed.get(lease)
                 if ttl <= 0:
                     self._confirmed.pop(lease, None)
                 elif seen is None or seen[0] < when:
                     self._confirmed[lease] = (when, ttl)
-            self._prune(when)
+            self._prune(self.clock())
 
     def flush(self) -> int:
         """Keep alive, in one round, every lease heard since its last keepalive

@@ -144,21 +144,21 @@ def test_each_answered_round_is_reported_with_its_time() -> None:
 
 def test_answers_obtained_elsewhere_are_remembered_unless_older() -> None:
     r, keeper, clock = refresher({7: 6})
-    r.remember(clock.now - 1.0, {7: 6, 8: 6})
+    r.remember({7: (clock.now - 1.0, 6), 8: (clock.now - 1.0, 6)})
     assert r.heard(7) == 5 and r.heard(8) == 5  # from memory, no I/O
-    r.remember(clock.now - 3.0, {7: 6})  # an older answer does not win
+    r.remember({7: (clock.now - 3.0, 6)})  # an older answer does not win
     assert r.last_keepalive(7) == 1.0
-    r.remember(clock.now, {8: 0})  # found gone
+    r.remember({8: (clock.now, 0)})  # found gone
     assert r.heard(8) == 0
     assert keeper.calls == []
 
 
 def test_memory_keeps_live_leases_when_pruned() -> None:
     r, _, clock = refresher({})
-    r.remember(clock.now, {lease: 6 for lease in range(1, 1100)})
+    r.remember({lease: (clock.now, 6) for lease in range(1, 1100)})
     clock.now += 3.0  # past the interval (2 s), within the TTL (6 s)
-    r.remember(clock.now, {5000: 6})  # over 1,024 entries: pruned
+    r.remember({5000: (clock.now, 6)})  # over 1,024 entries: pruned
     assert len(r.live(6.0)) == 1100
     clock.now += 4.0
-    r.remember(clock.now, {lease: 6 for lease in range(6000, 7100)})
+    r.remember({lease: (clock.now, 6) for lease in range(6000, 7100)})
     assert len(r.live(60.0)) == 1101  # the 1,099 whose TTL ran out are gone
