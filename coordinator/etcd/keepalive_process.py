@@ -79,7 +79,6 @@ class KeepaliveProcess:
         """``keeper``: this process's keepalive stream, for leases the child
         has not confirmed (``refresh``); ``connect`` and ``setup`` (logging)
         are pickled and called in the child."""
-        self.ttl = ttl
         self.memory = LeaseRefresher(keeper, ttl / 4, clock=clock)
         self.overdue = ttl / 2
         self.restarts = 0

@@ -223,13 +223,7 @@ class LeaseRefresher:
             return {}
         ttls = self.keeper.refresh_many(lease_ids)
         now = self.clock()
-        with self._lock:
-            for lease, ttl in ttls.items():
-                if ttl > 0:
-                    self._confirmed[lease] = (now, ttl)
-                else:
-                    self._confirmed.pop(lease, None)
-            self._prune(now)
+        self.remember({lease: (now, ttl) for lease, ttl in ttls.items()})
         if self.on_confirmed is not None:
             self.on_confirmed(now, ttls)
         return ttls

@@ -53,8 +53,10 @@ def test_a_resumed_agent_holding_a_started_claim_is_granted_its_start_again() ->
 
 
 @pytest.mark.xfail(
-    reason="known gap (docs/failover.md, 'The mixed soak'): counting the agent as known "
-    "resynced it from a mirror that lagged etcd and re-ran two finished tasks (fault 653)",
+    reason="open defect (issue 17, docs/failover.md 'The mixed soak'): an agent that "
+    "reconnects before a new leader has rebuilt its state is not resynced; the simple fix "
+    "resynced it from a mirror that lagged etcd and re-ran two finished tasks, so it waits "
+    "for a resync that checks etcd first",
     strict=True,
 )
 def test_a_resumed_agent_is_resynced_when_its_hello_came_before_the_state_was_rebuilt() -> None:
