@@ -265,8 +265,10 @@ class CoordinatorNode:
             asyncio.create_task(self._campaign_loop(), name="campaign"),
             asyncio.create_task(self._fast_failover_loop(), name="fast-failover"),
             asyncio.create_task(self._readiness_loop(health), name="readiness"),
-            asyncio.create_task(self.refresher.beating(), name="keepalive-beat"),
         ]
+        # beats go on until the keepalive child stops: silence would read to it
+        # as a stalled loop and it would renew the leases it knew meanwhile
+        beat = asyncio.create_task(self.refresher.beating(), name="keepalive-beat")
         log.info("coordinator serving", id=self.id, listen=s.listen, address=self.address)
         if ready is not None:
             ready.set()
@@ -292,6 +294,7 @@ class CoordinatorNode:
             if health_server is not None:
                 await health_server[0].stop(None)
             observer.cancel()
+            beat.cancel()
             self.refresher.stop()
             self._keeper.close()
             self._client.close()

@@ -5,6 +5,7 @@ sessions, the fenced leader election, claims as batched CAS txns, atomic
 project submit, consistent snapshot + resumable watches.
 """
 
+from workhive.coordinator.etcd.barrier import write_barrier
 from workhive.coordinator.etcd.claims import ClaimRequest, Claims, Completion, Finish, Steal
 from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.election import Election, Observer, current_leader, observe
@@ -96,4 +97,5 @@ __all__ = [
     "observe",
     "snapshot",
     "submit_project",
+    "write_barrier",
 ]

@@ -8,6 +8,7 @@ Layout (``P`` = prefix, default ``/workhive/``)::
     P projects/<pid>/tasks/<tid>     spec + durable state
     P claims/<pid>/<tid>             owner, attempt, started; on the owner's lease
     P results/<pid>/<tid>            outcome; written with the claim's deletion
+    P barrier                        the leader's last barrier (``etcd.barrier``)
 
 Project and task ids must not contain ``/`` (the loader enforces ids).
 """
@@ -52,6 +53,10 @@ class Keyspace:
 
     def election(self, lease_id: int) -> bytes:
         return self._k(f"election/{lease_id:x}")
+
+    @property
+    def barrier(self) -> bytes:
+        return self._k("barrier")
 
     # agents
     @property

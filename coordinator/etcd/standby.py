@@ -7,8 +7,9 @@ seconds; a follower that already holds it cuts the takeover to the watch lag.
 Contract: a :class:`StandbyMirror` runs a :class:`Feed` (snapshot at R, then
 every change from R+1, re-listing after compaction) and folds each batch
 into its :class:`ClusterState` on the feed thread. ``hand_over(push,
-min_revision)`` passes the state, once it has seen ``min_revision`` (the new
-leader's election key: everything the old leader wrote is older), and then
+min_revision)`` passes the state, once it has seen ``min_revision`` (the
+new leader's first barrier, ``etcd.barrier``: everything an old leader
+wrote is older), and then
 every later reset or batch, to ``push`` in order, with no gap and no repeat.
 After the hand-over the receiver owns the state object; the mirror no longer
 touches it. Only the etcd layer's types cross this boundary.

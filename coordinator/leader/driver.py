@@ -35,6 +35,7 @@ import structlog
 from workhive.coordinator.etcd import (
     ClusterState,
     EtcdClient,
+    EtcdError,
     Feed,
     Fence,
     ItemResult,
@@ -175,22 +176,38 @@ class LeaderDriver:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self, standby: StandbyMirror | None = None) -> None:
-        """Start leading: take over ``standby``'s warm mirror (once it has seen
-        this term's election key), else snapshot the keyspace now."""
+        """Start leading: take over ``standby``'s warm mirror once it has seen
+        a barrier written now (every write of a previous leader is older: its
+        election key, which its writes compare, was gone before this term
+        began; the mirror may lag that by the watch), else snapshot the keyspace."""
         loop = asyncio.get_running_loop()
 
         def push(item: Input) -> None:
             loop.call_soon_threadsafe(self._inbox.put_nowait, item)
 
-        if standby is not None:
+        since = await self._first_barrier() if standby is not None else None
+        if standby is not None and since is not None:
             self._feed = standby.feed
-            standby.hand_over(push, min_revision=self.fence.term)
+            standby.hand_over(push, min_revision=since)
         else:
+            if standby is not None:
+                await asyncio.to_thread(standby.cancel)
             self._feed = Feed(self.client, self.ks, on_reset=push, on_events=push)
         self._tasks = [
             asyncio.create_task(self._main(), name="leader-main"),
             asyncio.create_task(self._ticker(), name="leader-ticker"),
         ]
+
+    async def _first_barrier(self) -> int | None:
+        """The revision of a barrier written as this term begins (None: not
+        written; a fence already lost also sets ``lost``)."""
+        try:
+            return await self.term.writer.barrier()
+        except NotLeading:
+            self.lost.set()
+        except EtcdError as exc:
+            log.warning("first barrier failed: taking a fresh snapshot", error=str(exc))
+        return None
 
     async def stop(self) -> None:
         """Stop the loops first (nothing more is written), then release resources."""
@@ -397,6 +414,8 @@ class LeaderDriver:
                 await self.presence.expire()
         if term.mirror is None or self._relisting:
             return
+        self.presence.resync_caught_up()
+        await self.presence.write_barrier()
         await self.presence.revoke_stale()
         # Plain successes go to the scheduler now and commit with the claims
         # they release (one txn: docs/leader.md, "One txn per turn"); the rest

@@ -8,6 +8,14 @@ deletes them and the watch reports each as lost); a graceful (drained) end
 revokes at once. An agent that comes back with a fresh lease has its old
 lease revoked the same way. A resumed agent is resynced: what it should hold
 is sent again, anything else it holds is revoked.
+
+Invariant: a resync reads a mirror that holds every write etcd committed
+before it began. The mirror lags etcd (a completion committed by a
+follower, the previous leader's last writes); re-sending a started claim
+whose completion the mirror had not seen yet made an agent run a finished
+task again. So a resumed Hello waits: the leader writes a barrier
+(``etcd.barrier``) after it and resyncs once the watch has delivered the
+barrier (docs/failover.md, "Resync after a barrier").
 """
 
 from __future__ import annotations
@@ -31,16 +39,18 @@ class Presence:
         self.agent_grace = agent_grace
         self._absent: dict[str, float] = {}  # agent id -> since when it has no session
         self._stale_leases: set[int] = set()
+        self._unsynced: dict[str, Hello] = {}  # resumed, no barrier written after it yet
+        self._syncing: list[tuple[int, dict[str, Hello]]] = []  # (barrier revision, hellos)
 
     def hello(self, hello: Hello, now: float) -> list[Event]:
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         self._absent.pop(agent_id, None)
-        # A Hello that came before the mirror is handled in the turn that
-        # restores the state, before the scheduler knows any agent: it is not
-        # resynced (a known gap, docs/failover.md "The mixed soak": resyncing
-        # it from a mirror that lags etcd re-ran finished tasks)
-        known = agent_id in term.state.agent_ids()
+        for _, waiting in self._syncing:  # this Hello's held list is the newer
+            waiting.pop(agent_id, None)
+        # registered in etcd: a Hello that came before the mirror is handled
+        # in the turn that restores the state, before the scheduler knows it
+        known = agent_id in term.state.agent_ids() or agent_id in mirror.agents
         if known and not hello.resumed:
             # It lost its lease: claims still on an old lease go with that lease
             # (etcd deletes them; the watch then reports each as lost).
@@ -50,20 +60,47 @@ class Presence:
                 if c.agent == agent_id and c.lease_id and c.lease_id != hello.lease_id
             }
         elif known:
-            self._resync(hello)
+            self._unsynced[agent_id] = hello
         term.metrics.agents_connected.set(term.port.session_count())
         return [AgentJoined(replace(hello.info, lease_id=hello.lease_id), now)]
 
+    async def write_barrier(self) -> None:
+        """After resumed Hellos: write the barrier their resyncs wait for
+        (a failed write is tried again on the next turn)."""
+        if not self._unsynced:
+            return
+        try:
+            revision = await self.term.writer.barrier()
+        except EtcdError as exc:
+            log.warning("barrier write failed: resyncs wait", error=str(exc))
+            return
+        self._syncing.append((revision, self._unsynced))
+        self._unsynced = {}
+
+    def resync_caught_up(self) -> None:
+        """Resync the agents whose barrier the mirror has reached, if still
+        registered and connected."""
+        mirror = self.term.mirror
+        if mirror is None or not self._syncing:
+            return
+        while self._syncing and self._syncing[0][0] <= mirror.revision:
+            for agent_id, hello in self._syncing.pop(0)[1].items():
+                if agent_id in mirror.agents and self.term.port.connected(agent_id):
+                    self._resync(hello)
+
     def _resync(self, hello: Hello) -> None:
-        """After a reconnect: re-send what the agent should hold, revoke the
-        rest, and grant again the starts of its started claims (a start
-        request it sent before this leader's mirror was ready went unanswered)."""
+        """After a reconnect: re-send what the agent should hold (a claim it
+        holds under an older fence too: sent first, so a run in progress goes
+        on under the current claim), revoke the rest, and grant again the
+        starts of its started claims (a start request it sent before this
+        leader's mirror was ready went unanswered)."""
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         held: dict[TaskKey, TaskRef] = {r.key: r for r in hello.held}
         mine = {k: c for k, c in mirror.claims.items() if c.agent == agent_id}
         for key, claim in mine.items():
-            if key not in held and key in mirror.tasks:
+            ref = held.get(key)
+            if (ref is None or ref.fence != claim.fence) and key in mirror.tasks:
                 term.assign(claim)
         for key, ref in held.items():
             current = mine.get(key)

@@ -39,6 +39,7 @@ from workhive.coordinator.etcd import (
     add_tasks,
     complete_and_claim,
     complete_and_grow,
+    write_barrier,
 )
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import Claim, TaskKey
@@ -78,6 +79,7 @@ class ClaimsStore(Protocol):
     def complete_spawning(
         self, c: Completion, rec: TaskRecord, g: Growth, fence: Fence
     ) -> ItemResult: ...
+    def barrier(self, fence: Fence) -> ItemResult: ...
     def lease_ttl(self, lease_id: int) -> int: ...
     def lease_life(self, lease_id: int) -> tuple[int, int]: ...
     def revoke_lease(self, lease_id: int) -> None: ...
@@ -137,6 +139,9 @@ class EtcdClaimsStore:
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)
 
+    def barrier(self, fence: Fence) -> ItemResult:
+        return write_barrier(self._client, self._claims.ks, fence)
+
     def lease_ttl(self, lease_id: int) -> int:
         return self._client.lease_ttl(lease_id)
 
@@ -181,6 +186,13 @@ class Writer:
         result: T = await self._run(fn, *args)
         self.metrics.etcd_txn_latency.observe(time.perf_counter() - started)
         return result
+
+    async def barrier(self) -> int:
+        """Write the barrier (``etcd.barrier``); its revision."""
+        result = await self.call(self.store.barrier, self.fence)
+        if result.outcome is Outcome.NOT_LEADER:
+            raise NotLeading()
+        return result.revision
 
     async def fenced(
         self, fn: Callable[..., list[ItemResult]], items: Sequence[Any], **kw: Any

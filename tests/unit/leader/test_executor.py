@@ -154,6 +154,13 @@ class FakeStore:
         self.calls.append(("read", [key.task]))
         return self.records.get(key)
 
+    def barrier(self, fence: Fence) -> ItemResult:
+        self.calls.append(("barrier", []))
+        if self.not_leader:
+            return ItemResult(Outcome.NOT_LEADER)
+        self.revision += 1
+        return ItemResult(Outcome.OK, self.revision)
+
     def lease_ttl(self, lease_id: int) -> int:
         return 10
 
