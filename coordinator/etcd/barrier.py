@@ -9,11 +9,16 @@ until its watch has delivered that write: a watch delivers in revision
 order, so everything committed before the barrier is then in the mirror.
 
 Contract: ``write_barrier`` is one txn: the leader's fence and a put of
-``Keyspace.barrier`` (no lease; each write replaces the last). It returns
-``OK`` with the write's revision, or ``NOT_LEADER`` when the fence failed.
+``Keyspace.barrier`` (no lease; each write replaces the last) with a value
+no other barrier has, so a txn whose outcome was lost (a timeout, a
+failover) is read back as this barrier, never as an earlier one. It returns
+``OK`` with the write's revision, ``NOT_LEADER`` when the fence failed, or
+``CONFLICT`` when it could not tell whether the write was applied.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from workhive.coordinator.etcd.client import EtcdClient
 from workhive.coordinator.etcd.keys import Keyspace
@@ -25,6 +30,6 @@ __all__ = ["write_barrier"]
 
 def write_barrier(client: EtcdClient, keyspace: Keyspace, fence: Fence) -> ItemResult:
     """Write the barrier under ``fence``; its result carries the revision."""
-    key, value = keyspace.barrier, str(fence.term).encode()
+    key, value = keyspace.barrier, f"{fence.term} {uuid.uuid4().hex}".encode()
     item = TxnItem([], [op_put(key, value)], puts=[(key, value)])
     return run_batch(client, [item], fence=fence)[0]

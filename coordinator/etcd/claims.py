@@ -19,14 +19,14 @@ release       yes      ModRevision(claim)==seen
 requeue       yes      Version(claim)==0, ModRevision(task)==seen
 finish        yes      ModRevision(task)==seen, claim Mod==seen or absent
 set_state     yes      ModRevision(task)==seen
-complete      no*      CreateRevision(claim)==fence, Lease(claim)==lease,
+complete      yes*     CreateRevision(claim)==fence, Lease(claim)==lease,
                        ModRevision(task)==seen (rule 4)
 ============  =======  ==================================================
 
-*Completions arrive on whichever replica the agent talks to: the claim fence
-alone proves ownership (every leader write that could end or move the claim
-changes it), so a follower may commit them; pass ``fence=`` to also require
-the leader term.
+*The claim fence alone proves ownership (every leader write that could end
+or move the claim changes it); the leader also passes its own fence
+(``fence=``), so a deposed leader that has not noticed yet commits no
+completion its successor's scheduler would never hear of.
 
 Every method returns one :class:`ItemResult` per input, in order: ``OK``,
 ``CONFLICT`` (state moved on: re-read, decide again) or ``NOT_LEADER``.

@@ -115,6 +115,6 @@ def complete_and_claim(
             for p in ps:
                 done[p] = o
     rest = [i for i, d in enumerate(done) if d is None]
-    for i, o in zip(rest, claims.complete([comps[i] for i in rest]), strict=True):
+    for i, o in zip(rest, claims.complete([comps[i] for i in rest], fence=fence), strict=True):
         done[i] = o
     return [d or ItemResult(Outcome.CONFLICT) for d in done], made

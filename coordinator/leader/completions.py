@@ -133,7 +133,7 @@ class Completions:
     async def _finished(self, done: list[Report], now: float) -> list[Event]:
         term, mirror = self.term, self.term.view()
         comps = [_completion(r, now) for r in done]
-        results = await term.writer.call(term.writer.store.complete, comps, mirror.tasks)
+        results = await term.writer.fenced(term.writer.store.complete, comps, known=mirror.tasks)
         events: list[Event] = []
         for r, c, res in zip(done, comps, results, strict=True):
             if not self._settled(r, c, res):

@@ -35,7 +35,6 @@ import structlog
 from workhive.coordinator.etcd import (
     ClusterState,
     EtcdClient,
-    EtcdError,
     Feed,
     Fence,
     ItemResult,
@@ -44,7 +43,7 @@ from workhive.coordinator.etcd import (
     StandbyMirror,
     WatchBatch,
 )
-from workhive.coordinator.leader import restore
+from workhive.coordinator.leader import restore, takeover
 from workhive.coordinator.leader.clock import Clock
 from workhive.coordinator.leader.completions import Completions, Speculated
 from workhive.coordinator.leader.executor import CommandExecutor
@@ -176,38 +175,27 @@ class LeaderDriver:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self, standby: StandbyMirror | None = None) -> None:
-        """Start leading: take over ``standby``'s warm mirror once it has seen
-        a barrier written now (every write of a previous leader is older: its
-        election key, which its writes compare, was gone before this term
-        began; the mirror may lag that by the watch), else snapshot the keyspace."""
+        """Start leading: take over ``standby``'s warm mirror (``takeover``:
+        once it has seen a barrier written now), else snapshot the keyspace.
+        A fence found lost sets ``lost`` and starts nothing."""
         loop = asyncio.get_running_loop()
 
         def push(item: Input) -> None:
             loop.call_soon_threadsafe(self._inbox.put_nowait, item)
 
-        since = await self._first_barrier() if standby is not None else None
-        if standby is not None and since is not None:
-            self._feed = standby.feed
-            standby.hand_over(push, min_revision=since)
-        else:
-            if standby is not None:
-                await asyncio.to_thread(standby.cancel)
+        if standby is not None:
+            try:
+                if await takeover.take_over(self.term.writer, standby, push):
+                    self._feed = standby.feed
+            except NotLeading:
+                self.lost.set()
+                return
+        if self._feed is None:
             self._feed = Feed(self.client, self.ks, on_reset=push, on_events=push)
         self._tasks = [
             asyncio.create_task(self._main(), name="leader-main"),
             asyncio.create_task(self._ticker(), name="leader-ticker"),
         ]
-
-    async def _first_barrier(self) -> int | None:
-        """The revision of a barrier written as this term begins (None: not
-        written; a fence already lost also sets ``lost``)."""
-        try:
-            return await self.term.writer.barrier()
-        except NotLeading:
-            self.lost.set()
-        except EtcdError as exc:
-            log.warning("first barrier failed: taking a fresh snapshot", error=str(exc))
-        return None
 
     async def stop(self) -> None:
         """Stop the loops first (nothing more is written), then release resources."""
@@ -414,9 +402,9 @@ class LeaderDriver:
                 await self.presence.expire()
         if term.mirror is None or self._relisting:
             return
+        await self.presence.revoke_stale()  # before the barrier: its resyncs see them gone
         self.presence.resync_caught_up()
         await self.presence.write_barrier()
-        await self.presence.revoke_stale()
         # Plain successes go to the scheduler now and commit with the claims
         # they release (one txn: docs/leader.md, "One txn per turn"); the rest
         # (failures, spawns, reports the mirror cannot vouch for) commit first.

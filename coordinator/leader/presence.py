@@ -46,7 +46,8 @@ class Presence:
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         self._absent.pop(agent_id, None)
-        for _, waiting in self._syncing:  # this Hello's held list is the newer
+        self._unsynced.pop(agent_id, None)  # this Hello's word is the newer
+        for _, waiting in self._syncing:
             waiting.pop(agent_id, None)
         # registered in etcd: a Hello that came before the mirror is handled
         # in the turn that restores the state, before the scheduler knows it
@@ -97,7 +98,13 @@ class Presence:
         term, mirror = self.term, self.term.view()
         agent_id = hello.info.id
         held: dict[TaskKey, TaskRef] = {r.key: r for r in hello.held}
-        mine = {k: c for k, c in mirror.claims.items() if c.agent == agent_id}
+        # claims on an older lease of the agent's die with that lease (revoked
+        # as stale, or expiring): never sent again
+        mine = {
+            k: c
+            for k, c in mirror.claims.items()
+            if c.agent == agent_id and c.lease_id == hello.lease_id
+        }
         for key, claim in mine.items():
             ref = held.get(key)
             if (ref is None or ref.fence != claim.fence) and key in mirror.tasks:
@@ -176,14 +183,20 @@ class Presence:
         return left > 0 and left > granted - (self.term.clock.monotonic() - since)
 
     async def revoke_stale(self) -> None:
+        """Revoke the old leases of agents back with a fresh one (a failed
+        revoke is tried again on the next turn)."""
         if self._stale_leases:
             stale, self._stale_leases = self._stale_leases, set()
             for lease in stale:
-                await self._revoke("(stale lease)", lease)
+                if not await self._revoke("(stale lease)", lease):
+                    self._stale_leases.add(lease)
 
-    async def _revoke(self, agent_id: str, lease_id: int) -> None:
+    async def _revoke(self, agent_id: str, lease_id: int) -> bool:
+        """Revoke ``lease_id`` (0: nothing to do); False if etcd failed."""
         if lease_id:
             try:
                 await self.term.writer.call(self.term.writer.store.revoke_lease, lease_id)
             except EtcdError as exc:
                 log.warning("lease revoke failed", agent=agent_id, error=str(exc))
+                return False
+        return True

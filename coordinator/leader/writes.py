@@ -25,6 +25,7 @@ from workhive.coordinator.etcd import (
     Claims,
     Completion,
     EtcdClient,
+    EtcdError,
     Fence,
     Finish,
     Growth,
@@ -65,7 +66,7 @@ class ClaimsStore(Protocol):
     ) -> list[ItemResult]: ...
     def finish(self, items: Sequence[Finish], fence: Fence) -> list[ItemResult]: ...
     def complete(
-        self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
+        self, comps: Sequence[Completion], fence: Fence, known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]: ...
     def complete_and_create(
         self,
@@ -115,9 +116,9 @@ class EtcdClaimsStore:
         return self._claims.finish(items, fence)
 
     def complete(
-        self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
+        self, comps: Sequence[Completion], fence: Fence, known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]:
-        return self._claims.complete(comps, known=known)
+        return self._claims.complete(comps, fence=fence, known=known)
 
     def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]:
         return [add_tasks(self._client, self._claims.ks, g, fence) for g in items]
@@ -188,10 +189,13 @@ class Writer:
         return result
 
     async def barrier(self) -> int:
-        """Write the barrier (``etcd.barrier``); its revision."""
+        """Write the barrier (``etcd.barrier``); its revision. EtcdError when
+        it was not written (or not known to be)."""
         result = await self.call(self.store.barrier, self.fence)
         if result.outcome is Outcome.NOT_LEADER:
             raise NotLeading()
+        if not result.ok or result.revision <= 0:
+            raise EtcdError(f"barrier not written ({result.outcome.value})")
         return result.revision
 
     async def fenced(
@@ -253,7 +257,7 @@ class Writer:
         fenced and handled as in ``fenced_on_leases``. Without claims, the
         completions alone (``ClaimsStore.complete``)."""
         if not reqs:
-            return await self.call(self.store.complete, comps, known), []
+            return await self.fenced(self.store.complete, comps, known=known), []
         last: list[list[ItemResult]] = []
 
         def both(items: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
@@ -262,5 +266,5 @@ class Writer:
             return made
 
         made = await self.fenced_on_leases(both, reqs, lease_of)
-        done = last[0] if last else await self.call(self.store.complete, comps, known)
+        done = last[0] if last else await self.fenced(self.store.complete, comps, known=known)
         return done, made

@@ -76,6 +76,7 @@ class FakeStore:
     revision: int = 100
     records: dict[TaskKey, TaskRecord] = field(default_factory=dict)
     lives: dict[int, tuple[int, int]] = field(default_factory=dict)  # lease -> (left, granted)
+    barrier_unknown: bool = False  # the barrier's outcome was lost (CONFLICT, revision 0)
 
     def _results(self, name: str, keys: list[TaskKey]) -> list[ItemResult]:
         self.calls.append((name, [k.task for k in keys]))
@@ -136,7 +137,7 @@ class FakeStore:
         return self._results("finish", [f.record.key for f in items])
 
     def complete(
-        self, comps: Sequence[Completion], known: Mapping[TaskKey, TaskRecord]
+        self, comps: Sequence[Completion], fence: Fence, known: Mapping[TaskKey, TaskRecord]
     ) -> list[ItemResult]:
         return self._results("complete", [c.key for c in comps])
 
@@ -158,6 +159,8 @@ class FakeStore:
         self.calls.append(("barrier", []))
         if self.not_leader:
             return ItemResult(Outcome.NOT_LEADER)
+        if self.barrier_unknown:
+            return ItemResult(Outcome.CONFLICT)
         self.revision += 1
         return ItemResult(Outcome.OK, self.revision)
 
@@ -366,3 +369,14 @@ def test_a_speculated_completion_without_claims_commits_alone() -> None:
     assert r.run(completing=spec) == []
     assert r.store.calls == [("complete", ["x"])]
     assert r.port.told == [("confirmed", "a", "x", True)]
+
+
+def test_a_completion_without_claims_is_not_committed_by_a_deposed_leader() -> None:
+    # its successor's scheduler would never hear of it: the task would stay
+    # running there forever
+    claim = Claim(K("x"), "a", 1, True, fence=20, mod_revision=20, lease_id=11)
+    r = rig("x", claims=[claim])
+    r.store.not_leader = True
+    with pytest.raises(NotLeading):
+        asyncio.run(Completions(r.term).commit([_report("x")], 1000.0))
+    assert r.port.told == []

@@ -116,6 +116,44 @@ def test_a_newer_hello_replaces_one_still_waiting_for_its_barrier() -> None:
     assert r.port.told == [("grant", "a", "x", None)]
 
 
+def test_an_agent_back_with_a_fresh_lease_is_not_resynced_on_its_older_resumed_hello() -> None:
+    # its claims went with its old lease; resending them would run them on a
+    # claim etcd is about to delete
+    r = rig("x", claims=[STARTED])
+    presence = Presence(r.term, agent_grace=1.5)
+    presence.hello(_resumed(), 1000.0)
+    _hello_then_sync(r, presence, Hello(AgentInfo("a"), 99, False, ()))
+    r.term.view().apply([_barrier_echo(r)])
+    presence.resync_caught_up()
+    assert r.port.told == []
+
+
+def test_claims_on_an_older_lease_of_the_agent_are_not_sent_again() -> None:
+    # they die with that lease (revoked as stale, or expiring)
+    old = Claim(K("x"), "a", 1, started=True, fence=20, mod_revision=21, lease_id=9)
+    r = rig("x", claims=[old])
+    presence = Presence(r.term, agent_grace=1.5)
+    _hello_then_sync(r, presence, _resumed())
+    r.term.view().apply([_barrier_echo(r)])
+    presence.resync_caught_up()
+    assert r.port.told == []
+
+
+def test_a_barrier_whose_outcome_was_lost_keeps_the_resync_waiting_for_the_next() -> None:
+    # read back, a lost barrier must never pass for an earlier one
+    r = rig("x", claims=[STARTED])
+    presence = Presence(r.term, agent_grace=1.5)
+    r.store.barrier_unknown = True
+    _hello_then_sync(r, presence, _resumed())
+    presence.resync_caught_up()
+    assert r.port.told == []
+    r.store.barrier_unknown = False
+    asyncio.run(presence.write_barrier())
+    r.term.view().apply([_barrier_echo(r)])
+    presence.resync_caught_up()
+    assert r.port.told == [("assign", "a", "x", True)]
+
+
 def test_an_agent_that_left_before_the_barrier_was_seen_is_not_resynced() -> None:
     r = rig("x", claims=[STARTED])
     presence = Presence(r.term, agent_grace=1.5)
