@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,8 @@ def run_mixed_soak(
     """Inject ``faults`` crash and network faults, finish every project, audit;
     the JSON report (also written to ``out``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("e*.etcd"):  # an earlier run's members: another cluster
+        shutil.rmtree(stale)
     with partitioned(run_dir, etcd_members=3, env=SOAK_ENV, shaped=3) as sc:
         sc.start(coordinators=3, agents=AGENTS)
         result = drive(NetSoak(sc, random.Random(seed)), faults, seed, out)
