@@ -41,6 +41,7 @@ class StandbyMirror:
         self._state: ClusterState | None = None
         self._push: Sink | None = None
         self._min_revision = 0
+        self._released = False  # the state went to ``_push``: changes follow it
         self.feed = Feed(client, keyspace, on_reset=self._reset, on_events=self._events)
 
     @property
@@ -72,14 +73,17 @@ class StandbyMirror:
         """Pass the held state on when it is due (lock held)."""
         st = self._state
         if self._push is not None and st is not None and st.revision >= self._min_revision:
-            self._state = None
+            self._state, self._released = None, True
             self._push(st)
 
     def _reset(self, cs: ClusterState) -> None:
         with self._lock:
-            if self._push is not None and self._state is None:
-                self._push(cs)  # already handed over: a re-list goes to the leader
+            if self._released:
+                assert self._push is not None
+                self._push(cs)  # a re-list after the hand-over goes to the leader
                 return
+            # the first snapshot may come after ``hand_over``: it waits for
+            # ``min_revision`` like any state (it may have been read before it)
             self._state = cs
             self._release()
 
@@ -88,5 +92,6 @@ class StandbyMirror:
             if self._state is not None:
                 self._state.apply(batch.events)
                 self._release()
-            elif self._push is not None:
+            elif self._released:
+                assert self._push is not None
                 self._push(batch)

@@ -460,9 +460,13 @@ class LeaderDriver:
             parked = self.executor.unpark(claim.key)
             if parked is not None:
                 events.append(replace(parked, now=now))
-            if claim.key in mirror.results:
-                continue
-            if term.state.task_agent(claim.key) == claim.agent:
+            if term.state.task_agent(claim.key) != claim.agent:
+                continue  # the scheduler moved on already (its own writes)
+            result = mirror.results.get(claim.key)
+            if result is not None:  # committed by an earlier leader
+                done = restore.outcome(result, claim.agent, now)
+                events += [done] if done is not None else []
+            else:
                 term.metrics.claims_released.labels("lease_expired").inc()
                 events.append(ClaimLost(claim.key, claim.agent, now))
         events += self.presence.left(changes.deleted_agents, now)

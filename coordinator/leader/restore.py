@@ -8,8 +8,8 @@ mirror, without changing it.
 from __future__ import annotations
 
 from workhive.coordinator.etcd import ClusterState
-from workhive.coordinator.model import ProjectSpec
-from workhive.coordinator.scheduling import StateRestored
+from workhive.coordinator.model import ProjectSpec, TaskResult, TaskState
+from workhive.coordinator.scheduling import Event, StateRestored, TaskFailed, TaskSucceeded
 
 
 def project_specs(cs: ClusterState, only: set[str] | None = None) -> list[ProjectSpec]:
@@ -44,3 +44,14 @@ def restored(cs: ClusterState, now: float) -> StateRestored:
         now=now,
         attempts={k: r.attempt for k, r in cs.tasks.items()},
     )
+
+
+def outcome(result: TaskResult, agent_id: str, now: float) -> Event | None:
+    """The scheduler's event for a result it did not commit itself (one an
+    earlier leader committed after the state this term restored): a success,
+    a final failure, or None (a cancel: the scheduler decides those)."""
+    if result.state is TaskState.SUCCEEDED:
+        return TaskSucceeded(result.key, agent_id, result.duration, now)
+    if result.state is TaskState.FAILED:
+        return TaskFailed(result.key, agent_id, result.reason, False, now)
+    return None

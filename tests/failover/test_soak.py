@@ -1,7 +1,7 @@
 """Randomized soak (marker ``soak``): ``WORKHIVE_SOAK_FAULTS`` faults (default
 200; CI sets 20) across several projects in one bounded run; the report goes
 to stdout and to the test's own folder. A test run never overwrites the
-committed result: only ``WORKHIVE_SOAK_REPORT=bench/results/soak.json`` (a
+committed result: only ``WORKHIVE_SOAK_REPORT=bench/results/soak_crash_200.json`` (a
 deliberate long run) writes it."""
 
 from __future__ import annotations

@@ -74,3 +74,23 @@ def test_hand_over_waits_for_the_new_terms_revision(client: EtcdClient, ks: Keys
         assert state.revision >= target and sorted(state.agents) == ["a000", "a001"]
     finally:
         standby.cancel()
+
+
+def test_a_first_snapshot_that_comes_after_the_hand_over_waits_for_the_terms_revision(
+    client: EtcdClient, ks: Keyspace
+) -> None:
+    # a replica that leads right after it started: its warm mirror's first
+    # snapshot was read before the new term's revision (mixed soak, fault 756)
+    target = client.revision() + 2
+    standby = StandbyMirror(client, ks)
+    try:
+        got: queue.SimpleQueue[ClusterState | WatchBatch] = queue.SimpleQueue()
+        standby.hand_over(got.put, min_revision=target)
+        with pytest.raises(queue.Empty):
+            got.get(timeout=0.5)
+        put_agent(client, ks, 0)
+        put_agent(client, ks, 1)
+        state = got.get(timeout=5)
+        assert isinstance(state, ClusterState) and state.revision >= target
+    finally:
+        standby.cancel()
