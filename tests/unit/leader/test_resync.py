@@ -36,6 +36,12 @@ def _completion_seen(r: Rig, claim: Claim, revision: int) -> WatchEvent:
     return WatchEvent(EventType.DELETE, KeyValue(key, b"", 0, revision, 0), prev)
 
 
+def _barrier_seen(r: Rig, presence: Presence) -> None:
+    """The watch delivers the last barrier; the resyncs waiting for it run."""
+    r.term.view().apply([_barrier_echo(r)])
+    presence.resync_caught_up()
+
+
 def _hello_then_sync(r: Rig, presence: Presence, hello: Hello) -> None:
     presence.hello(hello, 1000.0)
     asyncio.run(presence.write_barrier())
@@ -54,8 +60,7 @@ def test_a_resumed_agent_missing_its_started_claim_is_sent_it_once_the_barrier_i
     r = rig("x", claims=[STARTED])
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed())
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("assign", "a", "x", True)]
 
 
@@ -76,8 +81,7 @@ def test_a_resumed_agent_holding_a_started_claim_is_granted_its_start_again() ->
     r.term.state.handle(AgentJoined(AgentInfo("a", lease_id=11), 1000.0))
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed(TaskRef(K("x"), 20, 1)))
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("grant", "a", "x", None)]
 
 
@@ -90,8 +94,7 @@ def test_a_resumed_agent_is_resynced_when_its_hello_came_before_the_state_was_re
     assert "a" not in r.term.state.agent_ids()
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed())
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("assign", "a", "x", True)]
 
 
@@ -101,8 +104,7 @@ def test_a_claim_held_under_an_older_fence_is_sent_again_before_the_old_is_taken
     r = rig("x", claims=[STARTED])
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed(TaskRef(K("x"), 15, 1)))
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("assign", "a", "x", True), ("revoke", "a", "x", "claim no longer held")]
 
 
@@ -111,8 +113,7 @@ def test_a_newer_hello_replaces_one_still_waiting_for_its_barrier() -> None:
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed())
     _hello_then_sync(r, presence, _resumed(TaskRef(K("x"), 20, 1)))
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("grant", "a", "x", None)]
 
 
@@ -123,8 +124,7 @@ def test_an_agent_back_with_a_fresh_lease_is_not_resynced_on_its_older_resumed_h
     presence = Presence(r.term, agent_grace=1.5)
     presence.hello(_resumed(), 1000.0)
     _hello_then_sync(r, presence, Hello(AgentInfo("a"), 99, False, ()))
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == []
 
 
@@ -134,8 +134,7 @@ def test_claims_on_an_older_lease_of_the_agent_are_not_sent_again() -> None:
     r = rig("x", claims=[old])
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed())
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == []
 
 
@@ -149,8 +148,7 @@ def test_a_barrier_whose_outcome_was_lost_keeps_the_resync_waiting_for_the_next(
     assert r.port.told == []
     r.store.barrier_unknown = False
     asyncio.run(presence.write_barrier())
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == [("assign", "a", "x", True)]
 
 
@@ -159,8 +157,7 @@ def test_an_agent_that_left_before_the_barrier_was_seen_is_not_resynced() -> Non
     presence = Presence(r.term, agent_grace=1.5)
     _hello_then_sync(r, presence, _resumed())
     del r.port.sessions["a"]
-    r.term.view().apply([_barrier_echo(r)])
-    presence.resync_caught_up()
+    _barrier_seen(r, presence)
     assert r.port.told == []
 
 
