@@ -1,8 +1,7 @@
 """A barrier: a fenced write whose echo in the watch marks a point in etcd's history.
 
 A leader's mirror follows etcd through the watch, so it may lag writes
-etcd already committed (a completion a follower committed, the last writes
-of the previous leader). Before it acts on the mirror where a stale view
+etcd already committed (the last writes of the previous leader). Before it acts on the mirror where a stale view
 would do harm (re-sending a resumed agent's claims: docs/failover.md,
 "Resync after a barrier"), the leader writes the barrier key and waits
 until its watch has delivered that write: a watch delivers in revision

@@ -10,8 +10,8 @@ lease revoked the same way. A resumed agent is resynced: what it should hold
 is sent again, anything else it holds is revoked.
 
 Invariant: a resync reads a mirror that holds every write etcd committed
-before it began. The mirror lags etcd (a completion committed by a
-follower, the previous leader's last writes); re-sending a started claim
+before it began. The mirror lags etcd (the previous leader's last
+completions); re-sending a started claim
 whose completion the mirror had not seen yet made an agent run a finished
 task again. So a resumed Hello waits: the leader writes a barrier
 (``etcd.barrier``) after it and resyncs once the watch has delivered the

@@ -119,6 +119,8 @@ def run_mixed_soak(
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob("e*.etcd"):  # an earlier run's members: another cluster
         shutil.rmtree(stale)
+    # an earlier run's executions (the same project names) would fail the audit
+    (run_dir / "exec.jsonl").unlink(missing_ok=True)
     with partitioned(run_dir, etcd_members=3, env=SOAK_ENV, shaped=3) as sc:
         sc.start(coordinators=3, agents=AGENTS)
         result = drive(NetSoak(sc, random.Random(seed)), faults, seed, out)
