@@ -1,11 +1,12 @@
 """A barrier: a fenced write whose echo in the watch marks a point in etcd's history.
 
 A leader's mirror follows etcd through the watch, so it may lag writes
-etcd already committed (the last writes of the previous leader). Before it acts on the mirror where a stale view
-would do harm (re-sending a resumed agent's claims: docs/failover.md,
-"Resync after a barrier"), the leader writes the barrier key and waits
-until its watch has delivered that write: a watch delivers in revision
-order, so everything committed before the barrier is then in the mirror.
+etcd already committed (the last writes of the previous leader). Before it
+acts on the mirror where a stale view would do harm (re-sending a resumed
+agent's claims: docs/failover.md, "Resync after a barrier"), the leader
+writes the barrier key and waits until its watch has delivered that write:
+a watch delivers in revision order, so everything committed before the
+barrier is then in the mirror.
 
 Contract: ``write_barrier`` is one txn: the leader's fence and a put of
 ``Keyspace.barrier`` (no lease; each write replaces the last) with a value
