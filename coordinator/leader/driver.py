@@ -465,7 +465,8 @@ class LeaderDriver:
             result = mirror.results.get(claim.key)
             if result is not None:  # committed by an earlier leader
                 done = restore.outcome(result, claim.agent, now)
-                events += [done] if done is not None else []
+                if done is not None:
+                    events.append(done)
             else:
                 term.metrics.claims_released.labels("lease_expired").inc()
                 events.append(ClaimLost(claim.key, claim.agent, now))

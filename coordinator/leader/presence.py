@@ -11,11 +11,11 @@ is sent again, anything else it holds is revoked.
 
 Invariant: a resync reads a mirror that holds every write etcd committed
 before it began. The mirror lags etcd (the previous leader's last
-completions); re-sending a started claim
-whose completion the mirror had not seen yet made an agent run a finished
-task again. So a resumed Hello waits: the leader writes a barrier
-(``etcd.barrier``) after it and resyncs once the watch has delivered the
-barrier (docs/failover.md, "Resync after a barrier").
+completions); re-sending a started claim whose completion the mirror had
+not seen yet made an agent run a finished task again. So a resumed Hello
+waits: the leader writes a barrier (``etcd.barrier``) after it and resyncs
+once the watch has delivered the barrier (docs/failover.md, "Resync after
+a barrier").
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Presence:
         """Resync the agents whose barrier the mirror has reached, if still
         registered and connected."""
         mirror = self.term.mirror
-        if mirror is None or not self._syncing:
+        if mirror is None:
             return
         while self._syncing and self._syncing[0][0] <= mirror.revision:
             for agent_id, hello in self._syncing.pop(0)[1].items():

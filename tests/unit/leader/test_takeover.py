@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,8 +31,7 @@ class FakeStandby:
 
 def _take_over(store: FakeStore, standby: FakeStandby) -> bool:
     writer = Writer(store, FENCE, METRICS, run=_inline)
-    fake: Any = standby
-    warm: StandbyMirror = fake
+    warm = cast(StandbyMirror, standby)
     return asyncio.run(takeover.take_over(writer, warm, lambda item: None))
 
 
