@@ -9,7 +9,8 @@ Hello (slots 1, no prefetch, resuming its lease after a reconnect),
 heartbeats on the stream at the Welcome's interval (unary ones between
 sessions, like the SDK), a no-op "run" of every
 started assignment answered with ``TaskCompleted`` (a queued one is asked
-for with ``StartRequest`` first), ``Redirect`` followed to the leader.
+for with ``StartRequest`` first; a grant of a task already run is ignored),
+``Redirect`` followed to the leader.
 Prints ``START <wall time> <project> <task> <agent> <term>`` per run like
 ``bench._agent_host``. Runs until SIGTERM/SIGINT or SIGKILL.
 """
@@ -104,7 +105,12 @@ class SwarmAgent:
             call.cancel()
 
     async def _run(self, call: grpc.aio.StreamStreamCall, ref: common_pb2.TaskRef) -> None:
-        term = self.terms.pop((ref.project_id, ref.task_id, ref.fence), 0)
+        term = self.terms.pop((ref.project_id, ref.task_id, ref.fence), None)
+        if term is None:
+            # a second grant of a task already run: the leader re-sends a grant
+            # when a StartRequest finds the claim started (the SDK's held
+            # tasks ignore it the same way)
+            return
         line = f"START {time.time():.6f} {ref.project_id} {ref.task_id} {self.id} {term}"
         sys.stdout.write(line + "\n")
         done = agent_pb2.TaskCompleted(task=ref, duration_seconds=0.0)

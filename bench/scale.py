@@ -17,7 +17,10 @@ big project that must not stall the leader's agents. Also, before the kill: task
 while running (succeeded / seconds since the submit returned) and the agent
 leases that ended meanwhile, from the leader's metrics (every agent
 heartbeats throughout, so the target is 0: a lease that ends is the
-leader's own stall, issue 17).
+leader's own stall, issue 17), and the same rate and CPU ms per task by
+process role over that last window alone (``tasks_per_s_steady``,
+``cpu_ms_per_task_steady``: the running rate at scale, to set beside
+``bench.throughput``'s).
 Full: 1,000 agents / 100,000 tasks; ``--quick``: 100 agents / 10,000 tasks.
 
 Agents are light protocol-level agents (``bench._swarm``: one coroutine and
@@ -43,7 +46,7 @@ from typing import Any
 
 import psutil
 
-from bench._common import Bench, emit, log, parse_args, to_spec
+from bench._common import Bench, cpu_ms_per_task, emit, log, parse_args, to_spec, tree_cpu
 from bench._profile import sampled, top
 from workhive.client import WorkhiveError
 from workhive.coordinator.model import TaskSpec
@@ -150,6 +153,7 @@ def run(
             log(f"scale: {len(adds)} AddTasks of {ADD_BATCH} in {sum(adds):.2f} s")
         # run for up to 10 s, but kill the leader while most of the work remains
         until = time.monotonic() + 10
+        steady0 = (time.monotonic(), b.counts("big").get("succeeded", 0), tree_cpu())
         while time.monotonic() < until and b.counts("big").get("succeeded", 0) < n_tasks * 0.3:
             time.sleep(0.5)
         res["leader_rss_running_mib"] = _rss_mib(leader.popen.pid)
@@ -158,6 +162,9 @@ def run(
         res["tasks_per_s_running"] = round(
             res["succeeded_before_kill"] / (time.monotonic() - submitted), 1
         )
+        ran = res["succeeded_before_kill"] - steady0[1]
+        res["tasks_per_s_steady"] = round(ran / (time.monotonic() - steady0[0]), 1)
+        res["cpu_ms_per_task_steady"] = cpu_ms_per_task(steady0[2], tree_cpu(), ran)
         m1 = b.leader_samples()
         profiling.close()  # the profile ends at the kill
         for name, metric in _LEASES.items():

@@ -310,13 +310,15 @@ class Claims:
         items: list[TxnItem] = []
         idx: list[int] = []
         rest: list[int] = []
+        taken: set[TaskKey] = set()  # a key's second completion in one batch is decided later
         for i, c in enumerate(comps):
             rec = known.get(c.key)
-            if rec is None or rec.mod_revision <= 0 or any(comps[j].key == c.key for j in idx):
+            if rec is None or rec.mod_revision <= 0 or c.key in taken:
                 rest.append(i)
                 continue
             items.append(self.completion_item(c, rec, unread_result=True))
             idx.append(i)
+            taken.add(c.key)
         for i, o in zip(idx, self.run(items, fence), strict=True):
             if o.ok:
                 res[i] = o

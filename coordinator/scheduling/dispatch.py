@@ -35,6 +35,7 @@ class Dispatch(StealApplication):
         self._needs = self._build_needs(now)
         self._now = now
         self._slot_total = -1
+        self._queues.settle()
         self._start_queued(now)
         if self._plans.planned:
             self._plans.dispatch_planned(now)

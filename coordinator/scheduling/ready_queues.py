@@ -14,8 +14,11 @@ Invariant (lazy deletion): an entry is live only while the task's stamp
 (``heap_id`` for ``ready``/``by_rank``, ``qheap_id`` for ``queued``) equals
 the entry's and the task is still in the matching state; readers drop stale
 entries, and only those (a queued task whose agent has a free slot for the
-moment is live). Re-keying a task is pushing it again. Pure and deterministic: stamps
-come from the shared ``Counter``.
+moment is live: it waits in ``held`` under its agent's id and goes back into
+``queued`` once that agent's slots are all busy, through ``release`` when a
+task starts on it, or ``settle`` at the next step). Re-keying a task is
+pushing it again. Pure and deterministic: stamps come from the shared
+``Counter``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class ReadyQueues:
         self.by_rank: dict[frozenset[str], list[tuple[float, int, TaskRecord]]] = {}
         # queued tasks by urgency, for free slots to take from saturated agents
         self.queued: list[Entry] = []
+        # live queued entries set aside while their agent has a free slot, by agent id
+        self.held: dict[str, list[Entry]] = {}
 
     def key(self, t: TaskRecord) -> tuple[float, ...]:
         """The policy's ordering key of ``t`` (smaller goes first)."""
@@ -75,27 +80,41 @@ class ReadyQueues:
             heapq.heappush(self.queued, (self.key(t), t.qheap_id, t))
 
     def top_queued(self) -> Entry | None:
-        """Most urgent task queued on an agent whose slots are all busy.
+        """Most urgent task queued on an agent whose slots are all busy; it
+        stays at ``queued[0]``.
 
-        A task whose own agent has a free slot right now is skipped, not
+        A task whose own agent has a free slot right now is set aside, not
         dropped: that slot may go to a more urgent ready task, leaving the
         task queued behind it, and a slot freeing elsewhere must still find
-        it (else it waits out the whole task ahead of it)."""
+        it (else it waits out the whole task ahead of it). Set aside, it is
+        not scanned again by every call of a step (with many agents between
+        a freed slot and its next start, rescanning them made each step
+        quadratic)."""
         h = self.queued
-        held: list[Entry] = []
-        top: Entry | None = None
         while h:
             t = h[0][2]
             if t.qheap_id != h[0][1] or t.state is not _A or t.agent is None or t.project.plan:
                 heapq.heappop(h)  # stale: no longer queued, or planned
             elif t.agent.free_slots > 0:
-                held.append(heapq.heappop(h))
+                self.held.setdefault(t.agent.info.id, []).append(heapq.heappop(h))
             else:
-                top = h[0]
-                break
-        for e in held:
-            heapq.heappush(h, e)
-        return top
+                return h[0]
+        return None
+
+    def release(self, agent_id: str) -> None:
+        """``agent_id``'s slots are all busy again: its queued work set aside
+        by :meth:`top_queued` is back in reach of slots freeing elsewhere."""
+        for e in self.held.pop(agent_id, ()):
+            heapq.heappush(self.queued, e)
+
+    def settle(self) -> None:
+        """At a step's start: release the work of every agent whose slots
+        filled by a path that did not call :meth:`release` (a restore), and
+        drop what went stale meanwhile."""
+        for agent_id, entries in list(self.held.items()):
+            t = entries[0][2]
+            if t.agent is None or t.agent.info.id != agent_id or t.agent.free_slots <= 0:
+                self.release(agent_id)
 
     def rebuild(self) -> None:
         """Re-key every live ready task (after a rerank changed ranks)."""

@@ -145,6 +145,8 @@ class TaskTransitions(Placement):
     def _run(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
         t.state = _RUN
         a.running[t.key] = t
+        if a.free_slots <= 0:
+            self._queues.release(a.info.id)
         t.started_at = now
         self._timers.deadlines.arm(t.key, t.attempt, now, t.spec.timeout)
         self._note_running(t)
