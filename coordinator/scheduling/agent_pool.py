@@ -30,6 +30,10 @@ __all__ = ["AHEAD", "QUEUE", "SLOT", "AgentPool", "frees_in", "remaining"]
 SLOT, QUEUE, AHEAD = 0, 1, 2
 
 
+LAG_WEIGHT = 0.05
+"""Weight of the newest sample in the dispatch lag's moving average."""
+
+
 class AgentPool:
     """Agents, capability groups and their heaps (see the module docstring).
 
@@ -43,6 +47,7 @@ class AgentPool:
         self.stamps = stamps
         self.ahead = ahead  # SchedulerConfig.start_ahead
         self.ahead_tasks = ahead_tasks  # SchedulerConfig.start_ahead_tasks
+        self.lag = 0.0  # dispatch lag, seconds (observe_lag)
         self.agents: dict[str, AgentRecord] = {}
         self.groups: dict[frozenset[str], AgentGroup] = {}
         self.eligible: dict[frozenset[str], list[AgentGroup]] = {}
@@ -93,11 +98,22 @@ class AgentPool:
             return False
         return sum(t.predicted for t in a.running.values()) <= self.ahead * a.info.slots
 
+    def observe_lag(self, seconds: float) -> None:
+        """A finished task's run as the scheduler saw it (from its start here
+        to its success here) less the duration its agent reported: the
+        assignment's and the completion's way between leader and agent, and
+        any wait on the agent. Kept as a moving average (``LAG_WEIGHT``)."""
+        self.lag += LAG_WEIGHT * (max(0.0, seconds) - self.lag)
+
     def overrunning(self, a: AgentRecord, now: float) -> bool:
         """Whether a task on ``a``'s slots runs well past its prediction (then
-        nothing more is started ahead behind it)."""
+        nothing more is started ahead behind it). The dispatch lag is allowed
+        for: a task is not overrunning merely because its start and its
+        completion take time to travel (with a busy leader and a thousand
+        agents, more than ``ahead`` itself)."""
+        limit = self.ahead + self.lag
         return any(
-            t.started_at is not None and now - t.started_at > t.predicted + self.ahead
+            t.started_at is not None and now - t.started_at > t.predicted + limit
             for t in a.running.values()
         )
 

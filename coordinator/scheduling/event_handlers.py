@@ -257,6 +257,8 @@ class EventHandlers(Dispatch):
         if not t or t.state.terminal:
             return
         p = t.project
+        if t.started_at is not None:
+            self._pool.observe_lag(ev.now - t.started_at - ev.duration)
         self._release(t)
         t.state = _OK
         self._stats.busy += ev.duration

@@ -89,6 +89,39 @@ def test_nothing_more_is_started_behind_a_task_that_overruns() -> None:
     assert AssignTask(K("z"), "a", 1, True) not in cmds
 
 
+def _lagging(lag: float) -> SchedulerState:
+    """Agent ``a`` has run a 30-task chain of 10 ms tasks whose successes each
+    reached the scheduler ``lag`` s after it started them (a busy leader, a
+    thousand agents), and is now running ``x`` (10 ms), started at 100 s."""
+    s = SchedulerState(SchedulerConfig(policy="greedy"))
+    chain = tuple(T(f"c{i}", depends_on=(f"c{i - 1}",) if i else ()) for i in range(30))
+    s.handle(AgentJoined(AgentInfo(id="a", slots=1, prefetch=0), 0))
+    s.handle(ProjectSubmitted(ProjectSpec("p", chain), 0))
+    for i in range(30):
+        s.handle(TaskSucceeded(K(f"c{i}"), "a", 0.01, (i + 1) * lag))
+    x = ProjectSpec("q", (T("x"),))
+    assert s.handle(ProjectSubmitted(x, 100.0)) == [AssignTask(TaskKey("q", "x"), "a", 1, True)]
+    return s
+
+
+def test_the_time_a_start_and_a_completion_travel_is_not_counted_as_overrunning() -> None:
+    # x, 0.2 s into its run as the scheduler sees it, is where the chain's tasks
+    # were when their successes came: y is started ahead behind it
+    s = _lagging(0.3)
+    cmds = s.handle(ProjectSubmitted(ProjectSpec("r", (T("y"),)), 100.2))
+    assert cmds == [AssignTask(TaskKey("r", "y"), "a", 1, True)]
+
+
+def test_without_that_lag_the_same_task_counts_as_overrunning() -> None:
+    s = _lagging(0.01)
+    assert s.handle(ProjectSubmitted(ProjectSpec("r", (T("y"),)), 100.2)) == []
+
+
+def test_a_task_running_well_past_the_lag_still_stops_starting_ahead() -> None:
+    s = _lagging(0.3)
+    assert s.handle(ProjectSubmitted(ProjectSpec("r", (T("y"),)), 102.0)) == []
+
+
 def test_the_simulator_runs_started_ahead_tasks_one_slot_at_a_time() -> None:
     spec = ProjectSpec("p", tuple(T(f"t{i}") for i in range(10)))
     res = simulate(spec, SimConfig(agents=1, slots=1, prefetch=1))
