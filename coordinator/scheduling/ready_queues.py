@@ -108,12 +108,21 @@ class ReadyQueues:
             heapq.heappush(self.queued, e)
 
     def settle(self) -> None:
-        """At a step's start: release the work of every agent whose slots
-        filled by a path that did not call :meth:`release` (a restore), and
-        drop what went stale meanwhile."""
+        """At a step's start: drop set-aside entries gone stale (started,
+        moved, requeued), and release the work of every agent whose slots
+        filled by a path that did not call :meth:`release` (a restore)."""
         for agent_id, entries in list(self.held.items()):
-            t = entries[0][2]
-            if t.agent is None or t.agent.info.id != agent_id or t.agent.free_slots <= 0:
+            live = [
+                e
+                for e in entries
+                if e[2].qheap_id == e[1]
+                and e[2].state is _A
+                and e[2].agent is not None
+                and e[2].agent.info.id == agent_id
+            ]
+            self.held[agent_id] = live
+            agent = live[0][2].agent if live else None
+            if agent is None or agent.free_slots <= 0:
                 self.release(agent_id)
 
     def rebuild(self) -> None:

@@ -88,3 +88,12 @@ def test_settle_keeps_aside_the_work_of_agents_that_still_have_a_free_slot() -> 
     queues.top_queued()
     queues.settle()
     assert [e[2].key.task for e in queues.held["free"]] == ["f1", "f2"]
+
+
+def test_settle_drops_set_aside_work_that_went_stale() -> None:
+    queues, _, _ = _setup()
+    queues.top_queued()
+    f1 = queues.held["free"][0][2]
+    f1.state = TaskState.RUNNING  # started on its own agent's free slot
+    queues.settle()
+    assert [e[2].key.task for e in queues.held["free"]] == ["f2"]
