@@ -101,8 +101,10 @@ class AgentPool:
     def observe_lag(self, seconds: float) -> None:
         """A finished task's run as the scheduler saw it (from its start here
         to its success here) less the duration its agent reported: the
-        assignment's and the completion's way between leader and agent, and
-        any wait on the agent. Kept as a moving average (``LAG_WEIGHT``)."""
+        assignment's and the completion's way between leader and agent.
+        Only tasks started on a free slot are samples (one started ahead also
+        waited for a slot, and a long task ahead of it must not pass for
+        lag). Kept as a moving average (``LAG_WEIGHT``)."""
         self.lag += LAG_WEIGHT * (max(0.0, seconds) - self.lag)
 
     def overrunning(self, a: AgentRecord, now: float) -> bool:

@@ -257,7 +257,7 @@ class EventHandlers(Dispatch):
         if not t or t.state.terminal:
             return
         p = t.project
-        if t.started_at is not None:
+        if t.started_at is not None and t.lag_sample:
             self._pool.observe_lag(ev.now - t.started_at - ev.duration)
         self._release(t)
         t.state = _OK
@@ -392,6 +392,7 @@ class EventHandlers(Dispatch):
                 t.state = _RUN
                 a.running[t.key] = t
                 t.started_at = ev.now  # a restored task's deadline counts from here
+                t.lag_sample = False  # but it did not start here
                 self._timers.deadlines.arm(t.key, t.attempt, ev.now, t.spec.timeout)
             else:
                 t.state = _A

@@ -57,6 +57,7 @@ class TaskRecord:
         "heap_id",
         "index",
         "key",
+        "lag_sample",
         "last_moved",
         "planned",
         "predicted",
@@ -89,6 +90,7 @@ class TaskRecord:
         self.last_moved: float | None = None
         self.stolen_at: float | None = None
         self.started_at: float | None = None
+        self.lag_sample = False  # started on a free slot here: its run is a dispatch-lag sample
         self.planned = False
 
 

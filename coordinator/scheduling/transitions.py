@@ -144,6 +144,7 @@ class TaskTransitions(Placement):
 
     def _run(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
         t.state = _RUN
+        t.lag_sample = a.free_slots > 0
         a.running[t.key] = t
         if a.free_slots <= 0:
             self._queues.release(a.info.id)

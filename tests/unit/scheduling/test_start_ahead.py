@@ -122,6 +122,23 @@ def test_a_task_running_well_past_the_lag_still_stops_starting_ahead() -> None:
     assert s.handle(ProjectSubmitted(ProjectSpec("r", (T("y"),)), 102.0)) == []
 
 
+def test_a_task_started_ahead_is_no_lag_sample_for_its_wait_behind_a_long_one() -> None:
+    s = SchedulerState(SchedulerConfig(policy="greedy"))
+    s.handle(AgentJoined(AgentInfo(id="a", slots=1, prefetch=0), 0))
+    assert s.handle(ProjectSubmitted(ProjectSpec("p", (T("x"), T("y"))), 0)) == [
+        AssignTask(K("x"), "a", 1, True),
+        AssignTask(K("y"), "a", 1, True),
+    ]
+    # x ran 5 s; y, started ahead, waited for it and then ran 10 ms: that
+    # wait is no dispatch lag, so a task 0.2 s into its run still overruns
+    s.handle(TaskSucceeded(K("x"), "a", 5.0, 5.0))
+    s.handle(TaskSucceeded(K("y"), "a", 0.01, 5.01))
+    assert s.handle(ProjectSubmitted(ProjectSpec("q", (T("x2"),)), 10.0)) == [
+        AssignTask(TaskKey("q", "x2"), "a", 1, True)
+    ]
+    assert s.handle(ProjectSubmitted(ProjectSpec("r", (T("y2"),)), 10.2)) == []
+
+
 def test_the_simulator_runs_started_ahead_tasks_one_slot_at_a_time() -> None:
     spec = ProjectSpec("p", tuple(T(f"t{i}") for i in range(10)))
     res = simulate(spec, SimConfig(agents=1, slots=1, prefetch=1))
