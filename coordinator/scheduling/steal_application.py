@@ -39,16 +39,17 @@ class StealApplication(TaskTransitions):
     _push_queued_later: list[TaskRecord]
 
     def _steal_to_slot(self, t: TaskRecord, now: float) -> bool:
-        """A free slot takes ``t`` from a saturated agent's queue (steal on idle)."""
+        """A free slot takes ``t``, the top of the queued heap, from a saturated
+        agent's queue (steal on idle); False when nobody free can run it now
+        or its own agent starts it soon: then it is off the heap until the
+        end of this step (re-pushed there)."""
         thief = self._pick_agent(t, _SLOT)
         victim = t.agent
         if thief is None or victim is None or not self._worth_moving(t, now):
-            # nobody free can run it now, or its own agent starts it soon:
-            # re-pushed at the end of this step
             heapq.heappop(self._queues.queued)
             t.qheap_id = -1
             self._push_queued_later.append(t)
-            return True
+            return False
         self._move(t, victim, thief, now)
         return True
 
