@@ -52,4 +52,3 @@ def test_a_step_with_no_free_slot_looks_at_no_queued_work(
     # the slot frees and its agent's own queued task takes it: no slot is free
     s.handle(TaskSucceeded(run.key, run.agent_id, 10.0, 10.0))
     assert calls[0] <= 1  # the freed slot's own choice, not a walk of the queue
-
