@@ -159,6 +159,13 @@ class Claims:
         )
         return replace(o, claim=c)
 
+    @staticmethod
+    def completed(c: Completion, rec: TaskRecord, o: ItemResult) -> ItemResult:
+        """``o`` with the task record ``completion_item(c, rec)`` wrote, when OK."""
+        if not o.ok:
+            return o
+        return replace(o, record=replace(rec, state=c.result.state, mod_revision=o.revision))
+
     def start(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
         """Confirm starts (rule 3): CAS on each claim's mod revision."""
         items = []
@@ -308,7 +315,7 @@ class Claims:
     ) -> list[int]:
         """Fast path of :meth:`complete`; returns the indexes still undecided."""
         items: list[TxnItem] = []
-        idx: list[int] = []
+        idx: list[tuple[int, TaskRecord]] = []
         rest: list[int] = []
         taken: set[TaskKey] = set()  # a key's second completion in one batch is decided later
         for i, c in enumerate(comps):
@@ -317,11 +324,11 @@ class Claims:
                 rest.append(i)
                 continue
             items.append(self.completion_item(c, rec, unread_result=True))
-            idx.append(i)
+            idx.append((i, rec))
             taken.add(c.key)
-        for i, o in zip(idx, self.run(items, fence), strict=True):
+        for (i, rec), o in zip(idx, self.run(items, fence), strict=True):
             if o.ok:
-                res[i] = o
+                res[i] = self.completed(comps[i], rec, o)
             else:
                 rest.append(i)
         return sorted(rest)
@@ -367,7 +374,7 @@ class Claims:
             ]
             seen = self._read(keys)
             items: list[TxnItem] = []
-            idx: list[int] = []
+            idx: list[tuple[int, TaskRecord]] = []
             for i in todo:
                 c = comps[i]
                 tkv, rkv = seen[self.ks.task(c.key)], seen[self.ks.result(c.key)]
@@ -381,14 +388,14 @@ class Claims:
                     continue
                 rec = codec.decode_task(c.key, tkv)
                 items.append(self.completion_item(c, rec, unread_result=False))
-                idx.append(i)
+                idx.append((i, rec))
             out = self.run(items, fence)
             todo = []
-            for i, o in zip(idx, out, strict=True):
+            for (i, rec), o in zip(idx, out, strict=True):
                 if o.outcome is Outcome.CONFLICT:
                     todo.append(i)  # re-read: a concurrent duplicate may have committed it
                 else:
-                    res[i] = o
+                    res[i] = self.completed(comps[i], rec, o)
             if todo:
                 # Retry only those whose claim still matches; others are rejected.
                 ck_seen = self._read([self.ks.claim(comps[i].key) for i in todo])

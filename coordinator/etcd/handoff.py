@@ -113,7 +113,7 @@ def complete_and_claim(
             made[j] = Claims.claimed(reqs[j], o)
         if o.ok:
             for p in ps:
-                done[p] = o
+                done[p] = Claims.completed(comps[p], known[comps[p].key], o)
     rest = [i for i, d in enumerate(done) if d is None]
     for i, o in zip(rest, claims.complete([comps[i] for i in rest], fence=fence), strict=True):
         done[i] = o

@@ -45,7 +45,11 @@ class ClusterState:
     batch in and returns what changed; the ``fold_*`` methods fold in a write
     the owner committed itself, before the watch echoes it (each change is
     kept only if it is at least as new as what is held, so the echo is a
-    no-op). Readers treat the fields as read-only.
+    no-op). A fold marked ``exact`` holds exactly what the write stored (the
+    etcd layer built both from the same values): the echo of that write is
+    then not even decoded (``_exact``: key -> the revision folded; a key is
+    written at most once per revision, so the revision names the write).
+    Readers treat the fields as read-only.
 
     ``staged`` holds task records of projects whose meta is not written yet.
     """
@@ -66,6 +70,7 @@ class ClusterState:
     # tasks by effective state, kept by the mutators (gauges without a scan)
     state_counts: Counter[TaskState] = field(default_factory=Counter)
     _states: dict[TaskKey, TaskState] = field(default_factory=dict)
+    _exact: dict[bytes, int] = field(default_factory=dict)
 
     @classmethod
     def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
@@ -89,11 +94,16 @@ class ClusterState:
             self.mods[key] = revision
             self._delete(key)
 
-    def fold_task(self, record: TaskRecord) -> None:
+    def _folded(self, key: bytes, revision: int, exact: bool) -> None:
+        self.mods[key] = revision
+        if exact:
+            self._exact[key] = revision
+
+    def fold_task(self, record: TaskRecord, *, exact: bool = False) -> None:
         """A task record this process wrote (at ``record.mod_revision``)."""
         key = self.keyspace.task(record.key)
         if self._newer(key, record.mod_revision):
-            self.mods[key] = record.mod_revision
+            self._folded(key, record.mod_revision, exact)
             self._set_task(record)
 
     def _set_task(self, record: TaskRecord) -> None:
@@ -134,21 +144,21 @@ class ClusterState:
             self.mods[key] = meta.mod_revision
             self.projects[meta.id] = meta
 
-    def fold_claim(self, claim: Claim) -> None:
+    def fold_claim(self, claim: Claim, *, exact: bool = False) -> None:
         """A claim this process created or changed (at ``claim.mod_revision``)."""
         key = self.keyspace.claim(claim.key)
         if self._newer(key, claim.mod_revision):
-            self.mods[key] = claim.mod_revision
+            self._folded(key, claim.mod_revision, exact)
             self.claims[claim.key] = claim
             self._restate(claim.key)
 
-    def fold_result(self, result: TaskResult, revision: int) -> None:
+    def fold_result(self, result: TaskResult, revision: int, *, exact: bool = False) -> None:
         """A result this process wrote at ``revision``, in the txn that deleted
         the claim (if any)."""
         self.note_delete(self.keyspace.claim(result.key), revision)
         key = self.keyspace.result(result.key)
         if self._newer(key, revision):
-            self.mods[key] = revision
+            self._folded(key, revision, exact)
             self.results[result.key] = result
             self._restate(result.key)
 
@@ -157,6 +167,8 @@ class ClusterState:
         self.note_delete(self.keyspace.claim(key), revision)
 
     def _put(self, kv: KeyValue) -> None:
+        if self._exact and self._exact.pop(kv.key, 0) == kv.mod_revision:
+            return  # the echo of an exact fold: held already
         if not self._newer(kv.key, kv.mod_revision):
             return
         self.mods[kv.key] = kv.mod_revision
@@ -246,6 +258,7 @@ class ClusterState:
             p for pid in projects for p in (ks.project_prefix(pid), ks.results_project_prefix(pid))
         )
         self.mods = {k: v for k, v in self.mods.items() if not k.startswith(prefixes)}
+        self._exact = {k: v for k, v in self._exact.items() if not k.startswith(prefixes)}
 
     def visible_claims(self) -> dict[TaskKey, Claim]:
         return {k: c for k, c in self.claims.items() if k.project in self.projects}

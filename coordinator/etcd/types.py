@@ -88,11 +88,17 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
-    """Outcome of one item of a batch, with the revision it committed at."""
+    """Outcome of one item of a batch, with the revision it committed at.
+
+    ``claim``: the claim the item wrote; ``record``: the task record a
+    completion wrote (None when it wrote none, e.g. the same completion was
+    committed before). Both are exactly what etcd stores at ``revision``.
+    """
 
     outcome: Outcome
     revision: int = 0
     claim: Claim | None = None
+    record: TaskRecord | None = None
 
     @property
     def ok(self) -> bool:

@@ -124,7 +124,11 @@ class Completions:
             term.metrics.completions_rejected.inc()
             term.port.reject(r.agent_id, r.ref, STALE)
             return False
-        mirror.fold_result(c.result, res.revision)
+        # exact when this write stored both (not when the same completion
+        # had been committed before: that one's result is held as stored)
+        if res.record is not None:
+            mirror.fold_task(res.record, exact=True)
+        mirror.fold_result(c.result, res.revision, exact=res.record is not None)
         term.port.ack(r.agent_id, r.ref)
         if r.ok:
             term.latencies.succeeded(c.key, mirror)

@@ -132,10 +132,11 @@ class CommandExecutor:
             results = await term.writer.fenced_on_leases(term.writer.store.create, claims, _lease)
         for (c, req), res in zip(reqs, results, strict=True):
             if res.ok and res.claim is not None:
-                mirror.fold_claim(replace(res.claim, lease_id=req.lease_id))
+                mirror.fold_claim(replace(res.claim, lease_id=req.lease_id), exact=True)
                 if req.record.state is TaskState.PENDING:
                     mirror.fold_task(
-                        replace(req.record, state=TaskState.READY, mod_revision=res.revision)
+                        replace(req.record, state=TaskState.READY, mod_revision=res.revision),
+                        exact=True,
                     )
                 term.metrics.assignments.labels("claimed").inc()
                 term.assign(res.claim)
@@ -174,7 +175,7 @@ class CommandExecutor:
         results = await term.writer.fenced(term.writer.store.start, [cl for _, cl in mine])
         for (c, _), res in zip(mine, results, strict=True):
             if res.ok and res.claim is not None:
-                mirror.fold_claim(res.claim)
+                mirror.fold_claim(res.claim, exact=True)
                 term.port.grant(res.claim)
                 term.latencies.started(c.key)
             else:
@@ -202,7 +203,7 @@ class CommandExecutor:
             if res.ok and res.claim is not None:
                 moved += 1
                 term.latencies.stolen(c.key, decided)
-                mirror.fold_claim(res.claim)
+                mirror.fold_claim(res.claim, exact=True)
                 term.metrics.steals.labels("moved").inc()
                 term.metrics.last_steal_time.set(term.clock.wall())
                 term.port.revoke(old.agent, TaskRef.of(old), f"stolen by {c.to_agent}")
@@ -219,7 +220,7 @@ class CommandExecutor:
             started = await term.writer.fenced(term.writer.store.start, [cl for _, cl in starts])
             for (c, _), res in zip(starts, started, strict=True):
                 if res.ok and res.claim is not None:
-                    mirror.fold_claim(res.claim)
+                    mirror.fold_claim(res.claim, exact=True)
                     term.assign(res.claim)
                     term.latencies.started(c.key)
                 else:
