@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from workhive.coordinator.etcd import codec
 from workhive.coordinator.etcd.client import EtcdClient, kv_from_pb, prefix_end
 from workhive.coordinator.etcd.keys import Keyspace
+from workhive.coordinator.etcd.project_tally import ProjectTally
 from workhive.coordinator.etcd.txn import op_range
 from workhive.coordinator.etcd.types import (
     Candidate,
@@ -71,6 +72,11 @@ class ClusterState:
     state_counts: Counter[TaskState] = field(default_factory=Counter)
     _states: dict[TaskKey, TaskState] = field(default_factory=dict)
     _exact: dict[bytes, int] = field(default_factory=dict)
+    # per project: tasks by the state a client sees, and estimated work (status in O(1))
+    tally: ProjectTally = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tally = ProjectTally(self._states)
 
     @classmethod
     def from_kvs(cls, keyspace: Keyspace, revision: int, kvs: Iterable[KeyValue]) -> ClusterState:
@@ -107,12 +113,15 @@ class ClusterState:
             self._set_task(record)
 
     def _set_task(self, record: TaskRecord) -> None:
+        self.tally.record_changed(self.tasks.get(record.key), record)
         self.tasks[record.key] = record
         self.by_project.setdefault(record.key.project, set()).add(record.key)
         self._restate(record.key)
 
     def _drop_task(self, key: TaskKey) -> None:
-        if self.tasks.pop(key, None) is not None:
+        old = self.tasks.pop(key, None)
+        if old is not None:
+            self.tally.record_changed(old, None)
             keys = self.by_project.get(key.project)
             if keys is not None:
                 keys.discard(key)
@@ -132,6 +141,7 @@ class ClusterState:
         else:
             self._states[key] = new
             self.state_counts[new] += 1
+        self.tally.state_changed(key, old, new)
 
     def task_keys(self, project_id: str) -> set[TaskKey]:
         """The keys of ``project_id``'s tasks held (read-only; no scan)."""

@@ -192,8 +192,9 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def GetStatus(
         self, request: client_pb2.GetStatusRequest, context: Ctx
     ) -> client_pb2.GetStatusResponse:
-        """Status scans every task (O(tasks)): an answer is reused for
-        STATUS_MAX_AGE seconds, or ten times what computing it took, so
+        """Project counts come from the mirror's tally (no scan); with
+        ``include_tasks`` every task is listed (O(tasks)). An answer is reused
+        for STATUS_MAX_AGE seconds, or ten times what computing it took, so
         polling clients cannot take more than ~10% of the leader's loop."""
         await _check_ids(context, project_id=request.project_id)
         key = (request.project_id, request.include_tasks)
@@ -223,16 +224,16 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             meta = cs.projects.get(pid)
             if meta is None:
                 continue
-            states = effective_states(cs, pid)
-            counts = Counter(s.value for s in states.values())
+            counts = cs.tally.counts(pid)  # kept as the mirror changes: no scan
             ps = client_pb2.ProjectStatus(
                 project_id=pid,
-                counts=dict(counts),
-                finished=bool(states) and all(s.terminal for s in states.values()),
+                counts={s.value: n for s, n in counts.items()},
+                finished=bool(counts) and all(s.terminal for s in counts),
                 submitted_at=meta.submitted_at,
             )
-            ps.total_work_seconds = sum(cs.tasks[k].spec.estimate or 0.0 for k in states)
+            ps.total_work_seconds = cs.tally.work(pid)
             if request.include_tasks:
+                states = effective_states(cs, pid)
                 ps.tasks.extend(
                     task_status(cs, k, s, timing=self._timing(k))
                     for k, s in sorted(states.items(), key=lambda i: i[0].task)
@@ -373,9 +374,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     f"no project {request.project_id!r}",
                 )
             )
-        before = sum(
-            1 for s in effective_states(mirror, request.project_id).values() if not s.terminal
-        )
+        counts = mirror.tally.counts(request.project_id)
+        before = sum(n for s, n in counts.items() if not s.terminal)
         # queued before any await, and shielded: a caller whose deadline
         # expires abandons the answer, not the cancel
         await asyncio.shield(
@@ -395,8 +395,9 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             await context.abort_with_status(
                 error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
             )
-        states = effective_states(mirror, pid)
-        unfinished = sum(1 for s in states.values() if not s.terminal)
+        counts = mirror.tally.counts(pid)
+        tasks = sum(counts.values())
+        unfinished = sum(n for s, n in counts.items() if not s.terminal)
         if unfinished:
             await context.abort_with_status(
                 error_status(
@@ -423,8 +424,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             await context.abort_with_status(
                 error_status(grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}")
             )
-        log.info("project deleted", project=pid, tasks=len(states), revision=revision)
-        return client_pb2.DeleteProjectResponse(tasks=len(states), revision=revision)
+        log.info("project deleted", project=pid, tasks=tasks, revision=revision)
+        return client_pb2.DeleteProjectResponse(tasks=tasks, revision=revision)
 
     async def DrainAgent(
         self, request: client_pb2.DrainAgentRequest, context: Ctx
