@@ -1,12 +1,14 @@
 """Transaction building blocks: compares, ops, the leader fence, and batched CAS.
 
 :func:`run_batch` packs independent CAS items into as few txns as etcd's
-``max-txn-ops`` allows (compare, success and failure lists each hold at most
-``max_ops``). When a txn fails, its failure branch has read every compared
-key, so one round trip tells which items broke their compares: those are
+``max-txn-ops`` allows (compare and success lists each hold at most
+``max_ops``, and so do the distinct keys compared). When a txn fails, one
+read of every compared key tells which items broke their compares: those are
 reported ``CONFLICT`` and the rest are retried, so one conflict never sinks
 the batch. When the leader fence fails, nothing applied and every remaining
-item is ``NOT_LEADER``.
+item is ``NOT_LEADER``. (The read is a second round trip, paid only by a
+failed txn; it used to be the failure branch of every txn, built and sent
+each time.)
 
 An ambiguous txn (deadline hit after sending) is resolved by reading back the
 keys it writes: if every put holds our bytes at one common mod revision (and
@@ -146,6 +148,26 @@ def _read_keys(
     return out
 
 
+def _read_compared(
+    client: EtcdClient, fence: Fence | None, chunk: Sequence[tuple[int, TxnItem]]
+) -> dict[bytes, KeyValue | None]:
+    """After a failed txn: every key it compared (and the fence key), read in
+    one txn, values only where a compare needs them. Read after the failure,
+    not in its failure branch: the branch's ops were built and sent with
+    every txn and are needed only by the few that fail."""
+    keys_only: dict[bytes, bool] = {fence.key: True} if fence else {}
+    for _, it in chunk:
+        for c in it.compares:
+            full = c.target in (_LEASE, _VALUE)
+            keys_only[c.key] = keys_only.get(c.key, True) and not full
+    r = client.txn_raw([], [op_range(k, keys_only=ko) for k, ko in keys_only.items()], retry=True)
+    seen: dict[bytes, KeyValue | None] = {}
+    for k, resp in zip(keys_only, r.responses, strict=True):
+        kvs = resp.response_range.kvs
+        seen[k] = kv_from_pb(kvs[0]) if kvs else None
+    return seen
+
+
 def _applied(client: EtcdClient, items: Sequence[TxnItem], max_ops: int) -> int:
     """Read back an ambiguous txn: its revision if it applied, else 0."""
     keys = [k for it in items for k, _ in it.puts] + [k for it in items for k in it.deletes]
@@ -223,20 +245,13 @@ def run_batch(
                 continue
             cmps: list[Any] = [fence.compare()] if fence else []
             succ: list[Any] = []
-            fail_keys: dict[bytes, bool] = {}
-            if fence:
-                fail_keys[fence.key] = True
             for _, it in chunk:
                 cmps.extend(it.compares)
                 succ.extend(it.success)
-                for c in it.compares:
-                    full = c.target in (_LEASE, _VALUE)
-                    fail_keys[c.key] = fail_keys.get(c.key, True) and not full
-            failure = [op_range(k, keys_only=ko) for k, ko in fail_keys.items()]
             if on_txn:
                 on_txn(len(chunk))
             try:
-                resp = client.txn_raw(cmps, succ, failure, retry=False)
+                resp = client.txn_raw(cmps, succ, [], retry=False)
             except AmbiguousResult:
                 rev = _applied(client, [it for _, it in chunk], max_ops)
                 if rev:
@@ -250,10 +265,7 @@ def run_batch(
                 for idx, _ in chunk:
                     results[idx] = ItemResult(Outcome.OK, rev)
                 continue
-            seen: dict[bytes, KeyValue | None] = {}
-            for k, r in zip(fail_keys, resp.responses, strict=True):
-                kvs = r.response_range.kvs
-                seen[k] = kv_from_pb(kvs[0]) if kvs else None
+            seen = _read_compared(client, fence, chunk)
             if fence and not compare_holds(fence.compare(), seen[fence.key]):
                 not_leader = True
                 for idx, _ in chunk:
