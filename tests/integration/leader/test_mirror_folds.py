@@ -1,7 +1,10 @@
 """The leader folds its own writes into its mirror and skips the watch's echo
 of those it folded exactly (docs/leader.md, "Folding its own writes"): after a
 project ran (claims, starts, completions with results, a failure), the
-leader's mirror holds exactly what a fresh read of etcd decodes to."""
+leader's mirror holds exactly what a fresh read of etcd decodes to, and the
+task specs stored at the end are the ones the submit stored (every write of a
+record re-encodes the mirror's copy: an inexact fold would rewrite the user's
+spec)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pytest
 
 from tests.security.conftest import base_settings, coordinator
 from workhive.agent import Agent, Task
-from workhive.client import Client, Project
+from workhive.client import Client, Project, RetryBackoff
 from workhive.client import Task as Spec
 from workhive.coordinator.etcd import ClusterState, EtcdClient, Keyspace, snapshot
 
@@ -27,7 +30,19 @@ def _handler(task: Task) -> Any:
 
 
 def _project() -> Project:
-    tasks = [Spec(f"s{i}", estimate=0.001) for i in range(6)]
+    tasks = [
+        Spec(
+            f"s{i}",
+            estimate=0.001,
+            priority=i + 2,
+            kind="source",
+            branch=f"b{i % 2}",
+            payload={"n": i, "tags": ["x", "y"]},
+            timeout=30.0,
+            retry_backoff=RetryBackoff(0.5, 4.0),
+        )
+        for i in range(6)
+    ]
     tasks += [Spec(f"m{i}", depends_on=(f"s{i}", f"s{(i + 1) % 6}")) for i in range(6)]
     tasks += [
         Spec("join", depends_on=tuple(f"m{i}" for i in range(6))),
@@ -46,7 +61,7 @@ def test_the_leaders_mirror_equals_etcd_after_a_project_ran(etcd_url: str) -> No
         client = Client([node.address])
         etcd = EtcdClient([etcd_url])
         try:
-            client.submit(_project())
+            submitted = client.submit(_project())
             status = client.wait("folds", timeout=60)
             assert status.counts == {"succeeded": 13, "failed": 1}
             driver = node.node.driver
@@ -61,6 +76,13 @@ def test_the_leaders_mirror_equals_etcd_after_a_project_ran(etcd_url: str) -> No
             assert mirror.claims == fresh.claims
             assert mirror.results == fresh.results
             assert mirror.state_counts == fresh.state_counts
+            ks = Keyspace(settings.prefix)
+            first = ClusterState.from_kvs(
+                ks, submitted.revision, etcd.get_prefix(ks.root, revision=submitted.revision)[1]
+            )
+            assert {k: r.spec for k, r in fresh.tasks.items()} == {
+                k: r.spec for k, r in first.tasks.items()
+            }
         finally:
             for a in agents:
                 a.stop()
