@@ -90,7 +90,12 @@ class Feed:
             self.on_reset(ClusterState.from_kvs(self.keyspace, rev, kvs))
             self.ready.set()
             w = self._watcher = Watcher(
-                self.client, self.keyspace.root, prefix=True, start_revision=rev + 1, prev_kv=True
+                self.client,
+                self.keyspace.root,
+                prefix=True,
+                start_revision=rev + 1,
+                prev_kv=True,
+                prev_on_put=False,  # the mirror reads a deleted claim's last value only
             )
             try:
                 while not self._stop.is_set():

@@ -70,9 +70,10 @@ class WatchBatch:
     revision: int
 
 
-def _event(ev: Any) -> WatchEvent:
+def _event(ev: Any, prev_on_put: bool) -> WatchEvent:
     t = EventType.DELETE if ev.type == 1 else EventType.PUT
-    prev = kv_from_pb(ev.prev_kv) if ev.HasField("prev_kv") else None
+    keep = prev_on_put or t is EventType.DELETE
+    prev = kv_from_pb(ev.prev_kv) if keep and ev.HasField("prev_kv") else None
     return WatchEvent(t, kv_from_pb(ev.kv), prev)
 
 
@@ -81,6 +82,10 @@ class Watcher:
 
     Consume with ``get(timeout)``/iteration, or pass ``callback`` (called on the
     watcher thread with each batch) and ``on_compacted``. ``cancel()`` is idempotent.
+    With ``prev_kv``, events carry the key's previous value; ``prev_on_put=False``
+    keeps it on DELETE events only (etcd sends it with every event; decoding
+    it for every put was a third of the watch thread's work for a reader that
+    only needs a deleted key's last value).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Watcher:
         start_revision: int,
         prefix: bool = False,
         prev_kv: bool = False,
+        prev_on_put: bool = True,
         callback: Callable[[WatchBatch], None] | None = None,
         on_compacted: Callable[[Compacted], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -101,6 +107,7 @@ class Watcher:
         self.range_end = prefix_end(key) if prefix else b""
         self.next_revision = start_revision
         self.prev_kv = prev_kv
+        self.prev_on_put = prev_on_put
         self.progress_notify = progress_notify
         self._callback = callback
         self._on_compacted = on_compacted
@@ -198,7 +205,7 @@ class Watcher:
                     if resp.canceled:
                         raise EtcdError(f"watch canceled: {resp.cancel_reason}")
                     if resp.events:
-                        evs = tuple(_event(e) for e in resp.events)
+                        evs = tuple(_event(e, self.prev_on_put) for e in resp.events)
                         self.next_revision = evs[-1].revision + 1
                         self._deliver(WatchBatch(evs, int(resp.header.revision)))
                     backoff = 0.05

@@ -19,7 +19,7 @@ from workhive.coordinator.etcd import (
     Watcher,
     snapshot,
 )
-from workhive.coordinator.etcd.watch import EventType
+from workhive.coordinator.etcd.watch import EventType, WatchEvent
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,34 @@ def test_snapshot_pages_at_one_revision(client: EtcdClient, ks: Keyspace) -> Non
     client.put(ks.root + b"k999", b"late")
     rev2, kvs2 = snapshot(client, ks.root, page_size=7)
     assert rev2 > rev and len(kvs2) == 26
+
+
+def _events_of(client: EtcdClient, key: bytes, start: int, prev_on_put: bool) -> list[WatchEvent]:
+    w = Watcher(client, key, start_revision=start, prev_kv=True, prev_on_put=prev_on_put)
+    try:
+        got: list[WatchEvent] = []
+        while len(got) < 3:
+            batch = w.get(timeout=5)
+            assert batch is not None, "watch delivered nothing"
+            got += batch.events
+        return got
+    finally:
+        w.cancel()
+
+
+def test_a_watch_may_keep_previous_values_for_deletes_only(
+    client: EtcdClient, ks: Keyspace
+) -> None:
+    key = ks.root + b"prev"
+    start = client.put(key, b"one")
+    client.put(key, b"two")
+    client.delete(key)
+    put1, put2, gone = _events_of(client, key, start, prev_on_put=False)
+    assert (put1.prev, put2.prev) == (None, None)
+    assert gone.type is EventType.DELETE and gone.prev is not None and gone.prev.value == b"two"
+    _, put2, gone = _events_of(client, key, start, prev_on_put=True)  # the audit's view
+    assert put2.prev is not None and put2.prev.value == b"one"
+    assert gone.prev is not None and gone.prev.value == b"two"
 
 
 def test_watch_from_compacted_revision_raises(client: EtcdClient, etcd_private: EtcdTarget) -> None:
