@@ -10,7 +10,9 @@ and values each (a single larger task goes alone). Protocol:
    killed submitter's marker vanishes with its lease;
 2. delete leftovers of an earlier killed submit (task keys without meta),
    guarded by ``Version(meta) == 0`` and our marker;
-3. write task records in chunks, each txn guarded the same way;
+3. write task records in chunks, each txn guarded the same way, up to
+   ``SUBMIT_WRITERS`` chunks in flight at once (a killed submit may leave
+   that many chunks behind);
 4. write the meta key LAST, deleting the marker in the same txn: that is the
    instant the project becomes visible.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +59,7 @@ from workhive.coordinator.etcd.types import ProjectMeta, TaskRecord
 from workhive.coordinator.model import ProjectSpec, TaskKey, TaskState
 
 SUBMIT_LEASE_TTL = 10
+SUBMIT_WRITERS = 4  # chunk txns in flight at once
 # Below etcd's default --max-request-bytes (1.5 MiB), with room for the compares.
 DEFAULT_MAX_TXN_BYTES = 1024 * 1024
 
@@ -145,7 +149,7 @@ def submit_project(
 
     Tasks without dependencies start READY, others PENDING. ``fence`` (optional)
     also requires the leader term on every txn. ``on_chunk(n)`` runs after each
-    task chunk commits (tests use it to kill a submit halfway). ``max_ops`` and
+    task chunk commits, in chunk order (tests use it to kill a submit halfway). ``max_ops`` and
     ``max_bytes`` bound each chunk (module doc). ``lease_ttl``
     bounds how long a killed submit blocks a new submit of the same id.
 
@@ -193,15 +197,32 @@ def submit_project(
             ],
             retry=True,
         )
-        chunks = _chunks(puts, max(1, max_ops - 1), max_bytes)  # compares are few
-        for n, chunk in enumerate(chunks, start=1):
+
+        def write(chunk: list[tuple[bytes, bytes]]) -> None:
             ops = [op_put(key, value) for key, value in chunk]
             r = client.txn_raw(guard, ops, retry=True)  # idempotent puts, guarded
             if not r.succeeded:
                 raise SubmitConflict(f"submit of {pid!r} lost its marker or fence")
-            keeper.refresh(lease)
-            if on_chunk is not None:
-                on_chunk(n)
+
+        chunks = _chunks(puts, max(1, max_ops - 1), max_bytes)  # compares are few
+        refreshed = time.monotonic()
+        # Chunks are independent (guarded puts, the meta comes last), so several
+        # are in flight: etcd commits concurrent txns with one disk sync. Leaving
+        # the pool waits for those in flight, so the cleanup below runs after them.
+        with ThreadPoolExecutor(SUBMIT_WRITERS, thread_name_prefix="submit") as pool:
+            pending = [pool.submit(write, chunk) for chunk in chunks]
+            try:
+                for n, done in enumerate(pending, start=1):
+                    done.result()
+                    if time.monotonic() - refreshed > lease_ttl / 3:
+                        keeper.refresh(lease)
+                        refreshed = time.monotonic()
+                    if on_chunk is not None:
+                        on_chunk(n)
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
         r = client.txn_raw(
             guard, [op_put(meta_key, codec.encode_meta(meta)), op_delete(marker)], retry=True
         )
