@@ -25,6 +25,10 @@ from workhive.coordinator.etcd.types import TaskRecord
 from workhive.coordinator.model import TaskKey, TaskState
 
 
+def _estimate(rec: TaskRecord | None) -> float:
+    return (rec.spec.estimate or 0.0) if rec is not None else 0.0
+
+
 class ProjectTally:
     """Client-state counts and estimated work per project (see module docstring).
 
@@ -53,18 +57,16 @@ class ProjectTally:
         if rec is None:
             return
         key, pid = rec.key, rec.key.project
-        old_deps = self._deps(old)
-        new_deps = self._deps(new)
-        work = (new.spec.estimate or 0.0 if new else 0.0) - (
-            old.spec.estimate or 0.0 if old else 0.0
-        )
+        work = _estimate(new) - _estimate(old)
         if work:
             self._work[pid] = self._work.get(pid, 0.0) + work
         if new is None:
-            self._unlink(key, old_deps)
+            self._unlink(key, self._deps(old))
             self._unmet.pop(key, None)
             return
-        if old is None or old_deps != new_deps:
+        # most rewrites change the state alone: no dependency sets built for them
+        if old is None or old.spec.depends_on != new.spec.depends_on:
+            old_deps, new_deps = self._deps(old), self._deps(new)
             self._unlink(key, old_deps - new_deps)
             for d in new_deps - old_deps:
                 self._children.setdefault(d, set()).add(key)

@@ -132,7 +132,7 @@ class CommandExecutor:
             results = await term.writer.fenced_on_leases(term.writer.store.create, claims, _lease)
         for (c, req), res in zip(reqs, results, strict=True):
             if res.ok and res.claim is not None:
-                mirror.fold_claim(replace(res.claim, lease_id=req.lease_id), exact=True)
+                mirror.fold_claim(res.claim, exact=True)
                 if req.record.state is TaskState.PENDING:
                     mirror.fold_task(
                         replace(req.record, state=TaskState.READY, mod_revision=res.revision),

@@ -38,6 +38,13 @@ RANKED_POLICIES = ("default", "critical-path")
 Entry = tuple[tuple[float, ...], int, TaskRecord]
 
 
+def _live_queued(e: Entry) -> bool:
+    """Whether a ``queued`` entry still stands for its task: the same push,
+    still queued on an agent, not in a plan (planned work is not moved)."""
+    t = e[2]
+    return t.qheap_id == e[1] and t.state is _A and t.agent is not None and not t.project.plan
+
+
 class ReadyQueues:
     """Ready and queued work by urgency (see the module docstring)."""
 
@@ -93,7 +100,7 @@ class ReadyQueues:
         h = self.queued
         while h:
             t = h[0][2]
-            if t.qheap_id != h[0][1] or t.state is not _A or t.agent is None or t.project.plan:
+            if not _live_queued(h[0]) or t.agent is None:
                 heapq.heappop(h)  # stale: no longer queued, or planned
             elif t.agent.free_slots > 0:
                 self.held.setdefault(t.agent.info.id, []).append(heapq.heappop(h))
@@ -115,10 +122,7 @@ class ReadyQueues:
             live = [
                 e
                 for e in entries
-                if e[2].qheap_id == e[1]
-                and e[2].state is _A
-                and e[2].agent is not None
-                and e[2].agent.info.id == agent_id
+                if _live_queued(e) and e[2].agent is not None and e[2].agent.info.id == agent_id
             ]
             self.held[agent_id] = live
             agent = live[0][2].agent if live else None

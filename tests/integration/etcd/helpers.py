@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from workhive.coordinator.etcd import EtcdClient, Keyspace, Store, TaskRecord, submit_project
 from workhive.coordinator.model import ProjectSpec, TaskKey, TaskSpec
@@ -37,3 +39,34 @@ def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.02) -
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
     return time.monotonic() - t0
+
+
+class RecordingClient(EtcdClient):
+    """A real client that notes the failure branch's length of every txn it
+    sends (``failures``) and the most txns it had in flight at once (``most``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures: list[int] = []
+        self.most = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def txn_raw(
+        self,
+        compare: Sequence[Any],
+        success: Sequence[Any],
+        failure: Sequence[Any] = (),
+        *,
+        retry: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        with self._lock:
+            self.failures.append(len(failure))
+            self._in_flight += 1
+            self.most = max(self.most, self._in_flight)
+        try:
+            return super().txn_raw(compare, success, failure, retry=retry, timeout=timeout)
+        finally:
+            with self._lock:
+                self._in_flight -= 1

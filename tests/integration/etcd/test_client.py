@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,8 @@ from workhive.coordinator.etcd import (
     SessionState,
 )
 from workhive.coordinator.etcd.txn import TxnItem, _applied, cmp_version, op_put, run_batch
+
+from .helpers import RecordingClient
 
 pytestmark = pytest.mark.integration
 
@@ -85,27 +85,8 @@ def test_session_suspends_then_loses_when_etcd_silent(etcd_private: EtcdTarget) 
         c.close()
 
 
-class _Recording(EtcdClient):
-    """A real client that remembers the failure branch of every txn it sends."""
-
-    failures: list[int]
-
-    def txn_raw(
-        self,
-        compare: Sequence[Any],
-        success: Sequence[Any],
-        failure: Sequence[Any] = (),
-        *,
-        retry: bool = False,
-        timeout: float | None = None,
-    ) -> Any:
-        self.failures.append(len(failure))
-        return super().txn_raw(compare, success, failure, retry=retry, timeout=timeout)
-
-
 def test_one_conflict_in_a_batch_costs_a_read_and_sinks_nothing(etcd: EtcdTarget) -> None:
-    c = _Recording(etcd.endpoints)
-    c.failures = []
+    c = RecordingClient(etcd.endpoints)
     ks = Keyspace(etcd.prefix)
     try:
         c.put(ks.root + b"taken", b"x")

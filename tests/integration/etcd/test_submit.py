@@ -6,11 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -27,7 +24,7 @@ from workhive.coordinator.etcd import (
 from workhive.coordinator.etcd.submit import SUBMIT_WRITERS
 from workhive.coordinator.model import TaskKey, TaskState
 
-from .helpers import make_project
+from .helpers import RecordingClient, make_project
 
 pytestmark = pytest.mark.integration
 
@@ -158,36 +155,10 @@ def test_a_project_that_fits_one_txn_is_submitted_in_one_round_trip(
         submit_project(client, ks, make_project("small", 20))
 
 
-class _Overlapping(EtcdClient):
-    """A real client that records how many txns it has in flight at once."""
-
-    in_flight = 0
-    most = 0
-    lock = threading.Lock()
-
-    def txn_raw(
-        self,
-        compare: Sequence[Any],
-        success: Sequence[Any],
-        failure: Sequence[Any] = (),
-        *,
-        retry: bool = False,
-        timeout: float | None = None,
-    ) -> Any:
-        with self.lock:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-        try:
-            return super().txn_raw(compare, success, failure, retry=retry, timeout=timeout)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-
 def test_a_big_submit_writes_several_chunks_at_once(etcd: EtcdTarget, ks: Keyspace) -> None:
     """Chunks are independent guarded puts: etcd commits concurrent ones with
     one disk sync, so a 100,000-task submit is not 788 sequential syncs."""
-    c = _Overlapping(etcd.endpoints)
+    c = RecordingClient(etcd.endpoints)
     try:
         chunks: list[int] = []
         meta = submit_project(c, ks, make_project("wide", 2000), on_chunk=chunks.append)
