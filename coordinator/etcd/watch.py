@@ -83,9 +83,9 @@ class Watcher:
     Consume with ``get(timeout)``/iteration, or pass ``callback`` (called on the
     watcher thread with each batch) and ``on_compacted``. ``cancel()`` is idempotent.
     With ``prev_kv``, events carry the key's previous value; ``prev_on_put=False``
-    keeps it on DELETE events only (etcd sends it with every event; decoding
-    it for every put was a third of the watch thread's work for a reader that
-    only needs a deleted key's last value).
+    keeps it on DELETE events only (etcd sends it with every event; a reader
+    that only needs a deleted key's last value need not decode it for every
+    put).
     """
 
     def __init__(
