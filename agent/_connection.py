@@ -212,10 +212,12 @@ class Connection(HeldTasks):
             elif kind == "revoke":
                 self._on_taken_back(cv.key_from_proto(msg.revoke.task), msg.revoke.reason, cancel)
             elif kind == "completion_ack":
-                key = cv.key_from_proto(msg.completion_ack.task)
-                if self._take_unacked(key) is not None:
-                    self.counters.completions_acked += 1
-                    self._answered(key, True)
+                ack = msg.completion_ack
+                for ref in (ack.task, *ack.more):
+                    key = cv.key_from_proto(ref)
+                    if self._take_unacked(key) is not None:
+                        self.counters.completions_acked += 1
+                        self._answered(key, True)
             elif kind == "completion_rejected":
                 rej = msg.completion_rejected
                 key = cv.key_from_proto(rej.task)

@@ -60,6 +60,7 @@ def hello(
             held=[key_to_proto(k) for k in held],
             pull=pull,
             batches=True,
+            ack_batches=True,
         )
     )
 

@@ -24,6 +24,9 @@ MAILBOX_LIMIT = 10_000
 MAX_BATCH = 512
 """Most coordinator messages sent as one stream write (a CoordinatorBatch)."""
 
+_ACKS = agent_pb2.CoordinatorMessage()
+"""Placeholder in an outbox for the acks pending on its session (``AgentConn.ack``)."""
+
 
 def ref_to_proto(ref: TaskRef) -> common_pb2.TaskRef:
     return common_pb2.TaskRef(
@@ -41,18 +44,46 @@ def task_ref(claim: Claim) -> common_pb2.TaskRef:
 
 @dataclass
 class AgentConn:
-    """One open session: who the agent is, its lease, and its outbox."""
+    """One open session: who the agent is, its lease, and its outbox.
+
+    Acks to an agent that reads ``CompletionAck.more`` wait in ``acks``
+    behind one placeholder in the outbox, where the first of them was
+    pushed; the write that reaches the placeholder carries them all in one
+    ``CompletionAck`` (one message per write, not one per completion)."""
 
     info: AgentInfo
     lease_id: int
     batches: bool = False  # the agent reads CoordinatorMessage.batch
+    ack_batches: bool = False  # the agent reads CompletionAck.more
     outbox: asyncio.Queue[agent_pb2.CoordinatorMessage | None] = field(
         default_factory=asyncio.Queue
     )
     draining: bool = False
+    acks: list[common_pb2.TaskRef] = field(default_factory=list)
 
     def push(self, msg: agent_pb2.CoordinatorMessage) -> None:
         self.outbox.put_nowait(msg)
+
+    def ack(self, ref: common_pb2.TaskRef) -> None:
+        """Acknowledge a completion: alone, or with the others pending (see class)."""
+        if not self.ack_batches:
+            self.push(
+                agent_pb2.CoordinatorMessage(completion_ack=agent_pb2.CompletionAck(task=ref))
+            )
+            return
+        if not self.acks:
+            self.push(_ACKS)
+        self.acks.append(ref)
+
+    def _real(self, msg: agent_pb2.CoordinatorMessage) -> agent_pb2.CoordinatorMessage:
+        """``msg``, or the pending acks in one message for their placeholder."""
+        if msg is not _ACKS:
+            return msg
+        first, *more = self.acks
+        self.acks = []
+        return agent_pb2.CoordinatorMessage(
+            completion_ack=agent_pb2.CompletionAck(task=first, more=more)
+        )
 
     def next_write(
         self, first: agent_pb2.CoordinatorMessage
@@ -62,6 +93,7 @@ class AgentConn:
         whether the outbox was closed behind them. Messages queue up while
         the previous write is in flight, so a turn's acks, grants and
         assignments to one agent leave in one write."""
+        first = self._real(first)
         if not self.batches:
             return first, False
         more: list[agent_pb2.CoordinatorMessage] = []
@@ -74,7 +106,7 @@ class AgentConn:
             if item is None:
                 closed = True
                 break
-            more.append(item)
+            more.append(self._real(item))
         if not more:
             return first, closed
         batch = agent_pb2.CoordinatorBatch(messages=[first, *more])
@@ -192,6 +224,10 @@ class AgentHub:
         )
 
     def ack(self, agent_id: str, ref: TaskRef) -> None:
+        conn = self.conns.get(agent_id)
+        if conn is not None:
+            conn.ack(ref_to_proto(ref))
+            return
         self._send(
             agent_id,
             agent_pb2.CoordinatorMessage(

@@ -250,7 +250,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         if self._registered(info.id) != info:  # a resumed agent is usually registered as is
             await self.node.register_agent(info, lease)
-        conn = AgentConn(info, lease, batches=hello.batches)
+        conn = AgentConn(info, lease, batches=hello.batches, ack_batches=hello.ack_batches)
         self.node.hub.attach(conn)
         if self.node.leading() is not driver:
             # the term ended while the lease was checked: stepping down closed

@@ -159,6 +159,7 @@ class Hello(_message.Message):
     HELD_FIELD_NUMBER: _builtins.int
     PULL_FIELD_NUMBER: _builtins.int
     BATCHES_FIELD_NUMBER: _builtins.int
+    ACK_BATCHES_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     """concurrent tasks"""
@@ -173,6 +174,10 @@ class Hello(_message.Message):
     """
     batches: _builtins.bool
     """The agent reads CoordinatorMessage.batch (CoordinatorBatch)."""
+    ack_batches: _builtins.bool
+    """The agent reads CompletionAck.more: the leader acknowledges the
+    completions of one write in one CompletionAck.
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -191,10 +196,11 @@ class Hello(_message.Message):
         held: _abc.Iterable[_common_pb2.TaskRef] | None = ...,
         pull: _builtins.bool = ...,
         batches: _builtins.bool = ...,
+        ack_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "batches", b"batches", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_batches", b"ack_batches", "agent_id", b"agent_id", "batches", b"batches", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -686,19 +692,27 @@ Global___Revoke: _TypeAlias = Revoke  # noqa: Y015
 
 @_typing.final
 class CompletionAck(_message.Message):
+    """Completions committed: task, and every one in more (only to an agent
+    that said Hello.ack_batches; an older agent gets one CompletionAck each).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
+    @_builtins.property
+    def more(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskRef]: ...
     def __init__(
         self,
         *,
         task: _common_pb2.TaskRef | None = ...,
+        more: _abc.Iterable[_common_pb2.TaskRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -583,3 +583,24 @@ def test_a_result_rejected_for_a_lost_lease_is_reused_when_the_task_comes_back(
     assert (again.task.fence, again.task.attempt) == (40, 2)
     wait(lambda: r.agent.counters.completions_acked == 1)
     assert len(handler.calls) == 1
+
+
+def test_one_completion_ack_may_acknowledge_several_completions(
+    coord: ScriptedCoordinator, start_agent: Start
+) -> None:
+    coord.auto_ack = False
+    r = start_agent(coord.address, Recorder(), slots=3)
+    assert coord.wait_kind("hello")[0].msg.hello.ack_batches  # the SDK reads CompletionAck.more
+    for i, t in enumerate(("t1", "t2", "t3")):
+        coord.assign(t, fence=30 + i, started=True)
+    coord.wait_kind("completed", count=3)
+    refs = [
+        common_pb2.TaskRef(project_id="p1", task_id=t, fence=30 + i)
+        for i, t in enumerate(("t1", "t2", "t3"))
+    ]
+    coord.send(
+        agent_pb2.CoordinatorMessage(
+            completion_ack=agent_pb2.CompletionAck(task=refs[0], more=refs[1:])
+        )
+    )
+    wait(lambda: r.agent.counters.completions_acked == 3)

@@ -6,7 +6,7 @@ import asyncio
 
 from workhive.coordinator.model import AgentInfo
 from workhive.coordinator.service.agent_hub import AgentConn
-from workhive.v1 import agent_pb2
+from workhive.v1 import agent_pb2, common_pb2
 
 
 def _ack(seq: int) -> agent_pb2.CoordinatorMessage:
@@ -64,3 +64,54 @@ def test_a_close_behind_the_batch_is_reported_and_nothing_after_it_is_sent() -> 
     assert [m.heartbeat_ack.seq for m in write.batch.messages] == [1, 2]
     assert closed
     assert left == 1
+
+
+def _ref(task: str) -> common_pb2.TaskRef:
+    return common_pb2.TaskRef(project_id="p", task_id=task, fence=1)
+
+
+def test_acks_to_an_agent_that_reads_them_batched_leave_as_one_message_where_the_first_was() -> (
+    None
+):
+    async def go() -> agent_pb2.CoordinatorMessage:
+        conn = AgentConn(_conn(True).info, 7, batches=True, ack_batches=True)
+        conn.ack(_ref("t1"))
+        conn.push(_ack(9))
+        conn.ack(_ref("t2"))
+        conn.ack(_ref("t3"))
+        return conn.next_write(await conn.outbox.get())[0]
+
+    write = asyncio.run(go())
+    acks = write.batch.messages[0].completion_ack
+    assert [acks.task.task_id, *(r.task_id for r in acks.more)] == ["t1", "t2", "t3"]
+    assert [m.WhichOneof("kind") for m in write.batch.messages] == [
+        "completion_ack",
+        "heartbeat_ack",
+    ]
+
+
+def test_an_ack_after_the_write_that_carried_the_others_goes_in_the_next_write() -> None:
+    async def go() -> list[list[str]]:
+        conn = AgentConn(_conn(True).info, 7, batches=True, ack_batches=True)
+        conn.ack(_ref("t1"))
+        first = conn.next_write(await conn.outbox.get())[0]
+        conn.ack(_ref("t2"))
+        second = conn.next_write(await conn.outbox.get())[0]
+        return [
+            [w.completion_ack.task.task_id, *(r.task_id for r in w.completion_ack.more)]
+            for w in (first, second)
+        ]
+
+    assert asyncio.run(go()) == [["t1"], ["t2"]]
+
+
+def test_an_agent_that_does_not_read_batched_acks_gets_one_ack_per_completion() -> None:
+    async def go() -> list[str]:
+        conn = _conn(batches=True)
+        conn.ack(_ref("t1"))
+        conn.ack(_ref("t2"))
+        write = conn.next_write(await conn.outbox.get())[0]
+        assert all(not m.completion_ack.more for m in write.batch.messages)
+        return [m.completion_ack.task.task_id for m in write.batch.messages]
+
+    assert asyncio.run(go()) == ["t1", "t2"]
