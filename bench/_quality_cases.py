@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -136,7 +137,11 @@ def random_cases(count: int, seed: int) -> list[Case]:
 
 def wf_workflow(recipe: str, n: int, seed: int) -> list[TaskSpec]:
     """A workflow generated from a WfCommons recipe: real = the generated
-    runtime, estimate = the mean runtime of the task's kind (category)."""
+    runtime, estimate = the mean runtime of the task's kind. The kind is the
+    task's program: its name without the numeric id (``cycles_plots`` for
+    ``cycles_plots_00000133``). WfCommons 1.6 leaves ``category`` empty; the
+    first word of the name, used before, lumped programs together
+    (``cycles_plots`` with ``cycles``, ``bwa_index`` with ``bwa``)."""
     import numpy as np
     from wfcommons import WorkflowGenerator
     from wfcommons.wfchef import recipes
@@ -147,7 +152,7 @@ def wf_workflow(recipe: str, n: int, seed: int) -> list[TaskSpec]:
     wf = WorkflowGenerator(cls.from_num_tasks(n)).build_workflow()
     names = sorted(wf.nodes)
     real = {x: max(0.01, float(wf.tasks[x].runtime or 0.0)) for x in names}
-    kind = {x: str(wf.tasks[x].category or x.split("_")[0]) for x in names}
+    kind = {x: str(wf.tasks[x].category or re.sub(r"_\d+$", "", x)) for x in names}
     sums: dict[str, list[float]] = {}
     for x in names:
         sums.setdefault(kind[x], []).append(real[x])

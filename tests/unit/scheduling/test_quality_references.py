@@ -9,6 +9,7 @@ from bench._quality_cases import (
     list_schedule,
     random_cases,
     redraw,
+    wf_workflow,
 )
 from workhive.coordinator.model import AgentGroup, ProjectSpec, TaskSpec
 from workhive.coordinator.scheduling import SimConfig, simulate
@@ -84,3 +85,14 @@ def test_random_tie_order_changes_nothing_when_no_two_ranks_are_equal() -> None:
     assert all(
         list_schedule(spec, lambda t: t.estimate or 1.0, tie_seed=k) == by_index for k in range(4)
     )
+
+
+def test_a_workflow_tasks_kind_is_its_program_and_its_estimate_that_programs_mean() -> None:
+    tasks = wf_workflow("Cycles", 250, seed=18)
+    kinds = {t.kind for t in tasks}
+    assert {"cycles", "cycles_plots", "cycles_output_summary", "baseline_cycles"} <= kinds
+    for kind in kinds:
+        mine = [t for t in tasks if t.kind == kind]
+        assert all(t.id.startswith(kind + "_") for t in mine)
+        mean = sum(t.duration or 0.0 for t in mine) / len(mine)
+        assert all(abs((t.estimate or 0.0) - mean) < 1e-6 * max(1.0, mean) for t in mine)
