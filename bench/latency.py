@@ -1,6 +1,6 @@
 """Ready-to-start latency at ~10/50/90% of measured capacity (open loop).
 
-``python -m bench.latency [--json] [--quick]``
+``python -m bench.latency [--json] [--quick] [--work-ms MS] [--backlog N]``
 
 One coordinator process on an embedded etcd; 8 SDK agents (1 slot each), one
 per process (``bench._agent_host``, the shape users deploy), printing each
@@ -21,6 +21,12 @@ task sleeps ``--work-ms`` (default 20 ms).
    start, or for ``tasks`` its scheduled time if the pool started it later:
    the upper bound) and from the call's return (lower bound) to the handler
    start.
+
+``--backlog N`` first submits a project of N tasks no agent can run (they
+require a capability none has): the leader then serves the arrivals while
+holding a large heap, as one with a long project in its queue does. Each
+level reports ``gc_pauses``: the leader's garbage-collector pauses during it
+(count, and the longest, by bucket, from ``workhive_gc_pause_seconds``).
 
 Each level also reports ``queueing_floor``: the same figures for a dispatcher
 with no overhead at all (the same arrivals, FIFO onto the same 8 slots, each
@@ -43,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import Bench, emit, log, parse_args, summary_ms, to_spec
+from workhive.coordinator.model import ProjectSpec, TaskSpec
 
 AGENTS = 8
 SUBMIT_THREADS = 16  # client threads submitting one-task projects (``tasks`` shape)
@@ -208,7 +215,28 @@ def run_level(
     }
 
 
-def run(quick: bool, work_ms: float = 20.0) -> dict[str, Any]:
+def _gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Full collections (generation 2) on the leader between two metric reads:
+    how many, and the smallest bucket bound the longest one fits in."""
+    prefix = 'workhive_gc_pause_seconds_bucket{generation="2",le="'
+    counts = {
+        k[len(prefix) : -2]: after[k] - before.get(k, 0.0) for k in after if k.startswith(prefix)
+    }
+    total = counts.pop("+Inf", 0.0)
+    bounds = sorted((float(le), n) for le, n in counts.items())
+    longest = next((le for le, n in bounds if n >= total), None) if total else 0.0
+    return {"full_collections": int(total), "longest_le_s": longest}
+
+
+def _backlog(b: Bench, n: int) -> None:
+    """A project of ``n`` tasks that never start (a capability no agent has)."""
+    tasks = tuple(
+        TaskSpec(id=f"b{i}", requires=frozenset({"absent"}), estimate=1.0) for i in range(n)
+    )
+    b.submit(ProjectSpec(id="backlog", tasks=tasks))
+
+
+def run(quick: bool, work_ms: float = 20.0, backlog: int = 0) -> dict[str, Any]:
     seconds = 6.0 if quick else 15.0
     tick = 0.05
     res: dict[str, Any] = {
@@ -217,9 +245,10 @@ def run(quick: bool, work_ms: float = 20.0) -> dict[str, Any]:
         "work_ms": work_ms,
         "seconds_per_level": seconds,
         "tick_s": tick,
+        "backlog_tasks": backlog,
         "shapes": {},
     }
-    with Bench(coordinators=1) as b:
+    with Bench(coordinators=1, metrics=True) as b:
         b.spawn_agents(AGENTS, mode=f"sleep{work_ms:g}", processes=AGENTS)
         starts = Starts(b.run_dir)
         b.wait_agents(AGENTS)
@@ -229,14 +258,18 @@ def run(quick: bool, work_ms: float = 20.0) -> dict[str, Any]:
         res["capacity_tasks_per_s"] = round(cap, 1)
         res["capacity_bound_by_work"] = round(AGENTS / (work_ms / 1000), 1)
         log(f"latency: capacity {cap:.0f} tasks/s")
+        if backlog:
+            _backlog(b, backlog)
         time.sleep(1.0)
         for shape in ("tasks", "ticks"):
             levels = res.setdefault("shapes", {}).setdefault(shape, {})
             for pct_load in (10, 50, 90):
+                samples = b.leader_samples()
                 lvl = run_level(
                     b, starts, f"{shape}{pct_load}", cap * pct_load / 100, seconds, tick,
                     pct_load, shape, work_ms / 1000,
                 )  # fmt: skip
+                lvl["gc_pauses"] = _gc_pauses(samples, b.leader_samples())
                 log(f"latency: {shape} {pct_load}% {lvl}")
                 levels[f"{pct_load}%"] = lvl
                 time.sleep(1.0)
@@ -251,11 +284,12 @@ def run(quick: bool, work_ms: float = 20.0) -> dict[str, Any]:
 
 def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-ms", type=float, default=20.0)
+    p.add_argument("--backlog", type=int, default=0, help="tasks queued that never start")
 
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.work_ms), a.json)
+    emit(run(a.quick, a.work_ms, a.backlog), a.json)
 
 
 if __name__ == "__main__":

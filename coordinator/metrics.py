@@ -107,6 +107,13 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "workhive_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector (workhive coordinator only)",
+            ["generation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.etcd_txn_latency = Histogram(
             "workhive_etcd_txn_latency_seconds",
             "Latency of leader etcd transactions",

@@ -70,6 +70,9 @@ class Settings:
     plan_time_box: float = 2.0
     etcd_timeout: float = 5.0
     shutdown_grace: float = 5.0
+    gc_freeze: bool = (
+        True  # freeze what survives a full GC: short pauses (coordinator/gc_pauses.py)
+    )
     retention_seconds: float = 0.0  # delete projects this long after they finished (0: keep)
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"

@@ -11,6 +11,7 @@ import typer
 
 from workhive.coordinator.cli import exit_codes
 from workhive.coordinator.etcd import EtcdError
+from workhive.coordinator.gc_pauses import FreezeAfterFull
 from workhive.coordinator.logs import configure_logging
 from workhive.coordinator.service.security import SecurityError
 from workhive.coordinator.settings import SettingsError, load_settings
@@ -132,6 +133,8 @@ def coordinator(
     from workhive.coordinator.node import CoordinatorNode
 
     node = CoordinatorNode(settings)
+    gc_policy = FreezeAfterFull(node.metrics.gc_pauses, freeze=settings.gc_freeze)
+    gc_policy.install()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +180,8 @@ def coordinator(
     except OSError as exc:
         structlog.get_logger().error("cannot serve", error=str(exc))
         raise typer.Exit(exit_codes.UNAVAILABLE) from None
+    finally:
+        gc_policy.uninstall()
 
 
 def register(app: typer.Typer) -> None:
