@@ -340,3 +340,5 @@ def test_the_leader_exposes_prometheus_metrics_with_unit_suffixes(make_cluster: 
     assert "workhive_etcd_txn_latency_seconds_bucket" in body
     assert 'workhive_assignments_total{result="claimed"}' in body
     assert "workhive_agents_connected 1.0" in body
+    # the command installed its GC policy (coordinator/gc_pauses.py): collections are observed
+    assert 'workhive_gc_pause_seconds_count{generation="0"}' in body
