@@ -176,7 +176,23 @@ def run(
         if steady0 is not None:
             ran = res["succeeded_before_kill"] - steady0[1]
             res["tasks_per_s_steady"] = round(ran / (time.monotonic() - steady0[0]), 1)
-            res["cpu_ms_per_task_steady"] = cpu_ms_per_task(steady0[2], tree_cpu(), ran)
+            after = tree_cpu()
+            res["cpu_ms_per_task_steady"] = cpu_ms_per_task(steady0[2], after, ran)
+            # the same window, the leader and the follower apart (both are "coordinator")
+            lead = leader.popen.pid
+            res["cpu_ms_per_task_steady"] |= {
+                f"coordinator_{part}": round(
+                    sum(
+                        cpu - steady0[2].get(pid, (role, 0.0))[1]
+                        for pid, (role, cpu) in after.items()
+                        if role == "coordinator" and (pid == lead) == (part == "leader")
+                    )
+                    * 1000
+                    / max(1, ran),
+                    3,
+                )
+                for part in ("leader", "follower")
+            }
         m1 = b.leader_samples()
         profiling.close()  # the profile ends at the kill
         for name, metric in _LEASES.items():
