@@ -11,8 +11,8 @@ permanent generation, which collections skip), so the next full collection
 walks only what was allocated since. Frozen objects are still freed by
 reference counting the moment nothing refers to them; only garbage *cycles*
 among them would stay, so every ``thaw_every`` seconds the freeze is undone
-and the next full collection reclaims them (one long pause per interval,
-instead of one per 25 % of heap growth).
+and the next full collection reclaims them (one long pause per interval, an
+hour by default, instead of one per 25 % of heap growth).
 
 Process-wide: installed by the ``workhive coordinator`` command only, never
 by a library user of ``CoordinatorNode`` (tests run nodes in their own
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 __all__ = ["THAW_EVERY", "FreezeAfterFull"]
 
-THAW_EVERY = 600.0
+THAW_EVERY = 3600.0
 """Seconds between two thaws (each lets one full collection reclaim frozen cycles)."""
 
 
