@@ -144,9 +144,6 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def SubmitProject(
         self, request: client_pb2.SubmitProjectRequest, context: Ctx
     ) -> client_pb2.SubmitProjectResponse:
-        import time as _t
-
-        _t0 = _t.time()
         driver = await self._leader_only(context)
         try:
             spec = project_from_proto(request.project, source="<submit>")
@@ -186,11 +183,8 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                 )
             )
         log.info("project stored", project=spec.id, tasks=len(spec.tasks))
-        _t1 = _t.time()
         # what the caller does next (add tasks, read status) finds the project
         await driver.project_seen(spec.id, SEEN_WAIT)
-        with open("/tmp/q18/submit_ts.txt", "a") as _f:
-            _f.write(f"{spec.id} {_t0:.6f} {_t1:.6f} {_t.time():.6f}\n")
         return client_pb2.SubmitProjectResponse(
             project_id=spec.id, revision=meta.mod_revision, task_count=len(spec.tasks)
         )
