@@ -109,7 +109,10 @@ async def _check_ids(context: Ctx, **ids: str) -> None:
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     def __init__(self, node: NodeView) -> None:
         self.node = node
-        self._status_cache: dict[tuple[str, bool], tuple[float, client_pb2.GetStatusResponse]] = {}
+        # (project id, include_tasks, leader term) -> (reuse until, answer)
+        self._status_cache: dict[
+            tuple[str, bool, int], tuple[float, client_pb2.GetStatusResponse]
+        ] = {}
 
     def _timing(self, key: TaskKey) -> TaskTiming | None:
         """The leader's deadline / retry / last failure of ``key`` (``None`` on a follower)."""
@@ -195,9 +198,13 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         """Project counts come from the mirror's tally (no scan); with
         ``include_tasks`` every task is listed (O(tasks)). An answer is reused
         for STATUS_MAX_AGE seconds, or ten times what computing it took, so
-        polling clients cannot take more than ~10% of the leader's loop."""
+        polling clients cannot take more than ~10% of the leader's loop. The
+        cache is keyed by the leader's term too: an answer computed under
+        another leader (on a follower, from a snapshot, which can take
+        seconds) is never served after a takeover."""
         await _check_ids(context, project_id=request.project_id)
-        key = (request.project_id, request.include_tasks)
+        leader = self.node.leader_info
+        key = (request.project_id, request.include_tasks, leader.term if leader else 0)
         cached = self._status_cache.get(key)
         now = time.monotonic()
         if cached is not None and now < cached[0]:

@@ -1,0 +1,60 @@
+"""A status answer is reused for a moment (``GetStatus``'s cache), never
+across a change of leader: a follower's answer (read from an etcd snapshot,
+which takes seconds for a big project, and reused ten times that long) named
+the old leader after the follower took over, until it expired."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import grpc
+import pytest
+
+from tests.security.conftest import NodeThread, base_settings
+from workhive.coordinator.model import ProjectSpec, TaskSpec
+from workhive.coordinator.service import client_service
+from workhive.coordinator.service.convert import project_to_proto
+from workhive.v1 import client_pb2, client_pb2_grpc
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _status(node: NodeThread) -> client_pb2.GetStatusResponse:
+    with grpc.insecure_channel(node.address) as ch:
+        stub = client_pb2_grpc.ClientServiceStub(ch)
+        return stub.GetStatus(client_pb2.GetStatusRequest(project_id="p"), timeout=10)
+
+
+def test_a_status_answer_from_before_a_takeover_is_not_served_after_it(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_service, "STATUS_MAX_AGE", 60.0)  # cached as long as a slow one
+    settings = base_settings(etcd_url, plan_time_box=0)
+    a = NodeThread(replace(settings, coordinator_id="a")).start()
+    b: NodeThread | None = None
+    try:
+        a.wait_leader()
+        b = NodeThread(replace(settings, coordinator_id="b")).start()
+        with grpc.insecure_channel(a.address) as ch:
+            client_pb2_grpc.ClientServiceStub(ch).SubmitProject(
+                client_pb2.SubmitProjectRequest(
+                    project=project_to_proto(ProjectSpec(id="p", tasks=(TaskSpec(id="t"),)))
+                ),
+                timeout=10,
+            )
+        deadline = time.monotonic() + 10
+        while (before := _status(b)).leader.leader_id != "a" or not before.projects:
+            assert time.monotonic() < deadline, "the follower never named the leader"
+            time.sleep(0.1)
+        a.stop()
+        b.wait_leader()
+        after = _status(b)
+        assert after.leader.leader_id == "b"
+        assert after.leader.term > before.leader.term
+        assert [p.project_id for p in after.projects] == ["p"]
+    finally:
+        if b is not None:
+            b.stop()
+        if a._thread.is_alive():
+            a.stop()
