@@ -180,19 +180,11 @@ def run(
             res["cpu_ms_per_task_steady"] = cpu_ms_per_task(steady0[2], after, ran)
             # the same window, the leader and the follower apart (both are "coordinator")
             lead = leader.popen.pid
-            res["cpu_ms_per_task_steady"] |= {
-                f"coordinator_{part}": round(
-                    sum(
-                        cpu - steady0[2].get(pid, (role, 0.0))[1]
-                        for pid, (role, cpu) in after.items()
-                        if role == "coordinator" and (pid == lead) == (part == "leader")
-                    )
-                    * 1000
-                    / max(1, ran),
-                    3,
-                )
-                for part in ("leader", "follower")
-            }
+            for part, mine in (("leader", lead.__eq__), ("follower", lead.__ne__)):
+                before_part = {p: v for p, v in steady0[2].items() if mine(p)}
+                after_part = {p: v for p, v in after.items() if mine(p)}
+                split = cpu_ms_per_task(before_part, after_part, ran)
+                res["cpu_ms_per_task_steady"][f"coordinator_{part}"] = split.get("coordinator", 0.0)
         m1 = b.leader_samples()
         profiling.close()  # the profile ends at the kill
         for name, metric in _LEASES.items():
