@@ -24,6 +24,7 @@ import contextlib
 import functools
 import os
 import socket
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -31,11 +32,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from workhive.coordinator.etcd import (
-    ClusterState,
     Election,
     EtcdClient,
     EtcdError,
-    EtcdUnavailable,
     FenceLost,
     Keyspace,
     LeaseKeeper,
@@ -47,7 +46,6 @@ from workhive.coordinator.etcd import (
     Store,
     SubmitConflict,
     observe,
-    snapshot,
     submit_project,
 )
 from workhive.coordinator.etcd.keepalive_process import KeepaliveProcess
@@ -72,7 +70,9 @@ from workhive.coordinator.service.security import (
 )
 from workhive.coordinator.service.server import SERVICES, build_server, set_serving
 from workhive.coordinator.settings import Settings
+from workhive.coordinator.state_reads import ReadFn, StateReads
 
+T = TypeVar("T")
 log = structlog.get_logger("workhive.coordinator")
 
 
@@ -112,6 +112,7 @@ class CoordinatorNode:
         self._session: Session | None = None
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.reads = StateReads(self.ks, self.leading, lambda: self.standby, lambda: self.client)
 
     # -- helpers for the services -------------------------------------------------
 
@@ -169,29 +170,15 @@ class CoordinatorNode:
     def leading(self) -> LeaderDriver | None:
         return self.driver
 
-    def mirror(self) -> ClusterState | None:
-        """The leader's cluster mirror, read-only (None: not leading, or not
-        rebuilt yet). Only the leader changes it, through its own mutators."""
-        return self.driver.cluster() if self.driver is not None else None
-
     @property
     def etcd_targets(self) -> str:
         return ", ".join(self.client.targets)
 
     async def etcd_problem(self) -> str:
-        try:
-            await asyncio.to_thread(self.client.ping, 1.0)
-        except EtcdError as exc:
-            why = "is unreachable" if isinstance(exc, EtcdUnavailable) else f"failed ({exc})"
-            return f"etcd at {self.etcd_targets} {why}: showing the last state seen"
-        return ""
+        return await self.reads.etcd_problem(self.etcd_targets)
 
-    async def cluster_state(self) -> ClusterState:
-        mirror = self.mirror()
-        if mirror is not None:
-            return mirror
-        rev, kvs = await asyncio.to_thread(snapshot, self.client, self.ks.root)
-        return ClusterState.from_kvs(self.ks, rev, kvs)
+    async def read_state(self, fn: ReadFn[T]) -> T:
+        return await self.reads.read(fn)
 
     async def submit(self, spec: ProjectSpec) -> ProjectMeta:
         driver = self.driver
@@ -297,6 +284,7 @@ class CoordinatorNode:
             beat.cancel()
             self.refresher.stop()
             self._keeper.close()
+            self.reads.close()
             self._client.close()
             log.info("stopped", id=self.id)
 

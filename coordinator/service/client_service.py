@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -39,6 +39,7 @@ from workhive.v1 import client_pb2, client_pb2_grpc
 
 log = structlog.get_logger("workhive.clients")
 Ctx = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 STATUS_MAX_AGE = 0.25  # seconds a status answer may be reused (at least)
 MAX_ID_CHARS = 200  # the loader's limit for project and task ids
 SEEN_WAIT = 2.0  # seconds a submit waits for the leader to see the project
@@ -114,16 +115,17 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             tuple[str, bool, int], tuple[float, client_pb2.GetStatusResponse]
         ] = {}
 
-    def _timing(self, key: TaskKey) -> TaskTiming | None:
+    @staticmethod
+    def _timing(key: TaskKey, driver: LeaderView | None) -> TaskTiming | None:
         """The leader's deadline / retry / last failure of ``key`` (``None`` on a follower)."""
-        driver = self.node.leading()
         return driver.task_timing(key) if driver is not None else None
 
-    async def _view(self, context: Ctx) -> ClusterState:
-        """The leader's mirror, else a snapshot read from etcd; a snapshot that
-        fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry elsewhere)."""
+    async def _read(self, context: Ctx, fn: Callable[[ClusterState, LeaderView | None], T]) -> T:
+        """``fn`` over this replica's view (``NodeView.read_state``); an etcd
+        read that fails aborts the call UNAVAILABLE / ETCD_UNAVAILABLE (retry
+        elsewhere)."""
         try:
-            return await self.node.cluster_state()
+            return await self.node.read_state(fn)
         except EtcdError as exc:
             await context.abort_with_status(
                 error_status(
@@ -222,10 +224,16 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     async def _status(
         self, request: client_pb2.GetStatusRequest, context: Ctx
     ) -> client_pb2.GetStatusResponse:
-        cs = await self._view(context)
+        stale_reason = await self.node.etcd_problem()
+        resp = await self._read(context, lambda cs, driver: self._answer(request, cs, driver))
+        resp.stale_reason = stale_reason
+        resp.stale = bool(stale_reason)
+        return resp
+
+    def _answer(
+        self, request: client_pb2.GetStatusRequest, cs: ClusterState, driver: LeaderView | None
+    ) -> client_pb2.GetStatusResponse:
         resp = client_pb2.GetStatusResponse(leader=leader_to_proto(self.node.leader_info))
-        resp.stale_reason = await self.node.etcd_problem()
-        resp.stale = bool(resp.stale_reason)
         pids = [request.project_id] if request.project_id else sorted(cs.projects)
         for pid in pids:
             meta = cs.projects.get(pid)
@@ -242,7 +250,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
             if request.include_tasks:
                 states = effective_states(cs, pid)
                 ps.tasks.extend(
-                    task_status(cs, k, s, timing=self._timing(k))
+                    task_status(cs, k, s, timing=self._timing(k, driver))
                     for k, s in sorted(states.items(), key=lambda i: i[0].task)
                 )
             resp.projects.append(ps)
@@ -250,7 +258,6 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         queued: Counter[str] = Counter()
         for claim in cs.claims.values():
             (running if claim.started else queued)[claim.agent] += 1
-        driver = self.node.leading()
         loads = driver.loads() if driver is not None else {}
         for agent_id, info in sorted(cs.agents.items()):
             resp.agents.append(
@@ -264,12 +271,11 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     connected=self.node.hub.connected(agent_id) if driver else True,
                 )
             )
-        resp.metrics.update(self._metrics())
+        resp.metrics.update(self._metrics(driver))
         return resp
 
-    def _metrics(self) -> dict[str, float]:
+    def _metrics(self, driver: LeaderView | None) -> dict[str, float]:
         out = {"leader_changes": float(max(0, self.node.leader_changes - 1))}
-        driver = self.node.leading()
         if driver is None:
             return out
         m = driver.scheduler_metrics()
@@ -291,14 +297,18 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self, request: client_pb2.GetTaskRequest, context: Ctx
     ) -> client_pb2.TaskStatus:
         await _check_ids(context, project_id=request.project_id, task_id=request.task_id)
-        cs = await self._view(context)
         key = TaskKey(request.project_id, request.task_id)
-        if key not in cs.tasks:
-            return client_pb2.TaskStatus(
-                project_id=key.project, task_id=key.task, state=state_to_proto(None)
-            )
-        states = effective_states(cs, key.project)
-        return task_status(cs, key, states[key], with_result=True, timing=self._timing(key))
+
+        def answer(cs: ClusterState, driver: LeaderView | None) -> client_pb2.TaskStatus:
+            if key not in cs.tasks:
+                return client_pb2.TaskStatus(
+                    project_id=key.project, task_id=key.task, state=state_to_proto(None)
+                )
+            states = effective_states(cs, key.project)
+            timing = self._timing(key, driver)
+            return task_status(cs, key, states[key], with_result=True, timing=timing)
+
+        return await self._read(context, answer)
 
     async def WatchProject(
         self, request: client_pb2.WatchProjectRequest, context: Ctx
@@ -306,25 +316,39 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         pid = request.project_id
         await _check_ids(context, project_id=pid)
         seen: dict[TaskKey, TaskState] = {}
-        while True:
-            cs = await self._view(context)
+
+        def changes(
+            cs: ClusterState, driver: LeaderView | None
+        ) -> tuple[bool, list[client_pb2.ProjectEvent], bool]:
+            """(project known, an event per task whose state changed, finished)"""
             if pid not in cs.projects:
+                return False, [], False
+            states = effective_states(cs, pid)
+            finished = bool(states) and all(s.terminal for s in states.values())
+            events = []
+            for key, st in sorted(states.items(), key=lambda i: i[0].task):
+                if seen.get(key) is not st:
+                    seen[key] = st
+                    events.append(
+                        client_pb2.ProjectEvent(
+                            project_id=pid,
+                            task=task_status(cs, key, st, timing=self._timing(key, driver)),
+                            revision=cs.revision,
+                            project_finished=finished,
+                        )
+                    )
+            return True, events, finished
+
+        while True:
+            known, events, finished = await self._read(context, changes)
+            if not known:
                 await context.abort_with_status(
                     error_status(
                         grpc.StatusCode.NOT_FOUND, "UNKNOWN_PROJECT", f"no project {pid!r}"
                     )
                 )
-            states = effective_states(cs, pid)
-            finished = bool(states) and all(s.terminal for s in states.values())
-            for key, st in sorted(states.items(), key=lambda i: i[0].task):
-                if seen.get(key) is not st:
-                    seen[key] = st
-                    yield client_pb2.ProjectEvent(
-                        project_id=pid,
-                        task=task_status(cs, key, st, timing=self._timing(key)),
-                        revision=cs.revision,
-                        project_finished=finished,
-                    )
+            for event in events:
+                yield event
             if finished:
                 return
             await asyncio.sleep(0.2)

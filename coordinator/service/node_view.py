@@ -10,7 +10,8 @@ leader (through the mirror's own mutators) changes it.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from workhive.coordinator.etcd import ClusterState, ProjectMeta
 from workhive.coordinator.leader.growth import Added
@@ -26,6 +27,8 @@ from workhive.coordinator.model import (
 )
 from workhive.coordinator.scheduling import Addition, SchedulerMetrics
 from workhive.coordinator.service.agent_hub import AgentHub
+
+T = TypeVar("T")
 
 
 class LeaderView(Protocol):
@@ -101,8 +104,12 @@ class NodeView(Protocol):
         leader's mirror) may be out of date (docs/client.md, "stale")."""
         ...
 
-    async def cluster_state(self) -> ClusterState:
-        """The leader's mirror when leading (and rebuilt), else a fresh snapshot."""
+    async def read_state(self, fn: Callable[[ClusterState, LeaderView | None], T]) -> T:
+        """``fn(state, leader)`` over this replica's freshest consistent view:
+        the leader's mirror (with the leader), a new leader's mirror once
+        rebuilt, a follower's warm mirror, or an etcd snapshot (without it);
+        ``fn`` only reads and copies (it may run on a thread).
+        ``coordinator/state_reads.py`` has the order and why."""
         ...
 
     async def submit(self, spec: ProjectSpec) -> ProjectMeta:

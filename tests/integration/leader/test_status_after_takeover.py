@@ -1,7 +1,8 @@
-"""A status answer is reused for a moment (``GetStatus``'s cache), never
-across a change of leader: a follower's answer (read from an etcd snapshot,
-which takes seconds for a big project, and reused ten times that long) named
-the old leader after the follower took over, until it expired."""
+"""Status from any replica (``coordinator/state_reads.py``). An answer is
+reused for a moment (``GetStatus``'s cache), never across a change of leader:
+a follower's answer (reused ten times as long as it took) named the old
+leader after the follower took over, until it expired. A follower with a warm
+mirror answers from it: an etcd snapshot of a big project takes seconds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 import pytest
 
 from tests.security.conftest import NodeThread, base_settings
+from workhive.coordinator import state_reads
 from workhive.coordinator.model import ProjectSpec, TaskSpec
 from workhive.coordinator.service import client_service
 from workhive.coordinator.service.convert import project_to_proto
@@ -58,3 +60,35 @@ def test_a_status_answer_from_before_a_takeover_is_not_served_after_it(
             b.stop()
         if a._thread.is_alive():
             a.stop()
+
+
+def test_a_follower_with_a_warm_mirror_answers_status_without_reading_etcd(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_snapshot(*args: object) -> None:
+        raise AssertionError("a follower with a warm mirror read a snapshot from etcd")
+
+    settings = base_settings(etcd_url, plan_time_box=0)
+    a = NodeThread(replace(settings, coordinator_id="a")).start()
+    b: NodeThread | None = None
+    try:
+        a.wait_leader()
+        b = NodeThread(replace(settings, coordinator_id="b")).start()
+        with grpc.insecure_channel(a.address) as ch:
+            client_pb2_grpc.ClientServiceStub(ch).SubmitProject(
+                client_pb2.SubmitProjectRequest(
+                    project=project_to_proto(ProjectSpec(id="p", tasks=(TaskSpec(id="t"),)))
+                ),
+                timeout=10,
+            )
+        monkeypatch.setattr(state_reads, "snapshot", no_snapshot)
+        deadline = time.monotonic() + 10
+        while not (answer := _status(b)).projects:  # the warm mirror catches up
+            assert time.monotonic() < deadline, "the follower never showed the project"
+            time.sleep(0.1)
+        assert answer.leader.leader_id == "a"
+        assert [p.project_id for p in answer.projects] == ["p"]
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
