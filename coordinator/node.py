@@ -87,6 +87,7 @@ def scheduler_config(s: Settings) -> SchedulerConfig:
         predictive_stealing=s.predictive_stealing,
         max_predictive_load_ms=float(s.max_predictive_load_ms),
         start_ahead=s.start_ahead,
+        agent_speeds=s.agent_speeds,
     )
 
 

@@ -67,6 +67,7 @@ class Settings:
     max_predictive_load_ms: int = 10000
     policy: str = "default"
     start_ahead: float = 0.05  # seconds: short tasks started ahead (docs/scheduling.md; 0: off)
+    agent_speeds: bool = True  # learn each agent's speed; a free slot of a faster one first
     plan_time_box: float = 2.0
     etcd_timeout: float = 5.0
     shutdown_grace: float = 5.0

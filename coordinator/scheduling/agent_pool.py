@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 
 from workhive.coordinator.model import AgentInfo
-from workhive.coordinator.scheduling.policies import agent_key
+from workhive.coordinator.scheduling.policies import agent_key, uses_speeds
 from workhive.coordinator.scheduling.records import AgentGroup, AgentRecord, Counter
 from workhive.coordinator.scheduling.stealing import AgentQueue, QueuedTask
 
@@ -41,9 +41,15 @@ class AgentPool:
     every heap entry gets a distinct, increasing stamp."""
 
     def __init__(
-        self, policy: str, stamps: Counter, ahead: float = 0.0, ahead_tasks: int = 0
+        self,
+        policy: str,
+        stamps: Counter,
+        ahead: float = 0.0,
+        ahead_tasks: int = 0,
+        speeds: bool = False,
     ) -> None:
         self.policy = policy
+        self.speeds = speeds and uses_speeds(policy)  # a free slot of a faster agent first
         self.stamps = stamps
         self.ahead = ahead  # SchedulerConfig.start_ahead
         self.ahead_tasks = ahead_tasks  # SchedulerConfig.start_ahead_tasks
@@ -74,7 +80,8 @@ class AgentPool:
         k = agent_key(self.policy, a.load, a.seq)
         if a.free_slots > 0:
             a.slot_stamp = self.stamps.next()
-            heapq.heappush(a.group.heaps[SLOT], (k, a.slot_stamp, a))
+            ks = (a.speed_class, k[0], a.explored, *k[1:]) if self.speeds else k
+            heapq.heappush(a.group.heaps[SLOT], (ks, a.slot_stamp, a))
         else:
             a.slot_stamp = -1
         if a.queue_room > 0:

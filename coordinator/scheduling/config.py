@@ -63,6 +63,9 @@ class SchedulerConfig:
             prefetch window for short tasks). Such a task is no longer
             stealable; long work never waits behind it. 0 disables.
         start_ahead_tasks: most tasks started ahead on one agent, beyond its slots.
+        agent_speeds: ``default`` learns how much longer each agent takes than
+            predicted (``agent_speeds``) and gives a task going to a free slot
+            the free slot of a faster agent first.
     """
 
     policy: str = "default"
@@ -85,6 +88,7 @@ class SchedulerConfig:
     prefetch_spread: float = 0.1
     start_ahead: float = 0.05
     start_ahead_tasks: int = 2
+    agent_speeds: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

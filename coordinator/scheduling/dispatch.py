@@ -1,7 +1,8 @@
 """``Dispatch``: one assignment step after a batch of events.
 
 Order within a step: queued tasks start on freed slots (unless a more urgent
-ready or queued task takes the slot), plan sequences are followed, then free
+ready or queued task takes the slot, and no free slot of a faster agent,
+``agent_speeds``, would take that task instead), plan sequences are followed, then free
 slots, then agents that may start a short task ahead (``start_ahead``) and
 then prefetch room are filled with the most urgent ready task an eligible
 agent may take (``Placement``), a free slot may instead take a more urgent
@@ -19,7 +20,7 @@ import heapq
 from workhive.coordinator.model import TaskState
 from workhive.coordinator.scheduling.agent_pool import AHEAD, QUEUE, SLOT
 from workhive.coordinator.scheduling.events import StartTask
-from workhive.coordinator.scheduling.records import TaskRecord
+from workhive.coordinator.scheduling.records import AgentRecord, TaskRecord
 from workhive.coordinator.scheduling.steal_application import StealApplication
 
 _R = TaskState.READY
@@ -92,6 +93,15 @@ class Dispatch(StealApplication):
                 return True
         return False
 
+    def _faster_free(self, t: TaskRecord, a: AgentRecord) -> bool:
+        """Whether a free slot of an agent faster than ``a`` would take ``t``
+        (``agent_speeds``): then ``a`` starts its own prefetch and ``t`` goes
+        to that slot in this step's ready loop."""
+        if not self._pool.speeds:
+            return False
+        b = self._pick_agent(t, _SLOT)
+        return b is not None and b is not a and b.speed_class < a.speed_class
+
     def _any_free_slot(self) -> bool:
         """Whether some live agent has a free slot."""
         return any(self._pool.top_agent(g, _SLOT) is not None for g in self._pool.groups.values())
@@ -117,7 +127,7 @@ class Dispatch(StealApplication):
                         assert victim is not None
                         self._move(q[2], victim, a, now)
                         continue
-                    if r is not None and self._urgency(r) < own:
+                    if r is not None and self._urgency(r) < own and not self._faster_free(r, a):
                         r.heap_id = -1  # lazy deletion from its heaps
                         self._assign(r, a, now)
                         continue

@@ -218,6 +218,8 @@ class EventHandlers(Dispatch):
             a.info = info
         else:
             a = self._pool.join(info, self._seq.next())
+            a.speed_class = self.speeds.klass(info.id)  # known from an earlier session
+            a.explored = self.speeds.explored(info.id)
             # A plan is a schedule for the agents it was made for: more capacity
             # makes it wrong (its tasks would never reach the newcomer).
             for p in list(self._plans.planned.values()):
@@ -259,6 +261,7 @@ class EventHandlers(Dispatch):
         p = t.project
         if t.started_at is not None and t.lag_sample:
             self._pool.observe_lag(ev.now - t.started_at - ev.duration)
+        self._observe_speed(t, ev)
         self._release(t)
         t.state = _OK
         self._stats.busy += ev.duration
@@ -289,6 +292,17 @@ class EventHandlers(Dispatch):
                 self._make_ready(ct)
         p.remaining -= 1
         self._check_finished(p)
+
+    def _observe_speed(self, t: TaskRecord, ev: TaskSucceeded) -> None:
+        """Feed ``agent_speeds`` with what the agent took against the current
+        prediction (a kind seen fewer than 3 times predicts nothing yet)."""
+        a = self._pool.agents.get(ev.agent_id)
+        spec = t.spec
+        if a is None or (spec.estimate is None and self.durations.samples.get(spec.kind, 0) < 3):
+            return
+        self.speeds.observe(ev.agent_id, self.durations.predict(spec), ev.duration)
+        a.speed_class = self.speeds.klass(ev.agent_id)
+        a.explored = self.speeds.explored(ev.agent_id)
 
     def _on_failed(self, ev: TaskFailed) -> None:
         t = self._task(ev.key)

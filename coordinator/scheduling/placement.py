@@ -38,6 +38,7 @@ from workhive.coordinator.scheduling.agent_pool import (
     frees_in,
     remaining,
 )
+from workhive.coordinator.scheduling.agent_speeds import AgentSpeeds
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.durations import DurationModel
 from workhive.coordinator.scheduling.estimates import margin
@@ -63,6 +64,7 @@ class Placement:
 
     config: SchedulerConfig
     durations: DurationModel
+    speeds: AgentSpeeds
     _pool: AgentPool
     _queues: ReadyQueues
     _projects: dict[str, ProjectRecord]

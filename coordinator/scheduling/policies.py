@@ -61,6 +61,12 @@ def follows_plan(policy: str) -> bool:
     return policy == "default"
 
 
+def uses_speeds(policy: str) -> bool:
+    """Whether a free slot of a faster agent (``agent_speeds``) is taken first:
+    only ``default``."""
+    return policy == "default"
+
+
 def uses_scarcity(policy: str) -> bool:
     """Whether agents with capabilities other work needs are kept for it
     (``scarcity.Needs``, docs/scheduling.md): only ``default``."""

@@ -139,6 +139,7 @@ class AgentRecord:
         "alive",
         "answered",
         "asks",
+        "explored",
         "group",
         "info",
         "load",
@@ -147,6 +148,7 @@ class AgentRecord:
         "running",
         "seq",
         "slot_stamp",
+        "speed_class",
     )
 
     def __init__(self, info: AgentInfo, seq: int, group: AgentGroup) -> None:
@@ -159,6 +161,8 @@ class AgentRecord:
         self.slot_stamp = -1
         self.queue_stamp = -1
         self.ahead_stamp = -1
+        self.speed_class = 0  # agent_speeds.AgentSpeeds.klass: 0 typical, 1 ~1.4x slower
+        self.explored = 0  # agent_speeds.AgentSpeeds.explored
         self.alive = True
         self.asks: deque[int] = deque()  # a pull agent's open requests (pull.py)
         self.answered: dict[TaskKey, int] = {}  # request each assignment answered

@@ -54,6 +54,9 @@ class SimConfig:
         scheduler: the scheduler's configuration (policy, stealing...).
         planner: planner settings; ``None`` disables planning.
         record: keep the executed schedule in ``SimResult.schedule``.
+        speeds: how long each agent takes relative to a task's real duration
+            (agent ``i`` gets ``speeds[i % len(speeds)]``; 2.0: twice as long);
+            empty: every agent 1.0. The lower bound accounts for them.
     """
 
     agents: int | None = None
@@ -64,6 +67,11 @@ class SimConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     planner: PlannerConfig | None = field(default_factory=PlannerConfig)
     record: bool = False
+    speeds: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(f <= 0 for f in self.speeds):
+            raise ValueError("speeds must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,14 @@ class _SplitMix:
         return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
+def _lower_bound(
+    critical_path: float, work: float, agents: list[AgentInfo], speed: dict[str, float]
+) -> float:
+    """max(critical path on the fastest agent, work over every slot's rate)."""
+    rate = sum(a.slots / speed[a.id] for a in agents)
+    return max(critical_path * min(speed.values()), work / rate)
+
+
 def make_agents(spec: ProjectSpec, cfg: SimConfig) -> list[AgentInfo]:
     """The simulated agents for ``spec`` under ``cfg``."""
     if cfg.agents is not None:
@@ -162,6 +178,8 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
             base *= math.exp(cfg.noise * rng.gauss())
         real[t.id] = base
     an_real = analyse(spec, [real[t.id] for t in spec.tasks])
+    factors = cfg.speeds or (1.0,)
+    speed = {a.id: factors[i % len(factors)] for i, a in enumerate(agents)}
     plan = None
     if cfg.planner is not None and follows_plan(sc.policy):
         plan = plan_project(spec, agents, state.durations.predict, cfg.planner)
@@ -189,7 +207,7 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
             token[c.key] = seq
             lanes_free = free_at[aid]
             begin = max(now, heapq.heappop(lanes_free))
-            end = begin + real[c.key.task]
+            end = begin + real[c.key.task] * speed[aid]
             heapq.heappush(lanes_free, end)
             heapq.heappush(heap, (end, seq, 0, c.key, aid))
             if cfg.record:
@@ -213,7 +231,7 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
                 heapq.heappush(heap, (now + sc.steal_interval, 0, 1, None, ""))
             elif key is not None and token.get(key) == s:
                 del token[key]
-                batch.append(TaskSucceeded(key, aid, real[key.task], now))
+                batch.append(TaskSucceeded(key, aid, real[key.task] * speed[aid], now))
                 makespan = now
         if batch:
             events += len(batch)
@@ -228,7 +246,7 @@ def simulate(spec: ProjectSpec, cfg: SimConfig | None = None) -> SimResult:
         policy=sc.policy,
         stealing=sc.stealing_enabled,
         makespan=makespan,
-        lower_bound=an_real.lower_bound(lanes),
+        lower_bound=_lower_bound(an_real.critical_path_length, an_real.total_work, agents, speed),
         critical_path=an_real.critical_path_length,
         total_work=an_real.total_work,
         steals=m.total_steals,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from workhive.coordinator.model import TaskKey, TaskState
 from workhive.coordinator.scheduling.agent_pool import AgentPool
+from workhive.coordinator.scheduling.agent_speeds import AgentSpeeds
 from workhive.coordinator.scheduling.config import SchedulerConfig
 from workhive.coordinator.scheduling.deadlines import DEADLINE_EXCEEDED, RevokeTask, TaskTimers
 from workhive.coordinator.scheduling.durations import DurationModel
@@ -72,15 +73,17 @@ class SchedulerState(EventHandlers):
             default=self.config.default_duration,
             drift=self.config.duration_drift,
         )
+        self.speeds = AgentSpeeds()
         self._reset()
 
     def _reset(self) -> None:
-        """Forget everything but the configuration and the learned durations."""
+        """Forget everything but the configuration, the learned durations and agent speeds."""
         self._projects: dict[str, ProjectRecord] = {}
         self._seq = Counter()  # agent join order and task readiness order
         stamps = Counter()  # heap entry stamps (agent and task heaps)
+        cfg = self.config
         self._pool = AgentPool(
-            self.config.policy, stamps, self.config.start_ahead, self.config.start_ahead_tasks
+            cfg.policy, stamps, cfg.start_ahead, cfg.start_ahead_tasks, cfg.agent_speeds
         )
         self._queues = ReadyQueues(self.config, stamps)
         self._stats = DispatchStats()

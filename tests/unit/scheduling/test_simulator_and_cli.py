@@ -132,6 +132,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     public = {n for n in dir(sched) if not n.startswith("_")}
     modules = {
         "agent_pool",
+        "agent_speeds",
         "config",
         "deadlines",
         "dispatch",
