@@ -98,6 +98,12 @@ def register(app: typer.Typer) -> None:
         ),
         slots: int = typer.Option(1, "--slots", help="Slots per agent when --agents is given."),
         prefetch: int = typer.Option(1, "--prefetch", help="Prefetch queue length per agent."),
+        speeds: str = typer.Option(
+            "",
+            "--speeds",
+            help="How much longer each agent takes, e.g. 2,1,1,1: agent i gets the "
+            "(i mod count)-th factor (default: all 1). The scheduler learns them.",
+        ),
         time_box: float = typer.Option(
             2.0, "--time-box", help="CP-SAT planning time box in seconds (0: heuristic only)."
         ),
@@ -117,6 +123,16 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         if any(a < 1 for a in agents or ()) or slots < 1 or prefetch < 0 or noise < 0:
             err("error: --agents and --slots must be >= 1, --prefetch and --noise >= 0", err=True)
+            raise typer.Exit(2)
+        try:
+            factors = tuple(float(x) for x in speeds.split(",")) if speeds else ()
+        except ValueError:
+            factors = (0.0,)
+        if any(f <= 0 for f in factors):
+            err(
+                f"error: --speeds takes positive numbers separated by commas, not {speeds!r}",
+                err=True,
+            )
             raise typer.Exit(2)
         sched = SchedulerConfig(policy=policy, stealing_enabled=not no_stealing)
         planner = PlannerConfig(time_box=time_box)
@@ -142,6 +158,7 @@ def register(app: typer.Typer) -> None:
                     prefetch=prefetch,
                     noise=noise,
                     seed=seed,
+                    speeds=factors,
                     scheduler=sched,
                     planner=planner,
                 )

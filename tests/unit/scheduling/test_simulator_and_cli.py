@@ -115,6 +115,25 @@ def test_cli_json_one_line_per_file_and_agent_count(tmp_path: Path) -> None:
         assert r["makespan"] == 5.0
 
 
+def test_cli_speeds_make_an_agent_slower_and_the_bound_with_it(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "project: x\ntasks: [{id: a, estimate: 2}, {id: b, estimate: 3, depends_on: [a]}]\n"
+    )
+    res = CliRunner().invoke(
+        cli(), ["simulate", str(f), "--agents", "1", "--speeds", "2", "--time-box", "0", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["makespan"] == 10.0 and row["lower_bound"] == 10.0
+
+
+def test_cli_bad_speeds_exit_2_naming_them(tmp_path: Path) -> None:
+    for bad in ("fast", "1,0", "-1"):
+        res = CliRunner().invoke(cli(), ["simulate", "x.yaml", "--speeds", bad])
+        assert res.exit_code == 2 and bad in res.stderr
+
+
 def test_cli_bad_file_exits_1_naming_task_and_field(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text("tasks: [{id: a, depends_on: [ghost]}]\n")
