@@ -111,6 +111,7 @@ def status_from_proto(m: client_pb2.GetStatusResponse) -> ClusterStatus:
                 queued=a.queued,
                 load_seconds=a.load_seconds,
                 connected=a.connected,
+                speed_factor=a.speed_factor,
             )
             for a in m.agents
         ),

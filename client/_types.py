@@ -182,6 +182,10 @@ class AgentStatus:
     queued: int
     load_seconds: float
     connected: bool
+    speed_factor: float = 0.0
+    """How many times longer than the fleet's typical agent it takes, learned
+    from its completions: 1.0 typical (or not known yet), 2.0 twice as long;
+    0.0 when the replica that answered does not lead (only the leader learns)."""
 
 
 @dataclass(frozen=True, slots=True)

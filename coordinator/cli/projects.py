@@ -174,7 +174,7 @@ def _status_table(resp: ClusterStatus) -> None:
     for p in resp.projects:
         table.add_row(p.project_id, *[str(p.count(s)) for s in states], str(p.finished))
     out.print(table)
-    agents = Table("agent", "slots", "running", "queued", "load (s)", "connected")
+    agents = Table("agent", "slots", "running", "queued", "load (s)", "speed", "connected")
     for a in resp.agents:
         agents.add_row(
             a.agent_id,
@@ -182,6 +182,7 @@ def _status_table(resp: ClusterStatus) -> None:
             str(a.running),
             str(a.queued),
             f"{a.load_seconds:.1f}",
+            f"x{a.speed_factor:.2f}" if a.speed_factor else "-",
             str(a.connected),
         )
     out.print(agents)

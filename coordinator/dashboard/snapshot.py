@@ -57,6 +57,7 @@ class Snapshot:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # leader only
     loads: dict[str, float] = field(default_factory=dict)  # leader only
+    speeds: dict[str, float] = field(default_factory=dict)  # leader only (agent_speeds)
     connected: frozenset[str] | None = None  # leader only: agents with a session here
     progress: dict[TaskKey, TaskProgress] = field(default_factory=dict)  # leader only (by fence)
 
@@ -110,6 +111,7 @@ async def take_snapshot(node: CoordinatorNode, *, allow_etcd: bool = True) -> Sn
             snap,
             metrics=leader_metrics(node),
             loads=driver.loads(),
+            speeds=driver.speed_factors(),
             connected=frozenset(node.hub.conns),
             progress=driver.progress.latest(),
         )

@@ -353,6 +353,7 @@ def agents_view(snap: Snapshot, lease_age: Callable[[int], float | None]) -> lis
                 "queued": que,
                 "busy": len(run) / a.slots if a.slots else 0.0,
                 "load_seconds": snap.loads.get(aid),
+                "speed_factor": snap.speeds.get(aid),
                 "connected": None if snap.connected is None else aid in snap.connected,
                 "last_keepalive_age": lease_age(a.lease_id) if a.lease_id else None,
             }

@@ -275,6 +275,9 @@ class LeaderDriver:
     def loads(self) -> dict[str, float]:
         return self.term.state.loads()
 
+    def speed_factors(self) -> dict[str, float]:
+        return self.term.state.speed_factors()
+
     def scheduler_metrics(self) -> SchedulerMetrics:
         return self.term.state.metrics(self.clock.wall())
 

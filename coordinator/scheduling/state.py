@@ -200,6 +200,10 @@ class SchedulerState(EventHandlers):
         """Predicted seconds held per agent (running + queued)."""
         return {aid: a.load for aid, a in self._pool.agents.items()}
 
+    def speed_factors(self) -> dict[str, float]:
+        """How many times longer than typical each agent takes (``agent_speeds``)."""
+        return {aid: self.speeds.factor(aid) for aid in self._pool.agents}
+
     def project_ids(self) -> list[str]:
         """Known projects in submission order."""
         return list(self._projects)

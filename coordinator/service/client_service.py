@@ -259,6 +259,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         for claim in cs.claims.values():
             (running if claim.started else queued)[claim.agent] += 1
         loads = driver.loads() if driver is not None else {}
+        speeds = driver.speed_factors() if driver is not None else {}
         for agent_id, info in sorted(cs.agents.items()):
             resp.agents.append(
                 client_pb2.AgentStatus(
@@ -268,6 +269,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
                     running=running[agent_id],
                     queued=queued[agent_id],
                     load_seconds=loads.get(agent_id, 0.0),
+                    speed_factor=speeds.get(agent_id, 0.0),
                     connected=self.node.hub.connected(agent_id) if driver else True,
                 )
             )

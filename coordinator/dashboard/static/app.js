@@ -900,7 +900,7 @@ function renderAgents(agents) {
       h(
         "table",
         { id: "agents" },
-        h("tr", {}, ["agent", "capabilities", "slots", "busy", "running", "queued", "predicted load", "session here", "last keepalive", "lease"].map((c) => h("th", {}, c))),
+        h("tr", {}, ["agent", "capabilities", "slots", "busy", "running", "queued", "predicted load", "speed", "session here", "last keepalive", "lease"].map((c) => h("th", {}, c))),
         agents.map((a) =>
           h(
             "tr",
@@ -912,6 +912,7 @@ function renderAgents(agents) {
             h("td", {}, list(a.running)),
             h("td", {}, list(a.queued)),
             h("td", { class: "num" }, a.load_seconds === null ? "–" : fmtDur(a.load_seconds)),
+            h("td", { class: "num", title: "times as long as the fleet's typical agent, learned from completions" }, a.speed_factor == null ? "–" : `×${a.speed_factor.toFixed(2)}`),
             h("td", {}, a.connected === null ? "(leader only)" : a.connected ? "yes" : "no"),
             h("td", { class: "num" }, a.last_keepalive_age === null ? "–" : fmtDur(a.last_keepalive_age) + " ago"),
             h("td", { class: "num" }, a.lease_id || "–"),

@@ -349,6 +349,7 @@ class AgentStatus(_message.Message):
     QUEUED_FIELD_NUMBER: _builtins.int
     LOAD_SECONDS_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
+    SPEED_FACTOR_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     running: _builtins.int
@@ -356,6 +357,11 @@ class AgentStatus(_message.Message):
     load_seconds: _builtins.float
     """predicted seconds of work held"""
     connected: _builtins.bool
+    speed_factor: _builtins.float
+    """how many times longer than the fleet's typical agent it takes, learned
+    from its completions (docs/scheduling.md, "Agent speeds"); 1: typical or
+    not known yet; 0: not known here (a follower answered)
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -368,10 +374,11 @@ class AgentStatus(_message.Message):
         queued: _builtins.int = ...,
         load_seconds: _builtins.float = ...,
         connected: _builtins.bool = ...,
+        speed_factor: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "connected", b"connected", "load_seconds", b"load_seconds", "queued", b"queued", "running", b"running", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "connected", b"connected", "load_seconds", b"load_seconds", "queued", b"queued", "running", b"running", "slots", b"slots", "speed_factor", b"speed_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
