@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.harness.etcd_process import etcd_binary, free_port, port_open
 from workhive.coordinator.node import CoordinatorNode
 from workhive.coordinator.settings import Settings
-from workhive.v1 import agent_pb2, agent_pb2_grpc
+from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 HOST = "127.0.0.1"
 TOKENS = {
@@ -305,6 +305,18 @@ class RawAgent:
                 raise EOFError("session ended")
             if kind is None or msg.WhichOneof("kind") == kind:
                 return msg
+
+    def runnable(self, msg: agent_pb2.CoordinatorMessage) -> common_pb2.TaskRef | None:
+        """Act on ``msg`` as a well-behaved agent: ask to start an assignment
+        that was not created started; the task to run now (an assignment
+        created started, or a start granted), else ``None``."""
+        kind = msg.WhichOneof("kind")
+        if kind == "assign" and not msg.assign.started:
+            self.send(start=agent_pb2.StartRequest(task=msg.assign.task))
+            return None
+        if kind == "assign":
+            return msg.assign.task
+        return msg.start_granted.task if kind == "start_granted" else None
 
     def error(self, timeout: float = 10.0) -> grpc.RpcError:
         """The error the session ends with."""

@@ -8,10 +8,11 @@ replicas)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, cast
 
 import pytest
@@ -69,19 +70,24 @@ def _state(revision: int) -> ClusterState:
     return ClusterState.from_kvs(KS, revision, [])
 
 
+@contextlib.contextmanager
 def _reads(
     leader: FakeLeader | None = None,
     standby: FakeStandby | None = None,
     client: PingClient | None = None,
     rebuild_wait: float = 5.0,
-) -> StateReads:
-    return StateReads(
+) -> Iterator[StateReads]:
+    reads = StateReads(
         KS,
         lambda: cast(LeaderDriver | None, leader),
         lambda: cast(StandbyMirror | None, standby),
         lambda: cast(EtcdClient, client or PingClient()),
         rebuild_wait=rebuild_wait,
     )
+    try:
+        yield reads
+    finally:
+        reads.close()
 
 
 @pytest.fixture
@@ -103,12 +109,9 @@ def _seen(cs: ClusterState, leader: LeaderDriver | None) -> tuple[int, bool]:
 
 @on_a_loop
 async def test_a_leader_answers_from_its_mirror_and_passes_itself(snapshots: list[int]) -> None:
-    reads = _reads(leader=FakeLeader(_state(7)), standby=FakeStandby(_state(5)))
-    try:
+    with _reads(leader=FakeLeader(_state(7)), standby=FakeStandby(_state(5))) as reads:
         assert await reads.read(_seen) == (7, True)
         assert snapshots == []
-    finally:
-        reads.close()
 
 
 @on_a_loop
@@ -116,28 +119,22 @@ async def test_a_new_leader_answers_once_its_mirror_is_rebuilt_not_from_etcd(
     snapshots: list[int],
 ) -> None:
     leader = FakeLeader(None)
-    reads = _reads(leader=leader)
-    try:
+    with _reads(leader=leader) as reads:
         asking = asyncio.create_task(reads.read(_seen))
         await asyncio.sleep(0.05)
         assert not asking.done()  # waits for the rebuild
         leader.rebuilt(_state(8))
         assert await asking == (8, True)
         assert snapshots == []
-    finally:
-        reads.close()
 
 
 @on_a_loop
 async def test_a_new_leader_that_rebuilds_too_slowly_answers_from_etcd(
     snapshots: list[int],
 ) -> None:
-    reads = _reads(leader=FakeLeader(None), rebuild_wait=0.05)
-    try:
+    with _reads(leader=FakeLeader(None), rebuild_wait=0.05) as reads:
         assert await reads.read(_seen) == (99, False)
         assert snapshots == [99]
-    finally:
-        reads.close()
 
 
 @on_a_loop
@@ -145,41 +142,34 @@ async def test_a_follower_answers_from_its_warm_mirror_off_the_loop_without_a_le
     snapshots: list[int],
 ) -> None:
     standby = FakeStandby(_state(5))
-    reads = _reads(standby=standby)
-    try:
+    with _reads(standby=standby) as reads:
         assert await reads.read(_seen) == (5, False)
         assert snapshots == []
         assert standby.read_on and standby.read_on[0].startswith("state-reads")
-    finally:
-        reads.close()
 
 
 @on_a_loop
 async def test_a_warm_mirror_without_its_snapshot_yet_falls_back_to_etcd(
     snapshots: list[int],
 ) -> None:
-    reads = _reads(standby=FakeStandby(None))
-    try:
+    with _reads(standby=FakeStandby(None)) as reads:
         assert await reads.read(_seen) == (99, False)
         assert snapshots == [99]
-    finally:
-        reads.close()
 
 
 @on_a_loop
 async def test_the_etcd_ping_does_not_queue_behind_a_full_default_executor() -> None:
     client = PingClient()
-    reads = _reads(client=client)
     release = threading.Event()
     loop = asyncio.get_running_loop()
     # what a fleet of agents registering at once does to the default executor
     busy = [loop.run_in_executor(None, release.wait) for _ in range(64)]
     try:
-        started = time.monotonic()
-        assert await asyncio.wait_for(reads.etcd_problem("etcd"), 2.0) == ""
-        assert time.monotonic() - started < 1.0
-        assert client.pings == 1
+        with _reads(client=client) as reads:
+            started = time.monotonic()
+            assert await asyncio.wait_for(reads.etcd_problem("etcd"), 2.0) == ""
+            assert time.monotonic() - started < 1.0
+            assert client.pings == 1
     finally:
         release.set()
         await asyncio.gather(*busy)
-        reads.close()

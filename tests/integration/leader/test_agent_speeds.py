@@ -26,17 +26,7 @@ def _serve(agent: RawAgent, seconds: float, done: list[str], stop: threading.Eve
             continue
         except (EOFError, grpc.RpcError):
             return
-        kind = msg.WhichOneof("kind")
-        if kind == "assign" and not msg.assign.started:
-            agent.send(start=agent_pb2.StartRequest(task=msg.assign.task))
-            continue
-        ref = (
-            msg.assign.task
-            if kind == "assign"
-            else msg.start_granted.task
-            if kind == "start_granted"
-            else None
-        )
+        ref = agent.runnable(msg)
         if ref is not None:
             agent.send(completed=agent_pb2.TaskCompleted(task=ref, duration_seconds=seconds))
             done.append(ref.task_id)

@@ -41,17 +41,7 @@ def _run_everything(agent: RawAgent, until: set[str], timeout: float = 20.0) -> 
     deadline = time.monotonic() + timeout
     while not until <= done:
         msg = agent.next(timeout=max(0.1, deadline - time.monotonic()))
-        kind = msg.WhichOneof("kind")
-        if kind == "assign" and not msg.assign.started:
-            agent.send(start=agent_pb2.StartRequest(task=msg.assign.task))
-            continue
-        ref = (
-            msg.assign.task
-            if kind == "assign"
-            else msg.start_granted.task
-            if kind == "start_granted"
-            else None
-        )
+        ref = agent.runnable(msg)
         if ref is not None:
             agent.send(completed=agent_pb2.TaskCompleted(task=ref, duration_seconds=0.01))
             done.add(ref.task_id)

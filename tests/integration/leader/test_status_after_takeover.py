@@ -6,7 +6,9 @@ mirror answers from it: an etcd snapshot of a big project takes seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import grpc
@@ -28,23 +30,41 @@ def _status(node: NodeThread) -> client_pb2.GetStatusResponse:
         return stub.GetStatus(client_pb2.GetStatusRequest(project_id="p"), timeout=10)
 
 
-def test_a_status_answer_from_before_a_takeover_is_not_served_after_it(
-    etcd_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_service, "STATUS_MAX_AGE", 60.0)  # cached as long as a slow one
+def _submit(node: NodeThread) -> None:
+    """Project ``p`` of one task, through ``node``."""
+    with grpc.insecure_channel(node.address) as ch:
+        client_pb2_grpc.ClientServiceStub(ch).SubmitProject(
+            client_pb2.SubmitProjectRequest(
+                project=project_to_proto(ProjectSpec(id="p", tasks=(TaskSpec(id="t"),)))
+            ),
+            timeout=10,
+        )
+
+
+@contextlib.contextmanager
+def _leader_and_follower(etcd_url: str) -> Iterator[tuple[NodeThread, NodeThread]]:
+    """Replica ``a`` leading, ``b`` following, project ``p`` submitted; both
+    stopped after (``a`` unless the test stopped it)."""
     settings = base_settings(etcd_url, plan_time_box=0)
     a = NodeThread(replace(settings, coordinator_id="a")).start()
     b: NodeThread | None = None
     try:
         a.wait_leader()
         b = NodeThread(replace(settings, coordinator_id="b")).start()
-        with grpc.insecure_channel(a.address) as ch:
-            client_pb2_grpc.ClientServiceStub(ch).SubmitProject(
-                client_pb2.SubmitProjectRequest(
-                    project=project_to_proto(ProjectSpec(id="p", tasks=(TaskSpec(id="t"),)))
-                ),
-                timeout=10,
-            )
+        _submit(a)
+        yield a, b
+    finally:
+        if b is not None:
+            b.stop()
+        if a._thread.is_alive():
+            a.stop()
+
+
+def test_a_status_answer_from_before_a_takeover_is_not_served_after_it(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_service, "STATUS_MAX_AGE", 60.0)  # cached as long as a slow one
+    with _leader_and_follower(etcd_url) as (a, b):
         deadline = time.monotonic() + 10
         while (before := _status(b)).leader.leader_id != "a" or not before.projects:
             assert time.monotonic() < deadline, "the follower never named the leader"
@@ -55,11 +75,6 @@ def test_a_status_answer_from_before_a_takeover_is_not_served_after_it(
         assert after.leader.leader_id == "b"
         assert after.leader.term > before.leader.term
         assert [p.project_id for p in after.projects] == ["p"]
-    finally:
-        if b is not None:
-            b.stop()
-        if a._thread.is_alive():
-            a.stop()
 
 
 def test_a_follower_with_a_warm_mirror_answers_status_without_reading_etcd(
@@ -68,19 +83,7 @@ def test_a_follower_with_a_warm_mirror_answers_status_without_reading_etcd(
     def no_snapshot(*args: object) -> None:
         raise AssertionError("a follower with a warm mirror read a snapshot from etcd")
 
-    settings = base_settings(etcd_url, plan_time_box=0)
-    a = NodeThread(replace(settings, coordinator_id="a")).start()
-    b: NodeThread | None = None
-    try:
-        a.wait_leader()
-        b = NodeThread(replace(settings, coordinator_id="b")).start()
-        with grpc.insecure_channel(a.address) as ch:
-            client_pb2_grpc.ClientServiceStub(ch).SubmitProject(
-                client_pb2.SubmitProjectRequest(
-                    project=project_to_proto(ProjectSpec(id="p", tasks=(TaskSpec(id="t"),)))
-                ),
-                timeout=10,
-            )
+    with _leader_and_follower(etcd_url) as (_, b):
         monkeypatch.setattr(state_reads, "snapshot", no_snapshot)
         deadline = time.monotonic() + 10
         while not (answer := _status(b)).projects:  # the warm mirror catches up
@@ -88,7 +91,3 @@ def test_a_follower_with_a_warm_mirror_answers_status_without_reading_etcd(
             time.sleep(0.1)
         assert answer.leader.leader_id == "a"
         assert [p.project_id for p in answer.projects] == ["p"]
-    finally:
-        if b is not None:
-            b.stop()
-        a.stop()
