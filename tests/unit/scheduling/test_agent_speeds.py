@@ -107,3 +107,12 @@ def test_a_fleet_whose_first_agents_are_slow_learns_to_give_the_chain_to_the_fas
         return simulate(spec, cfg).makespan
 
     assert makespan(True) < 0.8 * makespan(False)
+
+
+def test_the_speeds_benchmark_reports_every_fleet_and_shape_and_equal_fleets_lose_nothing() -> None:
+    from bench.speeds import FLEETS, SHAPES, run, summarise
+
+    rows = run(count=1, seed=3)
+    assert {(r["fleet"], r["shape"]) for r in rows} == {(f, s) for f in FLEETS for s in SHAPES}
+    assert all(r["learned"] == r["blind"] for r in rows if r["fleet"] == "equal")
+    assert len(summarise(rows)) == len(FLEETS) * len(SHAPES)
