@@ -34,9 +34,9 @@ __all__ = ["EXPLORE", "PRIOR", "AgentSpeeds"]
 PRIOR = 2.0
 """Completions at the fleet's mean an agent's offset starts from (shrinkage)."""
 EXPLORE = 4
-"""Completions an agent needs before its class counts; until then, among free
-agents of one class the one with fewer goes first (else a chain would stay on
-the first agent to join, and nothing would be learned of the others)."""
+"""Among free agents of one class and load, one with fewer completions than
+this goes first (else a chain would stay on the first agent to join, and
+nothing would be learned of the others); beyond it, join order decides."""
 _STEP = math.log(2.0) / 2
 
 
