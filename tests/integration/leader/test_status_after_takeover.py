@@ -24,10 +24,10 @@ from workhive.v1 import client_pb2, client_pb2_grpc
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def _status(node: NodeThread) -> client_pb2.GetStatusResponse:
+def _status(node: NodeThread, project_id: str = "p") -> client_pb2.GetStatusResponse:
     with grpc.insecure_channel(node.address) as ch:
         stub = client_pb2_grpc.ClientServiceStub(ch)
-        return stub.GetStatus(client_pb2.GetStatusRequest(project_id="p"), timeout=10)
+        return stub.GetStatus(client_pb2.GetStatusRequest(project_id=project_id), timeout=10)
 
 
 def _submit(node: NodeThread) -> None:
@@ -84,10 +84,11 @@ def test_a_follower_with_a_warm_mirror_answers_status_without_reading_etcd(
         raise AssertionError("a follower with a warm mirror read a snapshot from etcd")
 
     with _leader_and_follower(etcd_url) as (_, b):
-        monkeypatch.setattr(state_reads, "snapshot", no_snapshot)
         deadline = time.monotonic() + 10
-        while not (answer := _status(b)).projects:  # the warm mirror catches up
+        while not _status(b).projects:  # the follower's view catches up
             assert time.monotonic() < deadline, "the follower never showed the project"
             time.sleep(0.1)
+        monkeypatch.setattr(state_reads, "snapshot", no_snapshot)
+        answer = _status(b, project_id="")  # all projects: not a cached answer
         assert answer.leader.leader_id == "a"
         assert [p.project_id for p in answer.projects] == ["p"]
