@@ -168,7 +168,8 @@ def test_no_console_errors_on_any_page(dash_cluster: DashCluster, tab: Page) -> 
     tab.page.goto(c.url(leader) + "#/agents")  # the leader knows sessions and loads
     tab.page.wait_for_selector("#agents tr[data-agent]")
     tab.shot("agents")
-    assert "×" in tab.page.inner_text("#agents")  # each agent's learned speed factor
+    # each agent's learned speed factor, written with a multiplication sign
+    assert "\u00d7" in tab.page.inner_text("#agents")
     assert tab.errors == []
 
 
