@@ -45,6 +45,7 @@ from workhive.coordinator.scheduling.growth import Addition, extend_analysis
 from workhive.coordinator.scheduling.planner_types import Plan
 from workhive.coordinator.scheduling.priorities import effective_priorities
 from workhive.coordinator.scheduling.records import (
+    AgentRecord,
     ProjectRecord,
     TaskRecord,
 )
@@ -218,8 +219,7 @@ class EventHandlers(Dispatch):
             a.info = info
         else:
             a = self._pool.join(info, self._seq.next())
-            a.speed_class = self.speeds.klass(info.id)  # known from an earlier session
-            a.explored = self.speeds.explored(info.id)
+            self._mark_speed(a)  # known from an earlier session
             # A plan is a schedule for the agents it was made for: more capacity
             # makes it wrong (its tasks would never reach the newcomer).
             for p in list(self._plans.planned.values()):
@@ -301,8 +301,12 @@ class EventHandlers(Dispatch):
         if a is None or (spec.estimate is None and self.durations.samples.get(spec.kind, 0) < 3):
             return
         self.speeds.observe(ev.agent_id, self.durations.predict(spec), ev.duration)
-        a.speed_class = self.speeds.klass(ev.agent_id)
-        a.explored = self.speeds.explored(ev.agent_id)
+        self._mark_speed(a)
+
+    def _mark_speed(self, a: AgentRecord) -> None:
+        """Copy what ``agent_speeds`` knows of ``a`` into the record its heap keys read."""
+        a.speed_class = self.speeds.klass(a.info.id)
+        a.explored = self.speeds.explored(a.info.id)
 
     def _on_failed(self, ev: TaskFailed) -> None:
         t = self._task(ev.key)
