@@ -133,6 +133,7 @@ class AgentInfo:
     prefetch: int = 1
     lease_id: int = 0
     pull: bool = False  # given a task only when it asks (docs/agent.md, "Pull mode")
+    chains: bool = False  # honours Assign.after (docs/agent.md, "Chained tasks")
 
 
 @dataclass(frozen=True, slots=True)

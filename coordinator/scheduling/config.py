@@ -63,6 +63,13 @@ class SchedulerConfig:
             prefetch window for short tasks). Such a task is no longer
             stealable; long work never waits behind it. 0 disables.
         start_ahead_tasks: most tasks started ahead on one agent, beyond its slots.
+        chain_ahead: most tasks one agent holds *chained*: a short task (as for
+            ``start_ahead``) whose unfinished dependencies all run on that
+            agent is claimed for it, started, before they end, and the agent
+            runs it the moment they succeed there, with no round trip to the
+            leader between them (docs/scheduling.md, "Chains run back to
+            back"). Only agents that say they can (``AgentInfo.chains``). 0
+            disables.
         agent_speeds: ``default`` learns how much longer each agent takes than
             predicted (``agent_speeds``) and gives a task going to a free slot
             the free slot of a faster agent first.
@@ -88,6 +95,7 @@ class SchedulerConfig:
     prefetch_spread: float = 0.1
     start_ahead: float = 0.05
     start_ahead_tasks: int = 2
+    chain_ahead: int = 4
     agent_speeds: bool = True
 
     def __post_init__(self) -> None:
@@ -99,8 +107,8 @@ class SchedulerConfig:
             raise ValueError("steal_interval must be > 0")
         if self.move_min_wait < 0:
             raise ValueError("move_min_wait must be >= 0")
-        if self.start_ahead < 0 or self.start_ahead_tasks < 0:
-            raise ValueError("start_ahead and start_ahead_tasks must be >= 0")
+        if self.start_ahead < 0 or self.start_ahead_tasks < 0 or self.chain_ahead < 0:
+            raise ValueError("start_ahead, start_ahead_tasks and chain_ahead must be >= 0")
 
     @property
     def predictive_threshold(self) -> float:

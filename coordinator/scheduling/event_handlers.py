@@ -262,7 +262,8 @@ class EventHandlers(Dispatch):
         if t.started_at is not None and t.lag_sample:
             self._pool.observe_lag(ev.now - t.started_at - ev.duration)
         self._observe_speed(t, ev)
-        self._release(t)
+        ran_on = t.agent
+        self._release(t, succeeded=True)
         t.state = _OK
         self._stats.busy += ev.duration
         drift = self.durations.observe(t.spec, ev.duration)
@@ -292,6 +293,9 @@ class EventHandlers(Dispatch):
                 self._make_ready(ct)
         p.remaining -= 1
         self._check_finished(p)
+        if self.config.chain_ahead and ran_on is not None and ran_on.alive:
+            for r in list(ran_on.running.values()):
+                self._chain_after(r, ran_on, ev.now)  # room for the chains to go on
 
     def _observe_speed(self, t: TaskRecord, ev: TaskSucceeded) -> None:
         """Feed ``agent_speeds`` with what the agent took against the current
@@ -340,6 +344,7 @@ class EventHandlers(Dispatch):
             return
         a = t.agent
         del a.running[t.key]
+        self._unchain(t, a)
         t.state = _A
         t.started_at = None
         a.queue.insert(0, t)

@@ -260,12 +260,16 @@ class AssignTask:
     """Create ``claims/<key>`` for ``agent_id`` (absent + task ready), on its lease.
 
     ``start_now``: the agent has a free slot, create the claim already started;
-    otherwise it joins the agent's prefetch queue."""
+    otherwise it joins the agent's prefetch queue. ``after``: a chained task
+    (``SchedulerConfig.chain_ahead``): created started while these
+    dependencies (task ids of its project, all running on ``agent_id``) have
+    not succeeded yet; the agent runs it once they succeed there."""
 
     key: TaskKey
     agent_id: str
     attempt: int
     start_now: bool
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

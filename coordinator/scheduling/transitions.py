@@ -16,7 +16,8 @@ output. A layer of ``SchedulerState`` (it owns every attribute declared here).
 from __future__ import annotations
 
 from workhive.coordinator.model import TaskKey, TaskState
-from workhive.coordinator.scheduling.deadlines import TaskTimers
+from workhive.coordinator.scheduling.agent_pool import remaining
+from workhive.coordinator.scheduling.deadlines import RevokeTask, TaskTimers
 from workhive.coordinator.scheduling.events import (
     AssignTask,
     CancelTask,
@@ -37,7 +38,7 @@ from workhive.coordinator.scheduling.records import (
 from workhive.coordinator.scheduling.retry_policy import backoff_delay
 
 _P, _R, _A, _RUN = TaskState.PENDING, TaskState.READY, TaskState.ASSIGNED, TaskState.RUNNING
-_FAIL, _CXL = TaskState.FAILED, TaskState.CANCELLED
+_FAIL, _CXL, _OK = TaskState.FAILED, TaskState.CANCELLED, TaskState.SUCCEEDED
 
 __all__ = ["TaskTransitions"]
 
@@ -57,20 +58,28 @@ class TaskTransitions(Placement):
         return p.by_id.get(key.task) if p else None
 
     def _make_ready(self, t: TaskRecord, push: bool = True) -> None:
+        if t.waiting > 0:  # a chained task given back: it waits for its dependencies again
+            t.state = _P
+            t.agent = None
+            t.started_at = None
+            return
         t.state = _R
         t.agent = None
         t.ready_seq = self._seq.next()
         if push and not t.planned:
             self._queues.push_ready(t)
 
-    def _release(self, t: TaskRecord) -> None:
-        """Detach ``t`` from its agent (if any)."""
+    def _release(self, t: TaskRecord, succeeded: bool = False) -> None:
+        """Detach ``t`` from its agent (if any); a running ``t`` that did not
+        succeed takes the tasks chained after it there along (``_unchain``)."""
         a = t.agent
         if a is None:
             return
         a.answered.pop(t.key, None)
         if t.state is _RUN:
             a.running.pop(t.key, None)
+            if not succeeded:
+                self._unchain(t, a)
         elif t.state is _A:
             a.queue.remove(t)
             if not a.queue:
@@ -81,10 +90,15 @@ class TaskTransitions(Placement):
             self._pool.touch(a)
 
     def _lose(self, t: TaskRecord, reason: str) -> None:
-        """The claim on ``t`` is gone: requeue (attempt + 1) or fail."""
+        """The claim on ``t`` is gone: requeue (attempt + 1) or fail; a
+        chained task (dependencies unfinished) waits for them again, no
+        attempt spent (it cannot have started before they succeeded)."""
         started = t.state is _RUN
         if t.agent is not None:
             self._release(t)
+        if t.waiting > 0:
+            self._make_ready(t)
+            return
         if t.project.plan:
             self._plans.drop_plan(t.project, reason)
         if started and t.attempt >= t.spec.max_attempts:
@@ -155,6 +169,70 @@ class TaskTransitions(Placement):
             self._stats.latency_sum += now - t.stolen_at
             self._stats.latency_n += 1
             t.stolen_at = None
+        if self.config.chain_ahead:
+            self._chain_after(t, a, now)
+
+    def _chain_after(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
+        """Claim, started, the best child of ``t`` (running on ``a``) whose
+        unfinished dependencies all run on ``a``: the agent runs it when they
+        succeed there (``SchedulerConfig.chain_ahead``). One child per task,
+        the highest ranked; short, no deadline, no plan, ``a`` able to run it;
+        at most ``chain_ahead`` such tasks per agent. Recursive: the chained
+        task's own child may follow it."""
+        p, an = t.project, t.project.analysis
+        if (
+            an is None
+            or not a.info.chains
+            or a.info.pull
+            or p.plan is not None
+            or t.spec.timeout is not None
+            or sum(1 for r in a.running.values() if r.waiting) >= self.config.chain_ahead
+        ):
+            return
+        best: TaskRecord | None = None
+        for c in an.children[t.index]:
+            ct = p.tasks[c]
+            if (
+                ct.state is not _P
+                or not ct.waiting
+                or (best is not None and ct.rank <= best.rank)
+                or not ct.spec.requires <= a.info.capabilities
+                or not self._short(ct)
+            ):
+                continue
+            deps = [p.tasks[i] for i in an.parents[c]]
+            if all(d.state is _OK or (d.state is _RUN and d.agent is a) for d in deps):
+                best = ct
+        if best is None:
+            return
+        deps = [p.tasks[i] for i in an.parents[best.index]]
+        after = tuple(d.spec.id for d in deps if d.state is not _OK)
+        best.agent = a
+        best.attempt = max(1, best.attempt)
+        a.load += best.predicted
+        self._stats.assignments += 1
+        self._out.append(AssignTask(best.key, a.info.id, best.attempt, True, after))
+        self._run(best, a, now)
+        best.lag_sample = False
+        ends = (remaining(d.predicted, d.started_at, now) for d in deps if d.state is _RUN)
+        best.started_at = now + max(ends, default=0.0)
+        self._pool.touch(a)
+
+    def _unchain(self, t: TaskRecord, a: AgentRecord) -> None:
+        """``t`` left ``a`` without succeeding: its children chained after it
+        on ``a`` wait for their dependencies again, their claims revoked
+        (not on an agent that is gone: its claims go with its lease)."""
+        an = t.project.analysis
+        for c in an.children[t.index] if an else ():
+            ct = t.project.tasks[c]
+            if ct.state is not _RUN or ct.agent is not a or not ct.waiting:
+                continue
+            attempt = ct.attempt
+            self._release(ct)
+            self._make_ready(ct)
+            if a.alive:
+                reason = f"dependency {t.spec.id} did not succeed on this agent"
+                self._out.append(RevokeTask(ct.key, a.info.id, attempt, reason))
 
     def _assign(self, t: TaskRecord, a: AgentRecord, now: float, ahead: bool = False) -> None:
         """Give ``t`` to ``a``: started on a free slot (or ahead, see
@@ -165,6 +243,7 @@ class TaskTransitions(Placement):
         t.agent = a
         t.attempt = max(1, t.attempt)
         a.load += t.predicted
+        self._out.append(AssignTask(t.key, a.info.id, t.attempt, start))  # before any chained
         if start:
             self._run(t, a, now)
         else:
@@ -176,4 +255,3 @@ class TaskTransitions(Placement):
             self._pool.branch_owner[(t.key.project, t.spec.branch)] = a
         self._stats.assignments += 1
         self._pool.touch(a)
-        self._out.append(AssignTask(t.key, a.info.id, t.attempt, start))
