@@ -22,7 +22,7 @@ from collections.abc import Callable
 from . import _convert as cv
 from ._connection import Connection
 from ._heartbeat import Heartbeats
-from ._held import QUEUED, RUNNABLE, RUNNING
+from ._held import QUEUED, RUNNABLE, RUNNING, WAITING
 from ._types import ConnectionState, CoordinatorUnavailable, CredentialsRefused, Handler
 from ._workers import Workers
 
@@ -170,7 +170,7 @@ class Agent(Connection, Heartbeats, Workers):
         self._log.info("draining")
 
     def _drain_complete(self, now: float) -> bool:
-        busy = any(h.state in (RUNNABLE, RUNNING) for h in self._held.values())
+        busy = any(h.state in (WAITING, RUNNABLE, RUNNING) for h in self._held.values())
         if busy:
             self._idle_since = None
             return False

@@ -107,6 +107,7 @@ class AgentBase:
         self._held: dict[tuple[str, str], Held] = {}
         self._unacked: dict[tuple[str, str], Outcome] = {}  # finished, awaiting an answer
         self._orphans: dict[tuple[str, str], Outcome] = {}  # succeeded, claim gone
+        self._done_here: dict[tuple[str, str], str] = {}  # chained tasks may follow these
         self._seq = 0
         self._hb_seq = 0
         self._session: Session | None = None  # the welcomed session, if any

@@ -24,7 +24,7 @@ import workhive
 from workhive.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 from . import _convert as cv
-from ._held import QUEUED, RUNNABLE, START_PENDING, HeldTasks
+from ._held import QUEUED, RUNNABLE, START_PENDING, WAITING, HeldTasks
 from ._leader import (
     LeaderHint,
     error_reason,
@@ -261,7 +261,7 @@ class Connection(HeldTasks):
             self._state = ConnectionState.LOST
             self._log.warning("lease lost: dropping queued tasks", old_lease=self._lease_id)
             for key, h in list(self._held.items()):
-                if h.state in (QUEUED, START_PENDING, RUNNABLE):  # their claims went with it
+                if h.state in (QUEUED, START_PENDING, WAITING, RUNNABLE):  # claims went with it
                     del self._held[key]
                     self._dropped(h.task.key, "lease lost")
         elif again:

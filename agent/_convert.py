@@ -61,6 +61,7 @@ def hello(
             pull=pull,
             batches=True,
             ack_batches=True,
+            chains=not pull,
         )
     )
 

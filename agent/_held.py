@@ -2,7 +2,12 @@
 
 Contract: a task this agent holds is in exactly one state -- ``queued``
 (assigned, may be stolen), ``start_pending`` (StartRequest sent),
-``runnable`` (start granted, waiting for a worker) or ``running``. A finished
+``waiting`` (chained: started, but dependencies held here have not
+succeeded yet), ``runnable`` (start granted, waiting for a worker) or
+``running``. A waiting task becomes runnable only once each dependency it
+waits for has succeeded *here* (a success that adds tasks does not count:
+the leader may block the waiting task behind them); its results join the
+task's inputs. A finished
 run waits in ``_unacked`` until the coordinator acks or rejects it; a
 successful run whose claim was gone is kept (bounded) in ``_orphans``.
 Invariant: a task is never run twice by this agent: an assignment for a task
@@ -13,7 +18,8 @@ held is ignored. Every method here runs with ``_lock`` held.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 
 from workhive.v1 import agent_pb2
 
@@ -24,8 +30,12 @@ from ._types import Outcome, Task, TaskKey
 MAX_ORPHANS = 256
 """Successful results whose claim was gone, kept in case the task comes back."""
 
+MAX_DONE_HERE = 1024
+"""Recent successes here that chained tasks may follow (task -> result JSON)."""
+
 QUEUED = "queued"  # assigned, not started; may be stolen
 START_PENDING = "start_pending"  # StartRequest sent, waiting for StartGranted
+WAITING = "waiting"  # chained: started, waiting for dependencies to succeed here
 RUNNABLE = "runnable"  # start granted, waiting for a free worker
 RUNNING = "running"
 
@@ -38,6 +48,7 @@ class Held:
     state: str
     seq: int
     revoked: bool = False
+    after: set[str] = field(default_factory=set)  # WAITING: dependencies not yet done here
 
     @property
     def order(self) -> tuple[int, int]:
@@ -73,7 +84,10 @@ class HeldTasks(AgentBase):
         existing = self._held.get(tid)
         if existing is not None:
             if existing.task.fence == task.fence:
-                if a.started and existing.state in (QUEUED, START_PENDING):
+                if existing.state == WAITING:  # sent again: fewer may be left to wait for
+                    existing.after &= set(a.after)
+                    self._follow(existing)
+                elif a.started and existing.state in (QUEUED, START_PENDING):
                     existing.state = RUNNABLE
                     self._work.notify_all()
                 return
@@ -98,10 +112,41 @@ class HeldTasks(AgentBase):
             self._dropped(task.key, "draining")
             return
         self._seq += 1
-        self._held[tid] = Held(task, RUNNABLE if a.started else QUEUED, self._seq)
-        if a.started:
+        h = Held(task, RUNNABLE if a.started else QUEUED, self._seq)
+        self._held[tid] = h
+        if a.started and a.after:
+            h.state, h.after = WAITING, set(a.after)
+            self._follow(h)
+        elif a.started:
             self._work.notify_all()
         self._pump()
+
+    def _follow(self, h: Held) -> None:
+        """A waiting task: drop the dependencies that succeeded here, adding
+        their results to its inputs; runnable once none is left."""
+        inputs = dict(h.task.inputs)
+        for dep in list(h.after):
+            done = self._done_here.get((h.task.project_id, dep))
+            if done is not None:
+                h.after.discard(dep)
+                if done:
+                    inputs[dep] = json.loads(done)
+        h.task = replace(h.task, inputs=inputs)
+        if not h.after:
+            h.state = RUNNABLE
+            self._work.notify_all()
+
+    def _succeeded_here(self, outcome: Outcome) -> None:
+        """Note a success chained tasks may follow, and let them follow it."""
+        if not outcome.succeeded or outcome.new_tasks_json:
+            return
+        pid, tid = outcome.key.project_id, outcome.key.task_id
+        self._done_here[(pid, tid)] = outcome.result_json
+        while len(self._done_here) > MAX_DONE_HERE:
+            self._done_here.pop(next(iter(self._done_here)))
+        for h in self._held.values():
+            if h.state == WAITING and h.task.project_id == pid and tid in h.after:
+                self._follow(h)
 
     def _report_again(self, finished: Outcome, task: Task, started: bool) -> None:
         """An assignment for a task whose run already finished here: report the

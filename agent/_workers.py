@@ -48,6 +48,7 @@ class Workers(HeldTasks, ProgressReports):
                 # h.task may carry a newer claim than the run started under (_on_assign)
                 outcome = replace(outcome, key=h.task.key)
                 self._unacked[outcome.key.id] = outcome
+                self._succeeded_here(outcome)
                 if self._session is not None:
                     self._session.send(cv.outcome(outcome))
                 self._pump()

@@ -154,6 +154,9 @@ class Claim:
     ``fence`` is the claim key's create revision in etcd (0 before it exists):
     the token a completion must present. ``started`` is set only by the
     leader confirming the start; stealing moves only claims not started.
+    ``after``: a chained claim (created started while these dependencies,
+    running on the same agent, had not succeeded; docs/scheduling.md,
+    "Chains run back to back"): the agent runs it once they succeed there.
     """
 
     key: TaskKey
@@ -163,6 +166,7 @@ class Claim:
     fence: int = 0
     mod_revision: int = 0
     lease_id: int = 0
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

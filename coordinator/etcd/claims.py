@@ -69,6 +69,7 @@ class ClaimRequest:
     agent: str
     lease_id: int
     started: bool = False  # the agent has a free slot now: skip the start round trip
+    after: tuple[str, ...] = ()  # chained: started before these dependencies succeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,9 @@ class Claims:
         A PENDING record is claimable when the leader saw all its parents
         succeed (the caller's judgement, fenced by the record's mod revision):
         the same txn records it READY, saving a round trip per dependency
-        release. A terminal record is a CONFLICT without a round trip.
+        release. A chained claim (``after``) leaves the record PENDING: its
+        dependencies have not succeeded. A terminal record is a CONFLICT
+        without a round trip.
         """
         todo = [i for i, r in enumerate(reqs) if r.record.state in CLAIMABLE]
         res: list[ItemResult] = [ItemResult(Outcome.CONFLICT)] * len(reqs)
@@ -140,10 +143,10 @@ class Claims:
         record set READY; guarded by the claim's absence and the record's mod
         revision. ``r.record.state`` must be in ``CLAIMABLE``."""
         ck, tk = self.ks.claim(r.record.key), self.ks.task(r.record.key)
-        v = codec.encode_claim(r.agent, r.record.attempt, r.started, fence.term)
+        v = codec.encode_claim(r.agent, r.record.attempt, r.started, fence.term, r.after)
         ops = [op_put(ck, v, r.lease_id)]
         puts = [(ck, v)]
-        if r.record.state is TaskState.PENDING:
+        if r.record.state is TaskState.PENDING and not r.after:
             tv = codec.encode_task(replace(r.record, state=TaskState.READY))
             ops.append(op_put(tk, tv))
             puts.append((tk, tv))
@@ -155,7 +158,14 @@ class Claims:
         if not o.ok:
             return o
         c = Claim(
-            r.record.key, r.agent, r.record.attempt, r.started, o.revision, o.revision, r.lease_id
+            r.record.key,
+            r.agent,
+            r.record.attempt,
+            r.started,
+            o.revision,
+            o.revision,
+            r.lease_id,
+            r.after,
         )
         return replace(o, claim=c)
 

@@ -47,10 +47,16 @@ def decode_task(key: TaskKey, kv: KeyValue) -> TaskRecord:
 # -- claims --------------------------------------------------------------------
 
 
-def encode_claim(agent: str, attempt: int, started: bool, term: int = 0) -> bytes:
+def encode_claim(
+    agent: str, attempt: int, started: bool, term: int = 0, after: tuple[str, ...] = ()
+) -> bytes:
     """``term`` is the fencing term of the leader that wrote the claim; kept
-    so an audit of etcd's history can prove no deposed leader wrote one."""
-    return dumps({"agent": agent, "attempt": attempt, "started": started, "term": term})
+    so an audit of etcd's history can prove no deposed leader wrote one.
+    ``after``: a chained claim's unfinished dependencies (``Claim.after``)."""
+    d: dict[str, object] = {"agent": agent, "attempt": attempt, "started": started, "term": term}
+    if after:
+        d["after"] = list(after)
+    return dumps(d)
 
 
 def decode_claim(key: TaskKey, kv: KeyValue) -> Claim:
@@ -63,6 +69,7 @@ def decode_claim(key: TaskKey, kv: KeyValue) -> Claim:
         fence=kv.create_revision,
         mod_revision=kv.mod_revision,
         lease_id=kv.lease,
+        after=tuple(d.get("after", ())),
     )
 
 
@@ -112,6 +119,7 @@ def encode_agent(a: AgentInfo) -> bytes:
             "slots": a.slots,
             "prefetch": a.prefetch,
             "pull": a.pull,
+            "chains": a.chains,
         }
     )
 
@@ -125,6 +133,7 @@ def decode_agent(kv: KeyValue) -> AgentInfo:
         prefetch=int(d.get("prefetch", 1)),
         lease_id=kv.lease,
         pull=bool(d.get("pull", False)),
+        chains=bool(d.get("chains", False)),
     )
 
 

@@ -121,7 +121,7 @@ class CommandExecutor:
             if rec is None or not lease:
                 events.append(AssignRejected(c.key, c.agent_id, now))
                 continue
-            reqs.append((c, ClaimRequest(rec, c.agent_id, lease, started=c.start_now)))
+            reqs.append((c, ClaimRequest(rec, c.agent_id, lease, c.start_now, c.after)))
         claims = [r for _, r in reqs]
         if completing:
             done, results = await term.writer.complete_and_create(
@@ -133,7 +133,7 @@ class CommandExecutor:
         for (c, req), res in zip(reqs, results, strict=True):
             if res.ok and res.claim is not None:
                 mirror.fold_claim(res.claim, exact=True)
-                if req.record.state is TaskState.PENDING:
+                if req.record.state is TaskState.PENDING and not c.after:
                     mirror.fold_task(
                         replace(req.record, state=TaskState.READY, mod_revision=res.revision),
                         exact=True,

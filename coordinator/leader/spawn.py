@@ -49,13 +49,17 @@ class Spawner:
             rec = mirror.tasks.get(TaskKey(key.project, tid))
             return rec.spec if rec is not None else None
 
+        # an agent never starts what is chained after a success that adds
+        # tasks: those may still be blocked by the new ones
+        chained = state.chained_after(key)
+
+        def state_of(tid: str) -> TaskState | None:
+            if tid in chained:
+                return TaskState.PENDING
+            return state.task_state(TaskKey(key.project, tid))
+
         try:
-            check_addition(
-                add,
-                spec_of,
-                lambda tid: state.task_state(TaskKey(key.project, tid)),
-                f"<new tasks of {key.task}>",
-            )
+            check_addition(add, spec_of, state_of, f"<new tasks of {key.task}>")
         except ProjectError as exc:
             return await self._refuse(r, str(exc), now)
         rec, meta = mirror.tasks.get(key), mirror.projects.get(key.project)

@@ -10,7 +10,7 @@ changed only through its own mutators (``ClusterState.fold_*``/``apply``).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workhive.coordinator.etcd import ClusterState, Fence
 from workhive.coordinator.leader.clock import Clock
@@ -105,8 +105,20 @@ class Term:
         return out
 
     def assign(self, claim: Claim) -> None:
-        """Push the claimed task to its agent with its parents' results."""
-        spec = self.view().tasks[claim.key].spec
+        """Push the claimed task to its agent with its parents' results; a
+        chained claim names only the dependencies not yet succeeded (a claim
+        sent again, after a reconnect, may have none left to wait for)."""
+        mirror = self.view()
+        spec = mirror.tasks[claim.key].spec
+        if claim.after:
+            pid = claim.key.project
+            left = tuple(
+                d
+                for d in claim.after
+                if (r := mirror.results.get(TaskKey(pid, d))) is None
+                or r.state is not TaskState.SUCCEEDED
+            )
+            claim = replace(claim, after=left)
         self.port.assign(claim, spec, self.fence.term, self.inputs_of(claim.key))
 
     def lease_of(self, agent_id: str) -> int:

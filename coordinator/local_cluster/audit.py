@@ -5,7 +5,11 @@ Violations found:
 - ``lost``: a task of a visible project has no result at the end;
 - ``committed_twice``: a task's result was written more than once;
 - ``early_start``: a task's claim was marked started (or an agent started it)
-  before every dependency had a SUCCEEDED result;
+  before every dependency had a SUCCEEDED result, or its own success was
+  committed before theirs. A chained claim (``Claim.after``, docs/scheduling.md
+  "Chains run back to back") is started before the dependencies it names
+  succeed; its run must then start on the same agent only after each of them
+  ran there and finished successfully (execution logs);
 - ``moved_started``: a started claim was handed to another agent (a task
   owned by two agents at once);
 - ``deposed_writes``: a claim was written under a fencing term that was not
@@ -90,6 +94,7 @@ def audit(
     projects: set[str] = set()
     attempts: dict[TaskKey, int] = {}
     claim_puts: list[tuple[WatchEvent, TaskKey]] = []
+    chained: dict[tuple[TaskKey, int], tuple[str, ...]] = {}  # (task, fence) -> after
     leases = _Leases()
     for ev in events:
         kind, parts = keyspace.classify(ev.key)
@@ -132,9 +137,13 @@ def audit(
                     rep.moved_started.append(
                         f"{key}: started on {prev.agent}, moved to {claim.agent}"
                     )
+        if claim.after:
+            chained.setdefault((key, claim.fence), claim.after)
         if claim.started:
             pid = key.project
             for d in deps.get(key, ()):
+                if d in claim.after:
+                    continue  # judged on the agent's execution log
                 done = succeeded_at.get(TaskKey(pid, d))
                 if done is None or done > ev.revision:
                     rep.early_start.append(f"{key} started at rev {ev.revision} before {d}")
@@ -144,10 +153,15 @@ def audit(
     rep.requeued = sum(1 for k in keys if attempts.get(k, 1) > 1)
     rep.lost = sorted(str(k) for k in keys if not result_puts[k])
     rep.committed_twice = sorted(str(k) for k, n in result_puts.items() if n > 1)
+    for key, rev in succeeded_at.items():
+        for d in deps.get(key, ()):
+            done = succeeded_at.get(TaskKey(key.project, d))
+            if done is None or done > rev:
+                rep.early_start.append(f"{key} succeeded at rev {rev} before {d}")
     if exec_log is not None and exec_log.exists():
         runs, seen = _read_runs(exec_log)
         rep.executions = sum(len(r) for r in runs.values())
-        rep.early_start += _early_exec_starts(runs, deps, finished_at)
+        rep.early_start += _early_exec_starts(runs, deps, finished_at, chained)
         rep.executed_twice = _executed_twice(runs, seen, leases)
     rep.leases_ended = len(leases.ended_at)
     return rep
@@ -162,6 +176,7 @@ class _Run:
     fence: int
     pid: int = 0  # the agent's process
     failed: bool = False  # the run ended with a reported failure
+    end: float | None = None  # when it finished (agent's clock), if it did
 
 
 class _Leases:
@@ -218,6 +233,7 @@ def _read_runs(
             for run in reversed(runs.get(key, [])):
                 if run.agent == agent and run.fence == int(rec.get("fence", 0)):
                     run.failed = rec.get("outcome") == "failed"
+                    run.end = float(rec.get("t", 0.0))
                     break
     for r in runs.values():
         r.sort(key=lambda run: run.t)
@@ -237,15 +253,39 @@ def _early_exec_starts(
     runs: dict[TaskKey, list[_Run]],
     deps: dict[TaskKey, tuple[str, ...]],
     finished_at: dict[TaskKey, float],
+    chained: dict[tuple[TaskKey, int], tuple[str, ...]],
 ) -> list[str]:
+    """Runs that started before a dependency succeeded: its committed
+    success (leader's clock, ``START_SKEW`` allowed), or for a dependency a
+    chained claim named, a successful run of it on the same agent that had
+    finished (the agent's own clock)."""
     out = []
     for key, task_runs in runs.items():
-        first = min(r.t for r in task_runs)
+        run = min(task_runs, key=lambda r: r.t)
+        after = chained.get((key, run.fence), ())
         for d in deps.get(key, ()):
-            done = finished_at.get(TaskKey(key.project, d))
-            if done is None or first + START_SKEW < done:
+            dk = TaskKey(key.project, d)
+            done = finished_at.get(dk)
+            if done is None:
+                out.append(f"{key} ran (agent log), {d} never succeeded")
+            elif d in after:
+                if not _ran_here_before(runs.get(dk, ()), run):
+                    out.append(f"{key} ran (agent log) chained before {d} succeeded there")
+            elif run.t + START_SKEW < done:
                 out.append(f"{key} ran (agent log) before {d} succeeded")
     return out
+
+
+def _ran_here_before(dep_runs: list[_Run] | tuple[()], run: _Run) -> bool:
+    """A successful run on ``run``'s agent process finished by ``run``'s start."""
+    return any(
+        r.agent == run.agent
+        and r.pid == run.pid
+        and not r.failed
+        and r.end is not None
+        and r.end <= run.t
+        for r in dep_runs
+    )
 
 
 def _executed_twice(

@@ -168,6 +168,8 @@ class EventHandlers(Dispatch):
             t.waiting += len(ns)
             if t.state is _R:
                 t.state, t.heap_id, t.planned = _P, -1, False
+            elif t.state is _RUN:  # chained, not started (check_addition): wait for ns too
+                self._give_back(t, f"blocked by {', '.join(ns)}")
         p.spec = replace(p.spec, tasks=(*specs, *add.tasks))
         p.analysis, changed = extend_analysis(
             p.analysis, add.tasks, blocked, self.durations.predict

@@ -150,6 +150,13 @@ class SchedulerState(EventHandlers):
         t = self._task(key)
         return t.state if t else None
 
+    def chained_after(self, key: TaskKey) -> frozenset[str]:
+        """Ids of the tasks chained after running ``key`` on its agent
+        (``SchedulerConfig.chain_ahead``): not started, whatever ``task_state``
+        says, until ``key`` has succeeded there."""
+        t = self._task(key)
+        return frozenset(self._chained_after(t)) if t and t.state is _RUN else frozenset()
+
     def task_attempt(self, key: TaskKey) -> int:
         """Current attempt of ``key`` (0: never assigned)."""
         t = self._task(key)

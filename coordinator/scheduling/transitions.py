@@ -225,14 +225,34 @@ class TaskTransitions(Placement):
         an = t.project.analysis
         for c in an.children[t.index] if an else ():
             ct = t.project.tasks[c]
-            if ct.state is not _RUN or ct.agent is not a or not ct.waiting:
-                continue
-            attempt = ct.attempt
-            self._release(ct)
-            self._make_ready(ct)
-            if a.alive:
-                reason = f"dependency {t.spec.id} did not succeed on this agent"
-                self._out.append(RevokeTask(ct.key, a.info.id, attempt, reason))
+            if ct.state is _RUN and ct.agent is a and ct.waiting:
+                self._give_back(ct, f"dependency {t.spec.id} did not succeed on this agent")
+
+    def _give_back(self, t: TaskRecord, reason: str) -> None:
+        """Chained ``t`` (not started: a dependency has not succeeded) waits
+        for its dependencies again; its claim is revoked unless its agent is
+        gone (the claim goes with the lease)."""
+        a, attempt = t.agent, t.attempt
+        self._release(t)
+        self._make_ready(t)
+        if a is not None and a.alive:
+            self._out.append(RevokeTask(t.key, a.info.id, attempt, reason))
+
+    def _chained_after(self, t: TaskRecord) -> set[str]:
+        """Ids of the tasks chained after running ``t`` on its agent, directly
+        or through one another: none of them can have started before ``t``
+        succeeded."""
+        out: set[str] = set()
+        todo, an = [t], t.project.analysis
+        while todo and an is not None:
+            r = todo.pop()
+            for c in an.children[r.index]:
+                ct = r.project.tasks[c]
+                chained = ct.state is _RUN and ct.agent is t.agent and ct.waiting
+                if chained and ct.spec.id not in out:
+                    out.add(ct.spec.id)
+                    todo.append(ct)
+        return out
 
     def _assign(self, t: TaskRecord, a: AgentRecord, now: float, ahead: bool = False) -> None:
         """Give ``t`` to ``a``: started on a free slot (or ahead, see

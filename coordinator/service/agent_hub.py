@@ -197,6 +197,7 @@ class AgentHub:
                     started=claim.started,
                     term=term,
                     inputs_json=inputs_json(inputs or {}),
+                    after=claim.after,
                 )
             ),
         )

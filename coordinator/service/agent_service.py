@@ -247,6 +247,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             prefetch=0 if hello.pull else hello.prefetch or 1,
             lease_id=lease,
             pull=hello.pull,
+            chains=hello.chains and not hello.pull,
         )
         if self._registered(info.id) != info:  # a resumed agent is usually registered as is
             await self.node.register_agent(info, lease)

@@ -160,6 +160,7 @@ class Hello(_message.Message):
     PULL_FIELD_NUMBER: _builtins.int
     BATCHES_FIELD_NUMBER: _builtins.int
     ACK_BATCHES_FIELD_NUMBER: _builtins.int
+    CHAINS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     slots: _builtins.int
     """concurrent tasks"""
@@ -178,6 +179,8 @@ class Hello(_message.Message):
     """The agent reads CompletionAck.more: the leader acknowledges the
     completions of one write in one CompletionAck.
     """
+    chains: _builtins.bool
+    """The agent honours Assign.after (chained tasks, docs/agent.md)."""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -197,10 +200,11 @@ class Hello(_message.Message):
         pull: _builtins.bool = ...,
         batches: _builtins.bool = ...,
         ack_batches: _builtins.bool = ...,
+        chains: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_batches", b"ack_batches", "agent_id", b"agent_id", "batches", b"batches", "capabilities", b"capabilities", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_batches", b"ack_batches", "agent_id", b"agent_id", "batches", b"batches", "capabilities", b"capabilities", "chains", b"chains", "held", b"held", "prefetch", b"prefetch", "pull", b"pull", "resume_lease_id", b"resume_lease_id", "sdk_version", b"sdk_version", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -587,6 +591,7 @@ class Assign(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     TERM_FIELD_NUMBER: _builtins.int
     INPUTS_JSON_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     payload_json: _builtins.str
     priority: _builtins.int
     kind: _builtins.str
@@ -602,6 +607,16 @@ class Assign(_message.Message):
     """
     @_builtins.property
     def task(self) -> _common_pb2.TaskRef: ...
+    @_builtins.property
+    def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A chained task (sent only to an agent whose Hello set chains): its claim
+        is started, but these dependencies (task ids of the same project, held
+        by this agent) had not succeeded when it was made. Run it once each of
+        them has succeeded here, adding their results to the inputs; never
+        before. A dependency that ends here any other way is followed by a
+        Revoke of this task.
+        """
+
     def __init__(
         self,
         *,
@@ -614,10 +629,11 @@ class Assign(_message.Message):
         started: _builtins.bool = ...,
         term: _builtins.int = ...,
         inputs_json: _builtins.str = ...,
+        after: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "estimate_seconds", b"estimate_seconds", "inputs_json", b"inputs_json", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "branch", b"branch", "estimate_seconds", b"estimate_seconds", "inputs_json", b"inputs_json", "kind", b"kind", "payload_json", b"payload_json", "priority", b"priority", "started", b"started", "task", b"task", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,7 @@ from workhive.coordinator.model import (
     TaskState,
 )
 from workhive.coordinator.scheduling import (
+    Addition,
     AgentJoined,
     AgentLeft,
     AssignTask,
@@ -27,6 +28,7 @@ from workhive.coordinator.scheduling import (
     SchedulerConfig,
     SchedulerState,
     TaskFailed,
+    TasksAdded,
     TaskSucceeded,
 )
 
@@ -157,3 +159,19 @@ def test_a_lost_chained_claim_waits_for_its_dependency_again() -> None:
     assert list(s.handle(ClaimLost(K("b"), "a", 1))) == []
     assert s.task_state(K("b")) is TaskState.PENDING
     assert list(s.handle(TaskSucceeded(K("a"), "a", 0.01, 1))) == [AssignTask(K("b"), "a", 1, True)]
+
+
+def test_what_is_chained_after_a_task_is_known_to_be_unstarted() -> None:
+    s, _ = start(T("a"), T("b", "a"), T("c", "b"), T("x"), agents=(agent("a"), agent("z")))
+    assert s.chained_after(K("a")) == frozenset({"b", "c"})
+    assert s.chained_after(K("b")) == frozenset({"c"})
+    assert s.chained_after(K("x")) == frozenset()
+
+
+def test_a_chained_task_blocked_by_new_tasks_is_given_back_and_waits_for_them() -> None:
+    s, _ = start(T("a"), T("b", "a"))
+    add = Addition("p", (T("n", "a"),), {"n": ("b",)})
+    cmds = list(s.handle(TasksAdded(add, 1), TaskSucceeded(K("a"), "a", 0.01, 1)))
+    assert cmds[0] == RevokeTask(K("b"), "a", 1, "blocked by n")
+    assert AssignTask(K("n"), "a", 1, True) in cmds
+    assert AssignTask(K("b"), "a", 1, True, after=("n",)) in cmds
