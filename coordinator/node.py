@@ -88,6 +88,7 @@ def scheduler_config(s: Settings) -> SchedulerConfig:
         max_predictive_load_ms=float(s.max_predictive_load_ms),
         start_ahead=s.start_ahead,
         agent_speeds=s.agent_speeds,
+        chain_ahead=s.chain_ahead,
     )
 
 

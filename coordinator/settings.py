@@ -68,6 +68,7 @@ class Settings:
     policy: str = "default"
     start_ahead: float = 0.05  # seconds: short tasks started ahead (docs/scheduling.md; 0: off)
     agent_speeds: bool = True  # learn each agent's speed; a free slot of a faster one first
+    chain_ahead: int = 4  # short tasks chained per agent after work running there (0: off)
     plan_time_box: float = 2.0
     etcd_timeout: float = 5.0
     shutdown_grace: float = 5.0
@@ -203,6 +204,8 @@ def _validate(s: Settings) -> Settings:
         raise bad("retention_seconds", "must be >= 0 (0 keeps finished projects)")
     if s.start_ahead < 0:
         raise bad("start_ahead", "must be >= 0 seconds (0 starts nothing ahead)")
+    if s.chain_ahead < 0:
+        raise bad("chain_ahead", "must be >= 0 tasks (0 chains nothing)")
     if s.agent_grace < 0 or s.plan_time_box < 0 or s.etcd_timeout <= 0:
         raise bad("agent_grace", "durations must be positive")
     if s.policy not in POLICIES:

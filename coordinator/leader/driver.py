@@ -463,6 +463,9 @@ class LeaderDriver:
             parked = self.executor.unpark(claim.key)
             if parked is not None:
                 events.append(replace(parked, now=now))
+            current = mirror.claims.get(claim.key)
+            if current is not None and current.fence != claim.fence:
+                continue  # an older claim's delete, echoed after the task was claimed again
             if term.state.task_agent(claim.key) != claim.agent:
                 continue  # the scheduler moved on already (its own writes)
             result = mirror.results.get(claim.key)

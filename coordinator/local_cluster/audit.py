@@ -46,6 +46,7 @@ class AuditReport:
     claim_writes: int = 0
     requeued: int = 0
     stolen: int = 0  # unstarted claims moved to another agent
+    chained: int = 0  # claims created started before their dependencies succeeded
     lost: list[str] = field(default_factory=list)
     committed_twice: list[str] = field(default_factory=list)
     early_start: list[str] = field(default_factory=list)
@@ -147,6 +148,7 @@ def audit(
                 done = succeeded_at.get(TaskKey(pid, d))
                 if done is None or done > ev.revision:
                     rep.early_start.append(f"{key} started at rev {ev.revision} before {d}")
+    rep.chained = len(chained)
     keys = [k for k in deps if k.project in projects]
     rep.tasks = len(keys)
     rep.results = sum(1 for k in keys if result_puts[k])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shlex
+from typing import Any
 
 from workhive.coordinator.model import ProjectSpec, TaskSpec
 
@@ -62,3 +64,29 @@ def independent(
             for i in range(n)
         ),
     )
+
+
+def chain(n: int, project: str, sleep: float = 0.005, **head: Any) -> ProjectSpec:
+    """``n`` tasks ``s000``.., each depending on the one before; ``head``:
+    fields of the first. Payload ``{"sleep": s}`` for the sleep command."""
+    tasks = [
+        TaskSpec(
+            id=f"s{i:03d}",
+            depends_on=(f"s{i - 1:03d}",) if i else (),
+            estimate=sleep,
+            payload={"sleep": sleep},
+            **(head if i == 0 else {}),
+        )
+        for i in range(n)
+    ]
+    return ProjectSpec(id=project, tasks=tuple(tasks))
+
+
+def failing_first_attempt(task_id: str, seconds: float = 0.3) -> str:
+    """An agent ``--exec`` command: ``task_id``'s first attempt runs
+    ``seconds`` and exits 3 (a retryable failure); everything else succeeds."""
+    script = (
+        f'[ "$WORKHIVE_TASK_ID" = {task_id} ] && [ "$WORKHIVE_ATTEMPT" = 1 ] '
+        f"&& {{ sleep {seconds}; exit 3; }}; exit 0"
+    )
+    return f"sh -c {shlex.quote(script)}"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.harness.dags import independent
+from tests.harness.dags import chain, failing_first_attempt, independent
 from tests.integration.cluster.conftest import Harness
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.failover]
@@ -87,5 +87,23 @@ def test_a_second_process_with_a_connected_agents_id_is_refused(make_cluster: Ma
     assert _starts(h) == {"t0000": 1}
     log = first.log_path.read_text()  # type: ignore[attr-defined]  # both write there
     assert "AGENT_ID_IN_USE" in log or "connected from another session" in log
+    report = h.audit()
+    assert report.ok, report.violations
+
+
+@pytest.mark.timeout(120)
+def test_a_task_retried_on_the_same_agent_is_not_failed_by_its_old_claims_delete(
+    make_cluster: Make,
+) -> None:
+    """The echo of the failed attempt's claim delete reached the leader after
+    the retry was claimed on the same agent, and was taken for the retry's
+    claim being lost: the retry was failed ("attempts exhausted") and the
+    task's children cancelled although it succeeded."""
+    h = make_cluster(env={"WORKHIVE_CHAIN_AHEAD": "0"}).start(coordinators=1)
+    h.cluster.add_agent(failing_first_attempt("s000"))
+    spec = chain(3, "retry-same-agent", max_attempts=2)
+    h.client.submit(spec)
+    assert h.wait_finished(spec.id).counts == {"succeeded": 3}
+    assert _starts(h) == {"s000": 2, "s001": 1, "s002": 1}
     report = h.audit()
     assert report.ok, report.violations
