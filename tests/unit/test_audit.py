@@ -362,3 +362,69 @@ def test_a_rerun_after_the_first_process_finished_and_then_died_is_allowed(
     ]  # fmt: skip
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert audit(h.events, KS, log).ok
+
+
+def _chained_history() -> tuple[History, int]:
+    """a -> b on agent-1: b's claim made started, chained after a (``after``),
+    before a succeeded; a and b then commit in order. Returns b's fence."""
+    h = History()
+    term = h.candidate(0x10, "c0")
+    h.project({"a": (), "b": ("a",)})
+    h.claim("a", "agent-1", term, started=True)
+    b = h.put(KS.claim(TaskKey(PID, "b")), encode_claim("agent-1", 1, True, term, ("a",)), lease=7)
+    h.result("a", "agent-1", finished_at=100.0)
+    h.result("b", "agent-1", finished_at=100.1)
+    return h, b
+
+
+def _runs(
+    tmp_path: Path, b_fence: int, b_agent: str, b_start: float, a_outcome: str = "succeeded"
+) -> Path:
+    """a runs on agent-1 from 99.0 to 99.5; b (claim ``b_fence``) starts on
+    ``b_agent`` at ``b_start``."""
+    log = tmp_path / "exec.jsonl"
+    base = {"project": PID, "pid": 1}
+    lines = [
+        {**base, "t": 99.0, "agent": "agent-1", "event": "start", "task": "a", "fence": 4},
+        {**base, "t": 99.5, "agent": "agent-1", "event": "finish", "task": "a", "fence": 4,
+         "outcome": a_outcome},
+        {**base, "t": b_start, "agent": b_agent, "event": "start", "task": "b", "fence": b_fence},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return log
+
+
+def test_a_chained_claim_started_before_its_dependency_succeeded_is_allowed(
+    tmp_path: Path,
+) -> None:
+    h, fence = _chained_history()
+    rep = audit(h.events, KS, _runs(tmp_path, fence, "agent-1", 99.6))
+    assert rep.ok, rep.violations
+    assert rep.chained == 1
+
+
+def test_a_chained_run_before_its_dependency_finished_there_is_detected(tmp_path: Path) -> None:
+    h, fence = _chained_history()
+    for agent, start, a_outcome in (
+        ("agent-1", 99.4, "succeeded"),  # before a finished
+        ("agent-2", 99.6, "succeeded"),  # a ran on another agent
+        ("agent-1", 99.6, "failed"),  # a's run there failed
+    ):
+        rep = audit(h.events, KS, _runs(tmp_path, fence, agent, start, a_outcome))
+        assert rep.early_start == [
+            f"{TaskKey(PID, 'b')} ran (agent log) chained before a succeeded there"
+        ]
+
+
+def test_a_success_committed_before_its_dependencys_is_detected() -> None:
+    h = History()
+    term = h.candidate(0x10, "c0")
+    h.project({"a": (), "b": ("a",)})
+    h.claim("a", "agent-1", term, started=True)
+    h.put(KS.claim(TaskKey(PID, "b")), encode_claim("agent-1", 1, True, term, ("a",)), lease=7)
+    h.result("b", "agent-1")
+    h.result("a", "agent-1")
+    rep = audit(h.events, KS)
+    assert [v.split(" at rev")[0] for v in rep.early_start] == [
+        str(TaskKey(PID, "b")) + " succeeded"
+    ]
