@@ -15,7 +15,9 @@ plans in ``planning``.
 Invariants: every leader write carries the election fence (a deposed leader
 writes nothing and steps down: ``lost`` is set); a task is pushed to an
 agent only after its claim committed, and claimed only once its parents'
-completions committed (or in the same txn); a report is acknowledged only after it
+completions committed (or in the same txn), except a chained claim, which
+names the parents running on its agent that it waits for (docs/scheduling.md,
+"Chains run back to back"); a report is acknowledged only after it
 committed; nothing a caller does with a future it was given (a cancel's)
 reaches the loop.
 """

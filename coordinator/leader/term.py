@@ -46,7 +46,8 @@ class Latencies:
         self.stolen_at[key] = at
 
     def succeeded(self, key: TaskKey, mirror: ClusterState) -> None:
-        """Children whose parents all succeeded are ready now."""
+        """Children whose parents all succeeded are ready now; a chained one
+        (docs/scheduling.md, "Chains run back to back") started then: 0 s."""
         results = mirror.results
         for child in self.children.get(key, ()):
             ck = TaskKey(key.project, child)
@@ -56,7 +57,11 @@ class Latencies:
                 and r.state is TaskState.SUCCEEDED
                 for d in rec.spec.depends_on
             ):
-                self.ready(ck)
+                claim = mirror.claims.get(ck)
+                if claim is not None and claim.after:
+                    self.metrics.assignment_latency.observe(0.0)
+                else:
+                    self.ready(ck)
 
     def started(self, key: TaskKey) -> None:
         """The start of ``key`` was granted: record the latencies it closes."""
