@@ -295,7 +295,8 @@ class EventHandlers(Dispatch):
                 self._make_ready(ct)
         p.remaining -= 1
         self._check_finished(p)
-        if self.config.chain_ahead and ran_on is not None and ran_on.alive:
+        if ran_on is not None and ran_on.alive and ran_on.chain_full:
+            ran_on.chain_full = False
             for r in list(ran_on.running.values()):
                 self._chain_after(r, ran_on, ev.now)  # room for the chains to go on
 

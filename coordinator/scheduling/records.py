@@ -139,6 +139,7 @@ class AgentRecord:
         "alive",
         "answered",
         "asks",
+        "chain_full",
         "explored",
         "group",
         "info",
@@ -164,6 +165,7 @@ class AgentRecord:
         self.speed_class = 0  # agent_speeds.AgentSpeeds.klass: 0 typical, 1 ~1.4x slower
         self.explored = 0  # agent_speeds.AgentSpeeds.explored
         self.alive = True
+        self.chain_full = False  # a task was not chained here for want of room (chain_ahead)
         self.asks: deque[int] = deque()  # a pull agent's open requests (pull.py)
         self.answered: dict[TaskKey, int] = {}  # request each assignment answered
 

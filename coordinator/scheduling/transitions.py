@@ -180,14 +180,12 @@ class TaskTransitions(Placement):
         at most ``chain_ahead`` such tasks per agent. Recursive: the chained
         task's own child may follow it."""
         p, an = t.project, t.project.analysis
-        if (
-            an is None
-            or not a.info.chains
-            or a.info.pull
-            or p.plan is not None
-            or t.spec.timeout is not None
-            or sum(1 for r in a.running.values() if r.waiting) >= self.config.chain_ahead
-        ):
+        if an is None or not a.info.chains or a.info.pull or p.plan is not None:
+            return
+        if t.spec.timeout is not None or not an.children[t.index]:
+            return
+        if sum(1 for r in a.running.values() if r.waiting) >= self.config.chain_ahead:
+            a.chain_full = True  # a success here makes room: chaining resumes then
             return
         best: TaskRecord | None = None
         for c in an.children[t.index]:
