@@ -111,6 +111,9 @@ class HeldTasks(AgentBase):
         if self._draining and not a.started:
             self._dropped(task.key, "draining")
             return
+        if self._draining and a.after:  # chained: nothing more starts here
+            self._hand_back(task.key, "draining")
+            return
         self._seq += 1
         h = Held(task, RUNNABLE if a.started else QUEUED, self._seq)
         self._held[tid] = h
@@ -147,6 +150,15 @@ class HeldTasks(AgentBase):
         for h in self._held.values():
             if h.state == WAITING and h.task.project_id == pid and tid in h.after:
                 self._follow(h)
+
+    def _hand_back(self, key: TaskKey, reason: str) -> None:
+        """Give a started claim back unrun (``TaskFailed.released``: no attempt
+        spent), reported like an outcome until the coordinator answers."""
+        self._dropped(key, reason)
+        outcome = Outcome(key, succeeded=False, duration_seconds=0.0, reason=reason, released=True)
+        self._unacked[(key.project_id, key.task_id)] = outcome
+        if self._session is not None:
+            self._session.send(cv.outcome(outcome))
 
     def _report_again(self, finished: Outcome, task: Task, started: bool) -> None:
         """An assignment for a task whose run already finished here: report the

@@ -110,7 +110,12 @@ class TaskTransitions(Placement):
         """READY again; the next run is a new attempt only if this one started
         (only a start counts as an attempt). A spent attempt first waits out
         its ``retry_backoff``: held PENDING until ``SchedulerState._expire``
-        frees it (retry_policy.py)."""
+        frees it (retry_policy.py). A chained task handed back before its
+        dependencies succeeded just waits for them again (its record never
+        left ``pending``: nothing to write)."""
+        if t.waiting > 0:
+            self._make_ready(t)
+            return
         delay = backoff_delay(t.spec.retry_backoff, t.key, t.attempt) if spent else 0.0
         if spent:
             self._timers.last_failure[t.key] = reason

@@ -97,3 +97,13 @@ def test_sent_again_with_nothing_left_to_wait_for_it_runs() -> None:
         a._on_assign(assign("b", "a"))
         a._on_assign(assign("b"))  # the leader saw a succeed (e.g. after a reconnect)
     assert states(a) == {"runnable": ["b"]}
+
+
+def test_a_draining_agent_hands_a_chained_task_back_unrun() -> None:
+    a = agent()
+    with a._lock:
+        a._draining = True
+        a._on_assign(assign("b", "a"))
+    assert states(a) == {}
+    back = a._unacked[("p", "b")]
+    assert (back.succeeded, back.released, back.reason) == (False, True, "draining")

@@ -175,3 +175,11 @@ def test_a_chained_task_blocked_by_new_tasks_is_given_back_and_waits_for_them() 
     assert cmds[0] == RevokeTask(K("b"), "a", 1, "blocked by n")
     assert AssignTask(K("n"), "a", 1, True) in cmds
     assert AssignTask(K("b"), "a", 1, True, after=("n",)) in cmds
+
+
+def test_a_chained_task_handed_back_waits_for_its_dependencies_again_unspent() -> None:
+    s, _ = start(T("a"), T("b", "a"), T("c", "b"))
+    cmds = list(s.handle(TaskFailed(K("b"), "a", "draining", True, 1, spent=False)))
+    assert cmds == [RevokeTask(K("c"), "a", 1, "dependency b did not succeed on this agent")]
+    assert s.task_state(K("b")) is TaskState.PENDING
+    assert s.task_attempt(K("b")) == 1
