@@ -70,6 +70,35 @@ class Completions:
             events += await self.spawner.commit(r, now)
         return events
 
+    def in_order(self, reports: list[Report]) -> tuple[list[Report], list[Report]]:
+        """Split off the successes to commit in a later turn: those of tasks
+        with a dependency whose success is reported in this same batch and not
+        committed yet. A chained task (docs/scheduling.md, "Chains run back
+        to back") reports right behind the dependency it ran after; its
+        success must not commit first (a batch's writes may land in several
+        txns, and one may be refused while a later one commits). The caller
+        queues them again: the next turn starts after this one's writes."""
+        mirror = self.term.view()
+        now_: list[Report] = []
+        later: list[Report] = []
+        reported: set[TaskKey] = set()
+        for r in reports:
+            key = r.ref.key
+            if r.ok:
+                rec = mirror.tasks.get(key)
+                for d in rec.spec.depends_on if rec is not None else ():
+                    dk = TaskKey(key.project, d)
+                    done = mirror.results.get(dk)
+                    if dk in reported and (done is None or done.state is not TaskState.SUCCEEDED):
+                        later.append(r)
+                        break
+                else:
+                    now_.append(r)
+                reported.add(key)
+            else:
+                now_.append(r)
+        return now_, later
+
     def speculate(self, reports: list[Report], now: float) -> tuple[list[Speculated], list[Report]]:
         """Split off the successes the scheduler may hear of before they commit:
         no children, the claim in the mirror is the one the agent reports

@@ -15,9 +15,8 @@ plans in ``planning``.
 Invariants: every leader write carries the election fence (a deposed leader
 writes nothing and steps down: ``lost`` is set); a task is pushed to an
 agent only after its claim committed, and claimed only once its parents'
-completions committed (or in the same txn), except a chained claim, which
-names the parents running on its agent that it waits for (docs/scheduling.md,
-"Chains run back to back"); a report is acknowledged only after it
+completions committed (or in the same txn) or, chained, while they run on its
+agent (docs/scheduling.md, "Chains run back to back"); a report is acknowledged only after it
 committed; nothing a caller does with a future it was given (a cancel's)
 reaches the loop.
 """
@@ -413,6 +412,9 @@ class LeaderDriver:
         # Plain successes go to the scheduler now and commit with the claims
         # they release (one txn: docs/leader.md, "One txn per turn"); the rest
         # (failures, spawns, reports the mirror cannot vouch for) commit first.
+        reports, later = self.completions.in_order(reports)
+        for r in later:  # after this turn's writes: their dependencies' successes commit in them
+            self._inbox.put_nowait(r)
         speculated, reports = self.completions.speculate(reports, now)
         if reports:
             events += await self.completions.commit(reports, now)

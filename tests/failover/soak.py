@@ -269,6 +269,7 @@ def drive(
         "tasks": report.tasks,
         "tasks_run": len(starts),
         "requeued": report.requeued,
+        "chained_claims": report.chained,
         "agent_leases_ended": report.leases_ended,
         "leader_terms": report.terms,
         "lost": len(report.lost),

@@ -40,6 +40,7 @@ from workhive.coordinator.model import (
     Claim,
     TaskKey,
     TaskRef,
+    TaskResult,
     TaskSpec,
     TaskState,
 )
@@ -380,3 +381,15 @@ def test_a_completion_without_claims_is_not_committed_by_a_deposed_leader() -> N
     with pytest.raises(NotLeading):
         asyncio.run(Completions(r.term).commit([_report("x")], 1000.0))
     assert r.port.told == []
+
+
+def test_a_success_reported_behind_its_dependencys_waits_until_that_one_committed() -> None:
+    r = rig("x")
+    y = TaskRecord(K("y"), TaskSpec(id="y", depends_on=("x",)), TaskState.PENDING, 1, 20)
+    r.term.view().fold_task(y)
+    done = Completions(r.term)
+    now, later = done.in_order([_report("x"), _report("y")])
+    assert ([p.ref.key.task for p in now], [p.ref.key.task for p in later]) == (["x"], ["y"])
+    assert done.in_order([_report("y")]) == ([_report("y")], [])  # x not in this batch
+    r.term.view().fold_result(TaskResult(K("x"), TaskState.SUCCEEDED, "a", 1), 30)
+    assert done.in_order([_report("x"), _report("y")]) == ([_report("x"), _report("y")], [])
