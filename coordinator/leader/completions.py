@@ -9,7 +9,8 @@ The agent is acknowledged only after the write committed and rejected
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from workhive.coordinator.etcd import Completion, ItemResult
@@ -70,34 +71,48 @@ class Completions:
             events += await self.spawner.commit(r, now)
         return events
 
-    def in_order(self, reports: list[Report]) -> tuple[list[Report], list[Report]]:
-        """Split off the successes to commit in a later turn: those of tasks
-        with a dependency whose success is reported in this same batch and not
-        committed yet. A chained task (docs/scheduling.md, "Chains run back
-        to back") reports right behind the dependency it ran after; its
-        success must not commit first (a batch's writes may land in several
-        txns, and one may be refused while a later one commits). The caller
-        queues them again: the next turn starts after this one's writes."""
+    def in_order(
+        self, reports: list[Report], again: Callable[[Report], None], delay: float
+    ) -> list[Report]:
+        """The reports to decide now; a task's success never commits before a
+        dependency's. A chained task (docs/scheduling.md, "Chains run back to
+        back") ran right after the dependencies its claim names (``after``)
+        and reports behind them: its success waits for theirs to commit,
+        handed to ``again`` for the next turn (which starts after this one's
+        writes) if one is reported in this batch (a batch's writes may land
+        in several txns, one refused while a later one commits), else after
+        ``delay`` seconds, until it arrives. A claim revoked meanwhile (the
+        dependency ended otherwise) leaves the report to be refused as stale."""
         mirror = self.term.view()
         now_: list[Report] = []
+        next_turn: list[Report] = []
         later: list[Report] = []
-        reported: set[TaskKey] = set()
+        reported: set[str] = set()
         for r in reports:
             key = r.ref.key
-            if r.ok:
-                rec = mirror.tasks.get(key)
-                for d in rec.spec.depends_on if rec is not None else ():
-                    dk = TaskKey(key.project, d)
-                    done = mirror.results.get(dk)
-                    if dk in reported and (done is None or done.state is not TaskState.SUCCEEDED):
-                        later.append(r)
-                        break
+            claim = mirror.claims.get(key)
+            if r.ok and claim is not None and claim.after:
+                pending = {
+                    d
+                    for d in claim.after
+                    if (done := mirror.results.get(TaskKey(key.project, d))) is None
+                    or done.state is not TaskState.SUCCEEDED
+                }
+                if pending & reported:
+                    next_turn.append(r)
+                elif pending:
+                    later.append(r)
                 else:
                     now_.append(r)
-                reported.add(key)
             else:
                 now_.append(r)
-        return now_, later
+            if r.ok:
+                reported.add(key.task)
+        for r in next_turn:
+            again(r)
+        for r in later:
+            asyncio.get_running_loop().call_later(delay, again, r)
+        return now_
 
     def speculate(self, reports: list[Report], now: float) -> tuple[list[Speculated], list[Report]]:
         """Split off the successes the scheduler may hear of before they commit:

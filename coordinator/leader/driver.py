@@ -412,9 +412,7 @@ class LeaderDriver:
         # Plain successes go to the scheduler now and commit with the claims
         # they release (one txn: docs/leader.md, "One txn per turn"); the rest
         # (failures, spawns, reports the mirror cannot vouch for) commit first.
-        reports, later = self.completions.in_order(reports)
-        for r in later:  # after this turn's writes: their dependencies' successes commit in them
-            self._inbox.put_nowait(r)
+        reports = self.completions.in_order(reports, self._inbox.put_nowait, RETRY_DELAY)
         speculated, reports = self.completions.speculate(reports, now)
         if reports:
             events += await self.completions.commit(reports, now)

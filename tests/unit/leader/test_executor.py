@@ -383,13 +383,27 @@ def test_a_completion_without_claims_is_not_committed_by_a_deposed_leader() -> N
     assert r.port.told == []
 
 
-def test_a_success_reported_behind_its_dependencys_waits_until_that_one_committed() -> None:
-    r = rig("x")
+def test_a_chained_success_commits_only_after_its_dependencys() -> None:
+    chained = Claim(K("y"), "a", 1, True, fence=20, mod_revision=20, lease_id=11, after=("x",))
+    r = rig("x", claims=[chained])
     y = TaskRecord(K("y"), TaskSpec(id="y", depends_on=("x",)), TaskState.PENDING, 1, 20)
     r.term.view().fold_task(y)
     done = Completions(r.term)
-    now, later = done.in_order([_report("x"), _report("y")])
-    assert ([p.ref.key.task for p in now], [p.ref.key.task for p in later]) == (["x"], ["y"])
-    assert done.in_order([_report("y")]) == ([_report("y")], [])  # x not in this batch
+
+    async def decide(*tasks: str) -> tuple[list[str], list[str]]:
+        again: list[Report] = []
+        now = done.in_order([_report(t) for t in tasks], again.append, 0.0)
+        await asyncio.sleep(0.01)  # what waits for a delay is handed back too
+        return [p.ref.key.task for p in now], [p.ref.key.task for p in again]
+
+    assert asyncio.run(decide("x", "y")) == (["x"], ["y"])  # x reported: the next turn
+    assert asyncio.run(decide("y")) == ([], ["y"])  # x not reported yet: after a delay
     r.term.view().fold_result(TaskResult(K("x"), TaskState.SUCCEEDED, "a", 1), 30)
-    assert done.in_order([_report("x"), _report("y")]) == ([_report("x"), _report("y")], [])
+    assert asyncio.run(decide("x", "y")) == (["x", "y"], [])
+
+
+def test_a_success_without_a_chained_claim_is_decided_at_once() -> None:
+    r = rig("x", "y")
+    again: list[Report] = []
+    now = Completions(r.term).in_order([_report("x"), _report("y")], again.append, 0.0)
+    assert (len(now), again) == (2, [])
