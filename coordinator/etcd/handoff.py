@@ -9,7 +9,12 @@ those completions: one :class:`TxnItem` holding every member's compares and
 writes, so the child is claimed only in the very txn that commits all of its
 parents (a group is all or nothing; a failed compare writes none of it).
 Claims with no parent among the completions, and completions no claim
-waits on, are independent items of the same batch.
+waits on, are independent items of the same batch. A completion whose
+task depends on another completing in the same call (a chained task,
+docs/scheduling.md "Chains run back to back", reporting right behind the
+dependency it ran after) joins that one's group too, and on the slow path
+commits only after it did (else it is a ``CONFLICT``): no success commits
+before a dependency's.
 
 Invariant (no early start): a claim never commits before the completions of
 the parents it was grouped with. A completion that fails its fast-path
@@ -72,6 +77,11 @@ def complete_and_claim(
             i = root[i]
         return i
 
+    for key, i in fast.items():  # a chained task's completion joins its dependencies'
+        for d in known[key].spec.depends_on:
+            p = fast.get(TaskKey(key.project, d))
+            if p is not None:
+                root[find(i)] = find(p)
     waiting: dict[int, list[int]] = {}  # claim -> its completing parents
     alone: list[int] = []
     for j, r in enumerate(reqs):
@@ -102,9 +112,8 @@ def complete_and_claim(
         if _fits(whole, claims.max_ops):
             items.append(whole)
             owners.append((members, claimed))
-        else:  # too big for one txn: the completions go alone, the claims wait
-            items += parts
-            owners += [([i], []) for i in members]
+        else:  # too big for one txn: the slow path decides the completions, the claims wait
+            continue
     for j in alone:
         items.append(claims.claim_item(reqs[j], fence))
         owners.append(([], [j]))
@@ -114,7 +123,37 @@ def complete_and_claim(
         if o.ok:
             for p in ps:
                 done[p] = Claims.completed(comps[p], known[comps[p].key], o)
-    rest = [i for i, d in enumerate(done) if d is None]
-    for i, o in zip(rest, claims.complete([comps[i] for i in rest], fence=fence), strict=True):
-        done[i] = o
+    _complete_in_order(claims, comps, known, done, fence)
     return [d or ItemResult(Outcome.CONFLICT) for d in done], made
+
+
+def _complete_in_order(
+    claims: Claims,
+    comps: Sequence[Completion],
+    known: Mapping[TaskKey, TaskRecord],
+    done: list[ItemResult | None],
+    fence: Fence,
+) -> None:
+    """The read-then-commit path for the completions still undecided, in
+    waves: one goes once every dependency completing in this call has
+    committed; one whose dependency was refused is a ``CONFLICT``."""
+    completing = {c.key for c in comps}
+
+    def deps(i: int) -> set[TaskKey]:
+        rec = known.get(comps[i].key)
+        spec = rec.spec.depends_on if rec is not None else ()
+        return {TaskKey(comps[i].key.project, d) for d in spec} & completing
+
+    rest = [i for i, d in enumerate(done) if d is None]
+    while rest:
+        settled = {comps[i].key: d.ok for i, d in enumerate(done) if d is not None}
+        wave = [i for i in rest if all(settled.get(k) for k in deps(i))]
+        for i in rest:
+            if any(settled.get(k) is False for k in deps(i)):
+                done[i] = ItemResult(Outcome.CONFLICT)
+        wave = [i for i in wave if done[i] is None]
+        for i, o in zip(wave, claims.complete([comps[i] for i in wave], fence=fence), strict=True):
+            done[i] = o
+        rest = [i for i in rest if done[i] is None]
+        if not wave:
+            break

@@ -72,47 +72,50 @@ class Completions:
         return events
 
     def in_order(
-        self, reports: list[Report], again: Callable[[Report], None], delay: float
-    ) -> list[Report]:
-        """The reports to decide now; a task's success never commits before a
-        dependency's. A chained task (docs/scheduling.md, "Chains run back to
-        back") ran right after the dependencies its claim names (``after``)
-        and reports behind them: its success waits for theirs to commit,
-        handed to ``again`` for the next turn (which starts after this one's
-        writes) if one is reported in this batch (a batch's writes may land
-        in several txns, one refused while a later one commits), else after
-        ``delay`` seconds, until it arrives. A claim revoked meanwhile (the
-        dependency ended otherwise) leaves the report to be refused as stale."""
+        self,
+        spec: list[Speculated],
+        rest: list[Report],
+        again: Callable[[Report], None],
+        delay: float,
+    ) -> tuple[list[Speculated], list[Report]]:
+        """``speculate``'s split, less the successes that must not be decided
+        yet: a task's success never commits before a dependency's. A chained
+        task (docs/scheduling.md, "Chains run back to back") ran right after
+        the dependencies its claim names (``after``) and reports behind them.
+        Its success goes ahead when each of them has committed, or is
+        speculated earlier in this batch: the executor commits them in one
+        group (``etcd.handoff``: all or nothing). Otherwise it is handed to
+        ``again``: for the next turn (which starts after this one's writes)
+        if one of them is reported in this batch, else after ``delay``
+        seconds. A claim revoked meanwhile (the dependency ended otherwise)
+        leaves the report to be refused as stale."""
         mirror = self.term.view()
-        now_: list[Report] = []
-        next_turn: list[Report] = []
-        later: list[Report] = []
-        reported: set[str] = set()
-        for r in reports:
-            key = r.ref.key
+        speculated = {s.completion.key.task for s in spec}
+        reported = {r.ref.key.task for r in rest if r.ok} | speculated
+        kept: list[Speculated] = []
+        left: list[Report] = []
+        passed: set[str] = set()
+        for report, spec_ in [(s.report, s) for s in spec] + [(r, None) for r in rest]:
+            key = report.ref.key
             claim = mirror.claims.get(key)
-            if r.ok and claim is not None and claim.after:
-                pending = {
-                    d
-                    for d in claim.after
-                    if (done := mirror.results.get(TaskKey(key.project, d))) is None
-                    or done.state is not TaskState.SUCCEEDED
-                }
+            pending = {
+                d
+                for d in (claim.after if report.ok and claim is not None else ())
+                if (done := mirror.results.get(TaskKey(key.project, d))) is None
+                or done.state is not TaskState.SUCCEEDED
+            }
+            if pending and not (spec_ is not None and pending <= passed):
                 if pending & reported:
-                    next_turn.append(r)
-                elif pending:
-                    later.append(r)
+                    again(report)
                 else:
-                    now_.append(r)
+                    asyncio.get_running_loop().call_later(delay, again, report)
+                continue
+            if spec_ is not None:
+                kept.append(spec_)
+                passed.add(key.task)
             else:
-                now_.append(r)
-            if r.ok:
-                reported.add(key.task)
-        for r in next_turn:
-            again(r)
-        for r in later:
-            asyncio.get_running_loop().call_later(delay, again, r)
-        return now_
+                left.append(report)
+        return kept, left
 
     def speculate(self, reports: list[Report], now: float) -> tuple[list[Speculated], list[Report]]:
         """Split off the successes the scheduler may hear of before they commit:

@@ -412,8 +412,9 @@ class LeaderDriver:
         # Plain successes go to the scheduler now and commit with the claims
         # they release (one txn: docs/leader.md, "One txn per turn"); the rest
         # (failures, spawns, reports the mirror cannot vouch for) commit first.
-        reports = self.completions.in_order(reports, self._inbox.put_nowait, RETRY_DELAY)
-        speculated, reports = self.completions.speculate(reports, now)
+        speculated, reports = self.completions.in_order(
+            *self.completions.speculate(reports, now), self._inbox.put_nowait, RETRY_DELAY
+        )
         if reports:
             events += await self.completions.commit(reports, now)
         for add in adds:  # decided with no claim or start in flight

@@ -202,3 +202,50 @@ def test_a_group_too_big_for_one_txn_completes_and_leaves_its_claim_for_later(
     assert [o.outcome for o in done] == [Outcome.OK, Outcome.OK]
     assert [o.outcome for o in made] == [Outcome.CONFLICT]
     assert Store(client, ks).task(K("c"))[3] is TaskState.PENDING
+
+
+def test_a_chained_completion_is_refused_with_its_dependencys(
+    client: EtcdClient,
+    ks: Keyspace,
+    keeper: LeaseKeeper,
+    leader: Election,
+    claims: Claims,
+    records: Records,
+) -> None:
+    lease = keeper.grant(10)
+    recs = records()
+    held = _running(claims, leader, recs, lease, "a")
+    chained = claims.create(
+        [ClaimRequest(recs[K("d")], "agent-1", lease, True, after=("a",))], leader.fence
+    )[0].claim
+    assert chained is not None
+    recs = records()
+    client.delete(ks.claim(K("a")))  # a's claim went: its completion is refused
+    done, _ = complete_and_claim(
+        claims, [_done(held["a"], lease), _done(chained, lease)], recs, [], leader.fence
+    )
+    assert [o.outcome for o in done] == [Outcome.CONFLICT, Outcome.CONFLICT]
+    assert Store(client, ks).task(K("d"))[3] is not TaskState.SUCCEEDED
+
+
+def test_a_chained_completion_commits_with_its_dependencys(
+    client: EtcdClient,
+    ks: Keyspace,
+    keeper: LeaseKeeper,
+    leader: Election,
+    claims: Claims,
+    records: Records,
+) -> None:
+    lease = keeper.grant(10)
+    recs = records()
+    held = _running(claims, leader, recs, lease, "a")
+    chained = claims.create(
+        [ClaimRequest(recs[K("d")], "agent-1", lease, True, after=("a",))], leader.fence
+    )[0].claim
+    assert chained is not None
+    assert Store(client, ks).task(K("d"))[0].state is TaskState.PENDING  # record left pending
+    done, _ = complete_and_claim(
+        claims, [_done(held["a"], lease), _done(chained, lease)], records(), [], leader.fence
+    )
+    assert [o.outcome for o in done] == [Outcome.OK, Outcome.OK]
+    assert done[0].revision == done[1].revision

@@ -383,27 +383,38 @@ def test_a_completion_without_claims_is_not_committed_by_a_deposed_leader() -> N
     assert r.port.told == []
 
 
-def test_a_chained_success_commits_only_after_its_dependencys() -> None:
+def test_a_chained_success_commits_only_with_or_after_its_dependencys() -> None:
     chained = Claim(K("y"), "a", 1, True, fence=20, mod_revision=20, lease_id=11, after=("x",))
+    x_claim = Claim(K("x"), "a", 1, True, fence=20, mod_revision=20, lease_id=11)
     r = rig("x", claims=[chained])
     y = TaskRecord(K("y"), TaskSpec(id="y", depends_on=("x",)), TaskState.PENDING, 1, 20)
     r.term.view().fold_task(y)
     done = Completions(r.term)
 
-    async def decide(*tasks: str) -> tuple[list[str], list[str]]:
+    async def decide(*tasks: str) -> tuple[list[str], list[str], list[str]]:
         again: list[Report] = []
-        now = done.in_order([_report(t) for t in tasks], again.append, 0.0)
+        spec, rest = done.in_order(
+            *done.speculate([_report(t) for t in tasks], 1000.0), again.append, 0.0
+        )
         await asyncio.sleep(0.01)  # what waits for a delay is handed back too
-        return [p.ref.key.task for p in now], [p.ref.key.task for p in again]
+        return (
+            [s.report.ref.key.task for s in spec],
+            [p.ref.key.task for p in rest],
+            [p.ref.key.task for p in again],
+        )
 
-    assert asyncio.run(decide("x", "y")) == (["x"], ["y"])  # x reported: the next turn
-    assert asyncio.run(decide("y")) == ([], ["y"])  # x not reported yet: after a delay
+    # x's report cannot be speculated (no claim in the mirror): y waits a turn
+    assert asyncio.run(decide("x", "y")) == ([], ["x"], ["y"])
+    assert asyncio.run(decide("y")) == ([], [], ["y"])  # x not reported yet: after a delay
+    r.term.view().fold_claim(x_claim)  # both speculated: committed together
+    assert asyncio.run(decide("x", "y")) == (["x", "y"], [], [])
     r.term.view().fold_result(TaskResult(K("x"), TaskState.SUCCEEDED, "a", 1), 30)
-    assert asyncio.run(decide("x", "y")) == (["x", "y"], [])
+    assert asyncio.run(decide("y")) == (["y"], [], [])
 
 
 def test_a_success_without_a_chained_claim_is_decided_at_once() -> None:
     r = rig("x", "y")
     again: list[Report] = []
-    now = Completions(r.term).in_order([_report("x"), _report("y")], again.append, 0.0)
-    assert (len(now), again) == (2, [])
+    done = Completions(r.term)
+    spec, rest = done.in_order(*done.speculate([_report("x")], 1.0), again.append, 0.0)
+    assert (spec, [p.ref.key.task for p in rest], again) == ([], ["x"], [])
