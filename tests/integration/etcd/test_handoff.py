@@ -204,6 +204,17 @@ def test_a_group_too_big_for_one_txn_completes_and_leaves_its_claim_for_later(
     assert Store(client, ks).task(K("c"))[3] is TaskState.PENDING
 
 
+def _chain(claims: Claims, leader: Election, records: Records, lease: int) -> tuple[Claim, Claim]:
+    """``a`` running on agent-1, and ``d`` chained after it there (claimed
+    started before ``a`` succeeded): their claims."""
+    recs = records()
+    held = _running(claims, leader, recs, lease, "a")
+    req = ClaimRequest(recs[K("d")], "agent-1", lease, True, after=("a",))
+    chained = claims.create([req], leader.fence)[0].claim
+    assert chained is not None
+    return held["a"], chained
+
+
 def test_a_chained_completion_is_refused_with_its_dependencys(
     client: EtcdClient,
     ks: Keyspace,
@@ -213,16 +224,10 @@ def test_a_chained_completion_is_refused_with_its_dependencys(
     records: Records,
 ) -> None:
     lease = keeper.grant(10)
-    recs = records()
-    held = _running(claims, leader, recs, lease, "a")
-    chained = claims.create(
-        [ClaimRequest(recs[K("d")], "agent-1", lease, True, after=("a",))], leader.fence
-    )[0].claim
-    assert chained is not None
-    recs = records()
+    a, d = _chain(claims, leader, records, lease)
     client.delete(ks.claim(K("a")))  # a's claim went: its completion is refused
     done, _ = complete_and_claim(
-        claims, [_done(held["a"], lease), _done(chained, lease)], recs, [], leader.fence
+        claims, [_done(a, lease), _done(d, lease)], records(), [], leader.fence
     )
     assert [o.outcome for o in done] == [Outcome.CONFLICT, Outcome.CONFLICT]
     assert Store(client, ks).task(K("d"))[3] is not TaskState.SUCCEEDED
@@ -237,15 +242,10 @@ def test_a_chained_completion_commits_with_its_dependencys(
     records: Records,
 ) -> None:
     lease = keeper.grant(10)
-    recs = records()
-    held = _running(claims, leader, recs, lease, "a")
-    chained = claims.create(
-        [ClaimRequest(recs[K("d")], "agent-1", lease, True, after=("a",))], leader.fence
-    )[0].claim
-    assert chained is not None
+    a, d = _chain(claims, leader, records, lease)
     assert Store(client, ks).task(K("d"))[0].state is TaskState.PENDING  # record left pending
     done, _ = complete_and_claim(
-        claims, [_done(held["a"], lease), _done(chained, lease)], records(), [], leader.fence
+        claims, [_done(a, lease), _done(d, lease)], records(), [], leader.fence
     )
     assert [o.outcome for o in done] == [Outcome.OK, Outcome.OK]
     assert done[0].revision == done[1].revision
