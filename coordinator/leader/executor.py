@@ -138,7 +138,7 @@ class CommandExecutor:
                         replace(req.record, state=TaskState.READY, mod_revision=res.revision),
                         exact=True,
                     )
-                term.metrics.assignments.labels("claimed").inc()
+                term.metrics.assignments.labels("chained" if c.after else "claimed").inc()
                 term.assign(res.claim)
                 if c.start_now:
                     term.latencies.started(c.key)

@@ -98,7 +98,13 @@ class FakeStore:
             replace(
                 o,
                 claim=Claim(
-                    r.record.key, r.agent, r.record.attempt, r.started, o.revision, o.revision
+                    r.record.key,
+                    r.agent,
+                    r.record.attempt,
+                    r.started,
+                    o.revision,
+                    o.revision,
+                    after=r.after,
                 ),
             )
             if o.ok
@@ -418,3 +424,16 @@ def test_a_success_without_a_chained_claim_is_decided_at_once() -> None:
     done = Completions(r.term)
     spec, rest = done.in_order(*done.speculate([_report("x")], 1.0), again.append, 0.0)
     assert (spec, [p.ref.key.task for p in rest], again) == ([], ["x"], [])
+
+
+def test_a_chained_claim_is_counted_apart_and_its_record_left_pending() -> None:
+    r = rig("x")
+    y = TaskRecord(K("y"), TaskSpec(id="y", depends_on=("x",)), TaskState.PENDING, 1, 20)
+    r.term.view().fold_task(y)
+    chained = METRICS.assignments.labels("chained")
+    before = chained._value.get()
+    assert r.run(AssignTask(K("y"), "a", 1, True, after=("x",))) == []
+    assert chained._value.get() == before + 1
+    assert r.term.view().claims[K("y")].after == ("x",)
+    assert r.term.view().tasks[K("y")].state is TaskState.PENDING
+    assert r.port.told == [("assign", "a", "y", True)]
