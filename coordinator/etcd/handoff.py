@@ -147,11 +147,10 @@ def _complete_in_order(
     rest = [i for i, d in enumerate(done) if d is None]
     while rest:
         settled = {comps[i].key: d.ok for i, d in enumerate(done) if d is not None}
-        wave = [i for i in rest if all(settled.get(k) for k in deps(i))]
         for i in rest:
             if any(settled.get(k) is False for k in deps(i)):
                 done[i] = ItemResult(Outcome.CONFLICT)
-        wave = [i for i in wave if done[i] is None]
+        wave = [i for i in rest if done[i] is None and all(settled.get(k) for k in deps(i))]
         for i, o in zip(wave, claims.complete([comps[i] for i in wave], fence=fence), strict=True):
             done[i] = o
         rest = [i for i in rest if done[i] is None]

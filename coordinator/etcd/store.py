@@ -273,6 +273,16 @@ class ClusterState:
     def visible_claims(self) -> dict[TaskKey, Claim]:
         return {k: c for k, c in self.claims.items() if k.project in self.projects}
 
+    def unfinished(self, project_id: str, task_ids: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``task_ids`` (of ``project_id``) without a committed success."""
+        results = self.results
+        return tuple(
+            t
+            for t in task_ids
+            if (r := results.get(TaskKey(project_id, t))) is None
+            or r.state is not TaskState.SUCCEEDED
+        )
+
     def state_of(self, key: TaskKey) -> TaskState | None:
         """Effective state of a task; None = unknown id (or project not visible)."""
         rec = self.tasks.get(key)

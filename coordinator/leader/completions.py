@@ -98,12 +98,8 @@ class Completions:
         for report, spec_ in [(s.report, s) for s in spec] + [(r, None) for r in rest]:
             key = report.ref.key
             claim = mirror.claims.get(key)
-            pending = {
-                d
-                for d in (claim.after if report.ok and claim is not None else ())
-                if (done := mirror.results.get(TaskKey(key.project, d))) is None
-                or done.state is not TaskState.SUCCEEDED
-            }
+            after = claim.after if report.ok and claim is not None else ()
+            pending = set(mirror.unfinished(key.project, after))
             if pending and not (spec_ is not None and pending <= passed):
                 if pending & reported:
                     again(report)

@@ -17,7 +17,7 @@ from workhive.coordinator.leader.clock import Clock
 from workhive.coordinator.leader.ports import AgentPort
 from workhive.coordinator.leader.writes import Writer
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import Claim, ProjectSpec, TaskKey, TaskState
+from workhive.coordinator.model import Claim, ProjectSpec, TaskKey
 from workhive.coordinator.scheduling import SchedulerConfig, SchedulerState
 
 
@@ -48,15 +48,10 @@ class Latencies:
     def succeeded(self, key: TaskKey, mirror: ClusterState) -> None:
         """Children whose parents all succeeded are ready now; a chained one
         (docs/scheduling.md, "Chains run back to back") started then: 0 s."""
-        results = mirror.results
         for child in self.children.get(key, ()):
             ck = TaskKey(key.project, child)
             rec = mirror.tasks.get(ck)
-            if rec is not None and all(
-                (r := results.get(TaskKey(key.project, d))) is not None
-                and r.state is TaskState.SUCCEEDED
-                for d in rec.spec.depends_on
-            ):
+            if rec is not None and not mirror.unfinished(key.project, rec.spec.depends_on):
                 claim = mirror.claims.get(ck)
                 if claim is not None and claim.after:
                     self.metrics.assignment_latency.observe(0.0)
@@ -116,14 +111,7 @@ class Term:
         mirror = self.view()
         spec = mirror.tasks[claim.key].spec
         if claim.after:
-            pid = claim.key.project
-            left = tuple(
-                d
-                for d in claim.after
-                if (r := mirror.results.get(TaskKey(pid, d))) is None
-                or r.state is not TaskState.SUCCEEDED
-            )
-            claim = replace(claim, after=left)
+            claim = replace(claim, after=mirror.unfinished(claim.key.project, claim.after))
         self.port.assign(claim, spec, self.fence.term, self.inputs_of(claim.key))
 
     def lease_of(self, agent_id: str) -> int:

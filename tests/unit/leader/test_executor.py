@@ -17,6 +17,7 @@ import pytest
 
 from workhive.coordinator.etcd import (
     ClaimRequest,
+    Claims,
     ClusterState,
     Completion,
     Fence,
@@ -94,23 +95,7 @@ class FakeStore:
 
     def create(self, reqs: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
         res = self._results("create", [r.record.key for r in reqs])
-        return [
-            replace(
-                o,
-                claim=Claim(
-                    r.record.key,
-                    r.agent,
-                    r.record.attempt,
-                    r.started,
-                    o.revision,
-                    o.revision,
-                    after=r.after,
-                ),
-            )
-            if o.ok
-            else o
-            for r, o in zip(reqs, res, strict=True)
-        ]
+        return [Claims.claimed(r, o) for r, o in zip(reqs, res, strict=True)]
 
     def start(self, claims: Sequence[Claim], fence: Fence) -> list[ItemResult]:
         res = self._results("start", [c.key for c in claims])
