@@ -193,6 +193,7 @@ class TaskTransitions(Placement):
             a.chain_full = True  # a success here makes room: chaining resumes then
             return
         best: TaskRecord | None = None
+        deps: list[TaskRecord] = []
         for c in an.children[t.index]:
             ct = p.tasks[c]
             if (
@@ -203,12 +204,11 @@ class TaskTransitions(Placement):
                 or not self._short(ct)
             ):
                 continue
-            deps = [p.tasks[i] for i in an.parents[c]]
-            if all(d.state is _OK or (d.state is _RUN and d.agent is a) for d in deps):
-                best = ct
+            ds = [p.tasks[i] for i in an.parents[c]]
+            if all(d.state is _OK or (d.state is _RUN and d.agent is a) for d in ds):
+                best, deps = ct, ds
         if best is None:
             return
-        deps = [p.tasks[i] for i in an.parents[best.index]]
         after = tuple(d.spec.id for d in deps if d.state is not _OK)
         best.agent = a
         best.attempt = max(1, best.attempt)
