@@ -53,6 +53,7 @@ from workhive.coordinator.etcd.retention import compact as compact_history
 from workhive.coordinator.etcd.retention import delete_project
 from workhive.coordinator.leader.driver import LeaderDriver
 from workhive.coordinator.leader.retention import RetentionLoop
+from workhive.coordinator.leader.submits import FullProtocol, fits
 from workhive.coordinator.logs import configure_logging
 from workhive.coordinator.metrics import Metrics
 from workhive.coordinator.model import AgentInfo, LeaderInfo, ProjectSpec
@@ -183,9 +184,15 @@ class CoordinatorNode:
         return await self.reads.read(fn)
 
     async def submit(self, spec: ProjectSpec) -> ProjectMeta:
+        """A small project through the leader's turn, stored with its first
+        claims (``leader.submits``); others, and those it sends back, by the
+        full protocol in one or more txns of their own (``etcd.submit``)."""
         driver = self.driver
         if driver is None:
             raise SubmitConflict("this replica no longer leads")
+        if fits(spec):
+            with contextlib.suppress(FullProtocol):
+                return await driver.submit(spec)
         return await asyncio.to_thread(
             submit_project, self.client, self.ks, spec, fence=driver.fence, keeper=self.keeper
         )

@@ -32,7 +32,14 @@ from workhive.coordinator.etcd.session import LeaseKeeper, Session, SessionState
 from workhive.coordinator.etcd.snapshot import Feed, snapshot
 from workhive.coordinator.etcd.standby import StandbyMirror
 from workhive.coordinator.etcd.store import ClusterState, MirrorChanges, Store
-from workhive.coordinator.etcd.submit import ProjectExists, SubmitConflict, submit_project
+from workhive.coordinator.etcd.submit import (
+    ProjectExists,
+    Submission,
+    SubmitConflict,
+    submission,
+    submit_and_claim,
+    submit_project,
+)
 from workhive.coordinator.etcd.txn import Fence, fenced_txn
 from workhive.coordinator.etcd.types import (
     Candidate,
@@ -82,6 +89,7 @@ __all__ = [
     "StandbyMirror",
     "Steal",
     "Store",
+    "Submission",
     "SubmitConflict",
     "TaskRecord",
     "WatchBatch",
@@ -96,6 +104,8 @@ __all__ = [
     "grown",
     "observe",
     "snapshot",
+    "submission",
+    "submit_and_claim",
     "submit_project",
     "write_barrier",
 ]

@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from etcd3 import etcdrpc
 
 from workhive.coordinator.etcd import codec
+from workhive.coordinator.etcd.claims import ClaimRequest, Claims
 from workhive.coordinator.etcd.client import EtcdClient, prefix_end
 from workhive.coordinator.etcd.errors import AmbiguousResult, EtcdError, InvalidArgument
 from workhive.coordinator.etcd.keys import Keyspace
@@ -50,12 +50,14 @@ from workhive.coordinator.etcd.session import LeaseKeeper
 from workhive.coordinator.etcd.txn import (
     DEFAULT_MAX_TXN_OPS,
     Fence,
+    TxnItem,
     cmp_create,
     cmp_version,
+    merged,
     op_delete,
     op_put,
 )
-from workhive.coordinator.etcd.types import ProjectMeta, TaskRecord
+from workhive.coordinator.etcd.types import ItemResult, Outcome, ProjectMeta, TaskRecord
 from workhive.coordinator.model import ProjectSpec, TaskKey, TaskState
 
 SUBMIT_LEASE_TTL = 10
@@ -82,16 +84,36 @@ def _records(spec: ProjectSpec) -> list[TaskRecord]:
     ]
 
 
-def _in_one_txn(
-    client: EtcdClient,
-    meta_key: bytes,
-    meta: ProjectMeta,
-    puts: list[tuple[bytes, bytes]],
-    guard: list[Any],
-    tasks_prefix: bytes,
-) -> ProjectMeta | None:
-    """The one-txn submit (module doc); None when a compare failed or the
-    outcome is unknown and not ours: the full protocol decides then."""
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A project as its one-txn submit stores it: the meta and every task
+    record (their ``mod_revision`` 0: not written yet)."""
+
+    meta: ProjectMeta
+    records: tuple[TaskRecord, ...]
+
+    def stored(self, revision: int) -> tuple[ProjectMeta, list[TaskRecord]]:
+        """The meta and records as etcd holds them once written at ``revision``."""
+        return replace(self.meta, mod_revision=revision), [
+            replace(r, mod_revision=revision, create_revision=revision) for r in self.records
+        ]
+
+
+def submission(spec: ProjectSpec, clock: Callable[[], float] = time.time) -> Submission:
+    """What submitting ``spec`` writes (tasks without dependencies READY)."""
+    meta = ProjectMeta(
+        id=spec.id, task_count=len(spec.tasks), submitted_at=clock(), source=spec.source
+    )
+    return Submission(meta, tuple(_records(spec)))
+
+
+def submission_item(ks: Keyspace, s: Submission) -> TxnItem:
+    """The one-txn submit of ``s`` (module doc) without the fence: the
+    records and the meta, guarded by ``Version(meta) == 0``, no chunked
+    submit of it in progress (``Version(marker) == 0``) and no leftovers
+    (``Version == 0`` over the whole task range)."""
+    pid = s.meta.id
+    tasks_prefix = ks.tasks_prefix(pid)
     no_leftovers = etcdrpc.Compare(
         result=etcdrpc.Compare.EQUAL,
         target=etcdrpc.Compare.VERSION,
@@ -99,16 +121,55 @@ def _in_one_txn(
         range_end=prefix_end(tasks_prefix),
         version=0,
     )
-    value = codec.encode_meta(meta)
-    ops = [op_put(k, v) for k, v in puts] + [op_put(meta_key, value)]
+    puts = [(ks.task(r.key), codec.encode_task(r)) for r in s.records]
+    puts.append((ks.meta(pid), codec.encode_meta(s.meta)))
+    cmps = [cmp_version(ks.meta(pid), 0), cmp_version(_marker(ks, pid), 0), no_leftovers]
+    return TxnItem(cmps, [op_put(k, v) for k, v in puts], puts=puts)
+
+
+def _in_one_txn(
+    client: EtcdClient, ks: Keyspace, s: Submission, fence: Fence | None
+) -> ProjectMeta | None:
+    """The one-txn submit (module doc); None when a compare failed or the
+    outcome is unknown and not ours: the full protocol decides then."""
+    item = submission_item(ks, s)
+    meta_key, value = item.puts[-1]
+    cmps = ([fence.compare()] if fence else []) + item.compares
     try:
-        r = client.txn_raw([*guard, cmp_version(meta_key, 0), no_leftovers], ops, retry=False)
+        r = client.txn_raw(cmps, item.success, retry=False)
     except AmbiguousResult:
         got = client.get(meta_key)
         if got is None or got.value != value:
             return None  # not applied (or someone else's project: the protocol says so)
-        return replace(meta, mod_revision=got.mod_revision)
-    return replace(meta, mod_revision=int(r.header.revision)) if r.succeeded else None
+        return replace(s.meta, mod_revision=got.mod_revision)
+    return replace(s.meta, mod_revision=int(r.header.revision)) if r.succeeded else None
+
+
+def submit_and_claim(
+    claims: Claims, subs: Sequence[Submission], reqs: Sequence[ClaimRequest], fence: Fence
+) -> tuple[list[ItemResult], list[ItemResult]]:
+    """Store small projects with the first claims of their tasks, fenced:
+    each project and its claims are one item (all or nothing), so a task
+    is claimed in the very txn that makes it visible. ``reqs`` must name
+    tasks of ``subs`` (records as :func:`submission` built them). One
+    result per project (``CONFLICT``: nothing of it written; the full
+    protocol says why) and one per claim, in input order."""
+    by_project: dict[str, list[int]] = {}
+    for j, r in enumerate(reqs):
+        by_project.setdefault(r.record.key.project, []).append(j)
+    items = [
+        merged(
+            [submission_item(claims.ks, s)]
+            + [claims.claim_item(reqs[j], fence) for j in by_project.get(s.meta.id, [])]
+        )
+        for s in subs
+    ]
+    stored = claims.run(items, fence)
+    made = [ItemResult(Outcome.CONFLICT)] * len(reqs)
+    for s, o in zip(subs, stored, strict=True):
+        for j in by_project.get(s.meta.id, []):
+            made[j] = Claims.claimed(reqs[j], o)
+    return stored, made
 
 
 def _marker(ks: Keyspace, pid: str) -> bytes:
@@ -162,12 +223,11 @@ def submit_project(
     meta_key, marker = keyspace.meta(pid), _marker(keyspace, pid)
     tasks_prefix = keyspace.tasks_prefix(pid)
     fence_cmps = [fence.compare()] if fence else []
-    puts = [(keyspace.task(r.key), codec.encode_task(r)) for r in _records(spec)]
-    meta = ProjectMeta(id=pid, task_count=len(spec.tasks), submitted_at=clock(), source=spec.source)
+    whole = submission(spec, clock)
+    meta = whole.meta
+    puts = [(keyspace.task(r.key), codec.encode_task(r)) for r in whole.records]
     if len(puts) < max_ops - 1 and sum(len(k) + len(v) for k, v in puts) < max_bytes:
-        once = _in_one_txn(
-            client, meta_key, meta, puts, [*fence_cmps, cmp_version(marker, 0)], tasks_prefix
-        )
+        once = _in_one_txn(client, keyspace, whole, fence)
         if once is not None:
             return once
     own_keeper = keeper is None

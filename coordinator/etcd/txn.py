@@ -65,7 +65,8 @@ def op_range(key: bytes, *, keys_only: bool = False) -> Any:
 
 
 def compare_holds(c: Any, kv: KeyValue | None) -> bool:
-    """Evaluate an EQUAL compare locally against a read key (None = absent)."""
+    """Evaluate an EQUAL compare on one key locally against that key as read
+    (None = absent)."""
     t = c.target
     if t == _VERSION:
         return bool((kv.version if kv else 0) == c.version)
@@ -150,22 +151,44 @@ def _read_keys(
 
 def _read_compared(
     client: EtcdClient, fence: Fence | None, chunk: Sequence[tuple[int, TxnItem]]
-) -> dict[bytes, KeyValue | None]:
-    """After a failed txn: every key it compared (and the fence key), read in
-    one txn, values only where a compare needs them. Read after the failure,
-    not in its failure branch: the branch's ops were built and sent with
-    every txn and are needed only by the few that fail."""
+) -> Callable[[Any], bool]:
+    """After a failed txn: whether each of its compares holds now, from one
+    read txn of every key it compared (and the fence key; values only where
+    a compare needs them) and a count of every key range compared (only
+    ``Version == 0`` over a range is supported: the range is empty). Read
+    after the failure, not in its failure branch: the branch's ops were
+    built and sent with every txn and are needed only by the few that fail."""
     keys_only: dict[bytes, bool] = {fence.key: True} if fence else {}
+    ranges: list[tuple[bytes, bytes]] = []
     for _, it in chunk:
         for c in it.compares:
+            if c.range_end:
+                ranges.append((c.key, c.range_end))
+                continue
             full = c.target in (_LEASE, _VALUE)
             keys_only[c.key] = keys_only.get(c.key, True) and not full
-    r = client.txn_raw([], [op_range(k, keys_only=ko) for k, ko in keys_only.items()], retry=True)
+    ops = [op_range(k, keys_only=ko) for k, ko in keys_only.items()]
+    ops += [
+        etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k, range_end=end, count_only=True))
+        for k, end in ranges
+    ]
+    r = client.txn_raw([], ops, retry=True)
     seen: dict[bytes, KeyValue | None] = {}
-    for k, resp in zip(keys_only, r.responses, strict=True):
+    for k, resp in zip(keys_only, r.responses, strict=False):
         kvs = resp.response_range.kvs
         seen[k] = kv_from_pb(kvs[0]) if kvs else None
-    return seen
+    counts = {
+        span: int(resp.response_range.count)
+        for span, resp in zip(ranges, r.responses[len(keys_only) :], strict=True)
+    }
+
+    def holds(c: Any) -> bool:
+        if c.range_end:
+            empty = counts[(c.key, c.range_end)] == 0
+            return bool(c.target == _VERSION and c.version == 0 and empty)
+        return compare_holds(c, seen[c.key])
+
+    return holds
 
 
 def _applied(client: EtcdClient, items: Sequence[TxnItem], max_ops: int) -> int:
@@ -265,14 +288,14 @@ def run_batch(
                 for idx, _ in chunk:
                     results[idx] = ItemResult(Outcome.OK, rev)
                 continue
-            seen = _read_compared(client, fence, chunk)
-            if fence and not compare_holds(fence.compare(), seen[fence.key]):
+            holds = _read_compared(client, fence, chunk)
+            if fence and not holds(fence.compare()):
                 not_leader = True
                 for idx, _ in chunk:
                     results[idx] = ItemResult(Outcome.NOT_LEADER)
                 continue
             for idx, it in chunk:
-                if all(compare_holds(c, seen[c.key]) for c in it.compares):
+                if all(holds(c) for c in it.compares):
                     retry.append((idx, it))
                 else:
                     results[idx] = ItemResult(Outcome.CONFLICT)

@@ -28,7 +28,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -41,6 +41,7 @@ from workhive.coordinator.etcd import (
     ItemResult,
     Keyspace,
     LeaseKeeper,
+    ProjectMeta,
     StandbyMirror,
     WatchBatch,
 )
@@ -49,14 +50,23 @@ from workhive.coordinator.leader.clock import Clock
 from workhive.coordinator.leader.completions import Completions, Speculated
 from workhive.coordinator.leader.executor import CommandExecutor
 from workhive.coordinator.leader.growth import Added, AddRequest, Grower
+from workhive.coordinator.leader.inputs import EARLY, Ask, Cancel, Deferred, Input
 from workhive.coordinator.leader.planning import Planning
 from workhive.coordinator.leader.ports import AgentPort, Gone, Hello, Report
 from workhive.coordinator.leader.presence import Presence
 from workhive.coordinator.leader.progress import ProgressBoard
+from workhive.coordinator.leader.submits import Pending, SubmitRequest, Submits
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.leader.writes import ClaimsStore, EtcdClaimsStore, NotLeading, Writer
 from workhive.coordinator.metrics import Metrics
-from workhive.coordinator.model import AgentInfo, TaskKey, TaskRef, TaskState, TaskTiming
+from workhive.coordinator.model import (
+    AgentInfo,
+    ProjectSpec,
+    TaskKey,
+    TaskRef,
+    TaskState,
+    TaskTiming,
+)
 from workhive.coordinator.scheduling import (
     Addition,
     ClaimLost,
@@ -78,45 +88,6 @@ log = structlog.get_logger("workhive.leader")
 
 __all__ = ["LeaderDriver", "NotLeading"]
 
-
-@dataclass(frozen=True)
-class Cancel:
-    project_id: str
-    reason: str
-    done: asyncio.Future[int]
-
-
-@dataclass(frozen=True)
-class Ask:
-    """A pull agent's request ``seq``; ``wait`` seconds until it is withdrawn."""
-
-    agent_id: str
-    seq: int
-    wait: float
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """Scheduler events postponed to a later turn."""
-
-    events: tuple[Event, ...]
-
-
-Input = (
-    WatchBatch
-    | ClusterState
-    | Report
-    | Hello
-    | Gone
-    | Cancel
-    | AddRequest
-    | Ask
-    | ClaimWithdrawn
-    | StealTick
-    | DeadlineTick
-    | Deferred
-    | str
-)
 
 RETRY_DELAY = 0.05  # seconds before rejected commands are decided again
 TICK = 0.25  # seconds between timer inputs (grace expiry)
@@ -149,7 +120,10 @@ class LeaderDriver:
         self.term = Term(fence, hub, writer, metrics, self.clock, config)
         self.planning = Planning(self.term, self._defer, plan_time_box)
         self.completions = Completions(self.term)
-        self.executor = CommandExecutor(self.term, self.planning.plan_later, self._confirm)
+        self.submits = Submits(self.term, self.planning.plan_later)
+        self.executor = CommandExecutor(
+            self.term, self.planning.plan_later, self._confirm, self._stored
+        )
         self.presence = Presence(self.term, agent_grace)
         self.progress = ProgressBoard()
         self.grower = Grower(self.term)
@@ -207,6 +181,7 @@ class LeaderDriver:
         for t in [*self._tasks, *inflight]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        self.submits.abandon()
         if self._feed is not None:
             feed, self._feed = self._feed, None
             await asyncio.to_thread(feed.cancel)
@@ -251,6 +226,14 @@ class LeaderDriver:
         fut: asyncio.Future[Added] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(AddRequest(addition, source, fut))
         return fut
+
+    def submit(self, spec: ProjectSpec) -> asyncio.Future[ProjectMeta]:
+        """Queue a small project (``submits.fits``) to be stored with its first
+        claims (``leader.submits``); the future gives its meta once committed,
+        or raises ``ProjectExists``, ``FullProtocol`` or ``FenceLost``."""
+        req = self.submits.request(spec)
+        self._inbox.put_nowait(req)
+        return req.done
 
     def registered(self, agent_id: str) -> AgentInfo | None:
         mirror = self.term.mirror
@@ -356,6 +339,7 @@ class LeaderDriver:
                 self._feed.relist()
         reports: list[Report] = []
         adds: list[AddRequest] = []
+        submits: list[SubmitRequest] = []
         todo = deque(items)
         while not self._inbox.empty():  # all that is pending, also what came during the writes
             todo.append(self._inbox.get_nowait())
@@ -375,7 +359,7 @@ class LeaderDriver:
                 todo.extend(self._early)  # what arrived before the state, in order
                 self._early.clear()
             elif term.mirror is None or self._relisting:
-                if isinstance(item, Report | Hello | Gone | Cancel | AddRequest | Ask):
+                if isinstance(item, EARLY):
                     self._early.append(item)  # decided once the state is here
             elif isinstance(item, WatchBatch):
                 events += self._watched(item, now)
@@ -392,6 +376,8 @@ class LeaderDriver:
                     item.done.set_result(before)
             elif isinstance(item, AddRequest):
                 adds.append(item)
+            elif isinstance(item, SubmitRequest):
+                submits.append(item)
             elif isinstance(item, Ask):
                 events.append(ClaimWanted(item.agent_id, item.seq, now))
                 withdraw = ClaimWithdrawn(item.agent_id, item.seq, now + item.wait)
@@ -420,13 +406,22 @@ class LeaderDriver:
         for add in adds:  # decided with no claim or start in flight
             events += await self.grower.add(add, now)
         events += [s.event for s in speculated]
+        pending, submitted = self.submits.accept(submits, now)  # last: nothing else of theirs
+        events += submitted
         if events:
             commands = term.state.handle(*events)
-            self._inflight = asyncio.create_task(self._execute_then_wake(commands, speculated))
+            self._inflight = asyncio.create_task(
+                self._execute_then_wake(commands, speculated, pending)
+            )
 
     def _confirm(self, speculated: Sequence[Speculated], results: Sequence[ItemResult]) -> None:
         if self.completions.confirm(speculated, results):
             self._refused = True
+
+    def _stored(self, pending: Sequence[Pending], results: Sequence[ItemResult]) -> None:
+        if self.submits.settle(pending, results):
+            self._refused = True
+        self._mirror_changed()
 
     async def _settle(self) -> list[Event]:
         """Wait for the turn in flight; its rejections become events now."""
@@ -434,11 +429,15 @@ class LeaderDriver:
         return await task if task is not None else []
 
     async def _execute_then_wake(
-        self, commands: list[Command], speculated: Sequence[Speculated] = ()
+        self,
+        commands: list[Command],
+        speculated: Sequence[Speculated] = (),
+        pending: Sequence[Pending] = (),
     ) -> list[Event]:
         try:
-            events = await self.executor.execute(commands, speculated)
+            events = await self.executor.execute(commands, speculated, pending)
         except BaseException:
+            self.submits.abandon()
             self._inbox.put_nowait("wake")  # the next turn re-raises it
             raise
         if events:  # rejections: a later turn retries them, not a tight loop

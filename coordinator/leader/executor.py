@@ -33,6 +33,7 @@ from workhive.coordinator.etcd import (
 )
 from workhive.coordinator.leader.completions import Speculated
 from workhive.coordinator.leader.revoke import revoke_overdue
+from workhive.coordinator.leader.submits import Pending, Submits
 from workhive.coordinator.leader.term import Term
 from workhive.coordinator.model import Claim, TaskKey, TaskRef, TaskResult, TaskState
 from workhive.coordinator.scheduling import (
@@ -68,10 +69,12 @@ class CommandExecutor:
         term: Term,
         replan: Callable[[str], None],
         confirm: Callable[[Sequence[Speculated], Sequence[ItemResult]], None] = lambda s, r: None,
+        stored: Callable[[Sequence[Pending], Sequence[ItemResult]], None] = lambda p, r: None,
     ) -> None:
         self.term = term
         self.replan = replan
         self.confirm = confirm
+        self.stored = stored
         self._parked: dict[TaskKey, AssignRejected] = {}
 
     def unpark(self, key: TaskKey) -> AssignRejected | None:
@@ -79,13 +82,18 @@ class CommandExecutor:
         return self._parked.pop(key, None)
 
     async def execute(
-        self, commands: list[Command], completing: Sequence[Speculated] = ()
+        self,
+        commands: list[Command],
+        completing: Sequence[Speculated] = (),
+        submitted: Sequence[Pending] = (),
     ) -> list[Event]:
         """Write ``commands``; ``completing`` are successes the scheduler was
         told of before they committed: they commit with the turn's claims (a
         claim on a task they release only in the same txn) and are handed to
         ``confirm`` before any assignment is pushed (a child's inputs are its
-        parents' results)."""
+        parents' results). ``submitted`` are projects the scheduler was told
+        of before their write: each is stored with its tasks' claims
+        (``leader.submits``) and handed to ``stored`` before any is pushed."""
         now = self.term.clock.wall()
         by_kind: dict[type, list[Any]] = defaultdict(list)
         for c in commands:
@@ -94,7 +102,7 @@ class CommandExecutor:
         await revoke_overdue(self.term, by_kind[RevokeTask])  # claims gone before requeues
         await self._requeue(by_kind[RequeueTask])
         assigned, started = await asyncio.gather(
-            self._assign(by_kind[AssignTask], now, completing),
+            self._assign(by_kind[AssignTask], now, completing, submitted),
             self._start(by_kind[StartTask], now),
         )
         events += assigned + started
@@ -110,27 +118,32 @@ class CommandExecutor:
         return events
 
     async def _assign(
-        self, cmds: list[AssignTask], now: float, completing: Sequence[Speculated] = ()
+        self,
+        cmds: list[AssignTask],
+        now: float,
+        completing: Sequence[Speculated] = (),
+        submitted: Sequence[Pending] = (),
     ) -> list[Event]:
         term, mirror = self.term, self.term.view()
+        unwritten = Submits.records(submitted)
         reqs: list[tuple[AssignTask, ClaimRequest]] = []
         events: list[Event] = []
         for c in cmds:
-            rec = mirror.tasks.get(c.key)
+            rec = mirror.tasks.get(c.key) or unwritten.get(c.key)
             lease = term.lease_of(c.agent_id)
             if rec is None or not lease:
                 events.append(AssignRejected(c.key, c.agent_id, now))
                 continue
             reqs.append((c, ClaimRequest(rec, c.agent_id, lease, c.start_now, c.after)))
-        claims = [r for _, r in reqs]
-        if completing:
-            done, results = await term.writer.complete_and_create(
-                [s.completion for s in completing], mirror.tasks, claims, _lease
-            )
-            self.confirm(completing, done)
-        else:
-            results = await term.writer.fenced_on_leases(term.writer.store.create, claims, _lease)
-        for (c, req), res in zip(reqs, results, strict=True):
+        fresh = [i for i, (_, r) in enumerate(reqs) if r.record.key in unwritten]
+        rest = [i for i, (_, r) in enumerate(reqs) if r.record.key not in unwritten]
+        stored, made = await asyncio.gather(
+            self._stored_with_claims(submitted, [reqs[i][1] for i in fresh]),
+            self._claim([reqs[i][1] for i in rest], completing),
+        )
+        results = dict(zip(fresh + rest, stored + made, strict=True))
+        for i, (c, req) in enumerate(reqs):
+            res = results[i]
             if res.ok and res.claim is not None:
                 mirror.fold_claim(res.claim, exact=True)
                 if req.record.state is TaskState.PENDING and not c.after:
@@ -153,6 +166,32 @@ class CommandExecutor:
                     events.append(rejected)
                     await self._refresh_record(c.key)
         return events
+
+    async def _stored_with_claims(
+        self, submitted: Sequence[Pending], reqs: list[ClaimRequest]
+    ) -> list[ItemResult]:
+        """Store the pending projects with their claims, fold them in and
+        answer their callers (``stored``); the claims' results."""
+        if not submitted:
+            return []
+        writer = self.term.writer
+        subs = [p.submission for p in submitted]
+        done, made = await writer.submit_and_create(subs, reqs, _lease)
+        self.stored(submitted, done)
+        return made
+
+    async def _claim(
+        self, reqs: list[ClaimRequest], completing: Sequence[Speculated]
+    ) -> list[ItemResult]:
+        """Create claims, committing the speculated completions with them."""
+        writer = self.term.writer
+        if completing:
+            done, results = await writer.complete_and_create(
+                [s.completion for s in completing], self.term.view().tasks, reqs, _lease
+            )
+            self.confirm(completing, done)
+            return results
+        return await writer.fenced_on_leases(writer.store.create, reqs, _lease)
 
     async def _refresh_record(self, key: TaskKey) -> None:
         """Re-read a task record after a conflict (the mirror may lag)."""

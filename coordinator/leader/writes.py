@@ -36,10 +36,12 @@ from workhive.coordinator.etcd import (
     Outcome,
     Steal,
     Store,
+    Submission,
     TaskRecord,
     add_tasks,
     complete_and_claim,
     complete_and_grow,
+    submit_and_claim,
     write_barrier,
 )
 from workhive.coordinator.metrics import Metrics
@@ -47,6 +49,7 @@ from workhive.coordinator.model import Claim, TaskKey
 
 log = structlog.get_logger("workhive.leader")
 T = TypeVar("T")
+Pair = tuple[list[ItemResult], list[ItemResult]]
 LEASE_ROUNDS = 4  # txn attempts while agent leases named in it keep expiring
 
 
@@ -74,6 +77,9 @@ class ClaimsStore(Protocol):
         known: Mapping[TaskKey, TaskRecord],
         reqs: Sequence[ClaimRequest],
         fence: Fence,
+    ) -> tuple[list[ItemResult], list[ItemResult]]: ...
+    def submit_and_create(
+        self, subs: Sequence[Submission], reqs: Sequence[ClaimRequest], fence: Fence
     ) -> tuple[list[ItemResult], list[ItemResult]]: ...
     def task_record(self, key: TaskKey) -> TaskRecord | None: ...
     def grow(self, items: Sequence[Growth], fence: Fence) -> list[ItemResult]: ...
@@ -136,6 +142,11 @@ class EtcdClaimsStore:
         fence: Fence,
     ) -> tuple[list[ItemResult], list[ItemResult]]:
         return complete_and_claim(self._claims, comps, known, reqs, fence)
+
+    def submit_and_create(
+        self, subs: Sequence[Submission], reqs: Sequence[ClaimRequest], fence: Fence
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        return submit_and_claim(self._claims, subs, reqs, fence)
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         return self._store.task_record(key)
@@ -258,13 +269,51 @@ class Writer:
         completions alone (``ClaimsStore.complete``)."""
         if not reqs:
             return await self.fenced(self.store.complete, comps, known=known), []
+
+        def both(items: Sequence[ClaimRequest], fence: Fence) -> Pair:
+            return self.store.complete_and_create(comps, known, items, fence)
+
+        def alone(items: Sequence[Completion], fence: Fence) -> list[ItemResult]:
+            return self.store.complete(items, fence, known=known)
+
+        return await self._with_claims(both, alone, comps, reqs, lease_of)
+
+    async def submit_and_create(
+        self,
+        subs: Sequence[Submission],
+        reqs: Sequence[ClaimRequest],
+        lease_of: Callable[[ClaimRequest], int],
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        """Small projects and the first claims of their tasks in one call
+        (``etcd.submit_and_claim``), the claims handled as in
+        ``fenced_on_leases``; without claims, the projects alone."""
+
+        def both(items: Sequence[ClaimRequest], fence: Fence) -> Pair:
+            return self.store.submit_and_create(subs, items, fence)
+
+        def alone(items: Sequence[Submission], fence: Fence) -> list[ItemResult]:
+            return self.store.submit_and_create(items, [], fence)[0]
+
+        return await self._with_claims(both, alone, subs, reqs, lease_of)
+
+    async def _with_claims(
+        self,
+        both: Callable[[Sequence[ClaimRequest], Fence], Pair],
+        alone: Callable[[Sequence[Any], Fence], list[ItemResult]],
+        firsts: Sequence[Any],
+        reqs: Sequence[ClaimRequest],
+        lease_of: Callable[[ClaimRequest], int],
+    ) -> Pair:
+        """``both(claims)`` -> (results of ``firsts``, of the claims), the claims
+        handled as in ``fenced_on_leases``; when every claim named a dead
+        lease, ``alone(firsts)``."""
         last: list[list[ItemResult]] = []
 
-        def both(items: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
-            done, made = self.store.complete_and_create(comps, known, items, fence)
-            last[:] = [done]
+        def run(items: Sequence[ClaimRequest], fence: Fence) -> list[ItemResult]:
+            first, made = both(items, fence)
+            last[:] = [first]
             return made
 
-        made = await self.fenced_on_leases(both, reqs, lease_of)
-        done = last[0] if last else await self.fenced(self.store.complete, comps, known=known)
-        return done, made
+        made = await self.fenced_on_leases(run, reqs, lease_of) if reqs else []
+        first = last[0] if last else await self.fenced(alone, firsts)
+        return first, made

@@ -124,3 +124,32 @@ def test_with_freezing_off_collections_are_observed_and_nothing_is_frozen(unfroz
         policy.step()
     assert (policy.freezes, gc.get_freeze_count()) == (0, 0)
     assert metrics.registry.get_sample_value("workhive_gc_pause_seconds_count", {"generation": "2"})
+
+
+def test_install_freezes_what_the_process_made_before_serving(unfrozen: None) -> None:
+    policy = FreezeAfterFull()
+    policy.install()
+    try:
+        assert policy.freezes == 1
+        assert gc.get_freeze_count() > 0  # the first full collection will not walk them
+    finally:
+        policy.uninstall()
+
+
+def test_a_full_collection_runs_after_full_every_middle_collections(unfrozen: None) -> None:
+    metrics = Metrics(CollectorRegistry())
+    with watching(FreezeAfterFull(metrics.gc_pauses, full_every=3, clock=Clock())) as policy:
+        gc.collect()
+        policy.step()
+        gc.collect(1)
+        gc.collect(1)
+        policy.step()
+        assert policy.freezes == 1  # two middle collections: not yet
+        gc.collect(1)
+        policy.step()
+        assert policy.freezes == 2
+        assert gc.get_count()[2] == 0  # the full collection ran
+    fulls = metrics.registry.get_sample_value(
+        "workhive_gc_pause_seconds_count", {"generation": "2"}
+    )
+    assert fulls == 2

@@ -27,6 +27,7 @@ from workhive.coordinator.etcd import (
     Outcome,
     ProjectMeta,
     Steal,
+    Submission,
     TaskRecord,
 )
 from workhive.coordinator.leader.clock import Clock
@@ -142,6 +143,17 @@ class FakeStore:
     ) -> tuple[list[ItemResult], list[ItemResult]]:
         self.calls.append(("complete and create", [c.key.task for c in comps]))
         return self._results("(completions)", [c.key for c in comps]), self.create(reqs, fence)
+
+    def submit_and_create(
+        self, subs: Sequence[Submission], reqs: Sequence[ClaimRequest], fence: Fence
+    ) -> tuple[list[ItemResult], list[ItemResult]]:
+        """Each project commits (or not: a key of it in ``conflicts``) with its claims."""
+        self.calls.append(("submit and create", [s.meta.id for s in subs]))
+        stored = self._results("(projects)", [s.records[0].key for s in subs])
+        by_project = {s.meta.id: o for s, o in zip(subs, stored, strict=True)}
+        made = [Claims.claimed(r, by_project[r.record.key.project]) for r in reqs]
+        self.calls.append(("(claims)", [r.record.key.task for r in reqs]))
+        return stored, made
 
     def task_record(self, key: TaskKey) -> TaskRecord | None:
         self.calls.append(("read", [key.task]))
