@@ -1,6 +1,6 @@
 """Ready-to-start latency at ~10/50/90% of measured capacity (open loop).
 
-``python -m bench.latency [--json] [--quick] [--work-ms MS] [--backlog N]``
+``python -m bench.latency [--json] [--quick] [--work-ms MS] [--backlog N] [--ray]``
 
 One coordinator process on an embedded etcd; 8 SDK agents (1 slot each), one
 per process (``bench._agent_host``, the shape users deploy), printing each
@@ -28,6 +28,12 @@ holding a large heap, as one with a long project in its queue does. Each
 level reports ``gc_pauses``: the leader's garbage-collector pauses during it
 (count, and the longest, by bucket, from ``workhive_gc_pause_seconds``).
 
+``--ray`` then offers the same arrivals (shapes, rates, seeds) to Ray, once
+workhive's cluster is gone: ``ray.init(num_cpus=8)``, one remote call per
+task, each returning the wall time it started at (``ray`` in the result, and
+``<shape>_p50_vs_ray_at_50`` / ``_p99_`` ratios). Ray stores nothing durably:
+it is what users would otherwise pick, not a like-for-like design.
+
 Each level also reports ``queueing_floor``: the same figures for a dispatcher
 with no overhead at all (the same arrivals, FIFO onto the same 8 slots, each
 task taking exactly ``--work-ms``): what the slots alone cost. In the
@@ -39,11 +45,12 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import logging
 import math
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -132,16 +139,27 @@ class _Arrivals:
                 self.returned[(pid, f"t{j}")] = returned
 
 
-def _submit(b: Bench, arrivals: _Arrivals, pid: str, k: int, arrived: float) -> None:
+Submit = Callable[[str, int], None]
+"""Submits a project ``pid`` of ``k`` independent tasks ``t0``..``t<k-1>``."""
+Started = Callable[[str], dict[tuple[str, str], float]]
+"""Handler starts so far of the tasks whose project id starts with a prefix."""
+
+
+def _submit(submit: Submit, arrivals: _Arrivals, pid: str, k: int, arrived: float) -> None:
     """Submit a ``k``-task project that arrived at ``arrived`` (wall clock)."""
-    spec = to_spec(pid, [(f"t{j}", []) for j in range(k)])
     t0 = time.time()
-    b.submit(spec)
+    submit(pid, k)
     arrivals.note(pid, k, min(arrived, t0), time.time())
 
 
 def _offer_ticks(
-    b: Bench, arrivals: _Arrivals, name: str, rate: float, seconds: float, tick: float, seed: int
+    submit: Submit,
+    arrivals: _Arrivals,
+    name: str,
+    rate: float,
+    seconds: float,
+    tick: float,
+    seed: int,
 ) -> None:
     rng = random.Random(seed)
     t_begin = next_tick = time.monotonic()
@@ -149,7 +167,7 @@ def _offer_ticks(
     while time.monotonic() - t_begin < seconds:
         k = _poisson(rng, rate * tick)
         if k:
-            _submit(b, arrivals, f"{name}-{i}", k, time.time())
+            _submit(submit, arrivals, f"{name}-{i}", k, time.time())
         i += 1
         next_tick += tick
         delay = next_tick - time.monotonic()
@@ -158,7 +176,7 @@ def _offer_ticks(
 
 
 def _offer_tasks(
-    b: Bench, arrivals: _Arrivals, name: str, rate: float, seconds: float, seed: int
+    submit: Submit, arrivals: _Arrivals, name: str, rate: float, seconds: float, seed: int
 ) -> None:
     rng = random.Random(seed)
     wall = time.time() - time.monotonic()  # due times are monotonic; arrivals wall
@@ -173,13 +191,13 @@ def _offer_tasks(
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(_submit, b, arrivals, f"{name}-{i}", 1, due + wall)
+            pool.submit(_submit, submit, arrivals, f"{name}-{i}", 1, due + wall)
             i += 1
 
 
 def run_level(
-    b: Bench,
-    starts: Starts,
+    submit: Submit,
+    started_of: Started,
     name: str,
     rate: float,
     seconds: float,
@@ -190,16 +208,16 @@ def run_level(
 ) -> dict[str, Any]:
     arrivals = _Arrivals()
     if shape == "ticks":
-        _offer_ticks(b, arrivals, name, rate, seconds, tick, seed)
+        _offer_ticks(submit, arrivals, name, rate, seconds, tick, seed)
     else:
-        _offer_tasks(b, arrivals, name, rate, seconds, seed)
+        _offer_tasks(submit, arrivals, name, rate, seconds, seed)
     submitted = len(arrivals.arrived)
     # wait for the tail to start
     deadline = time.monotonic() + 30
-    started = starts.of(name + "-")
+    started = started_of(name + "-")
     while len(started) < submitted and time.monotonic() < deadline:
         time.sleep(0.05)
-        started = starts.of(name + "-")
+        started = started_of(name + "-")
     ready_start, ready_end = arrivals.arrived, arrivals.returned
     lat_hi = [started[k] - ready_start[k] for k in started if k in ready_start]
     lat_lo = [max(0.0, started[k] - ready_end[k]) for k in started if k in ready_end]
@@ -236,7 +254,62 @@ def _backlog(b: Bench, n: int) -> None:
     b.submit(ProjectSpec(id="backlog", tasks=tasks))
 
 
-def run(quick: bool, work_ms: float = 20.0, backlog: int = 0) -> dict[str, Any]:
+SHAPES = ("tasks", "ticks")
+LOADS = (10, 50, 90)  # percent of workhive's measured capacity
+
+
+def _workhive_submit(b: Bench) -> Submit:
+    return lambda pid, k: b.submit(to_spec(pid, [(f"t{j}", []) for j in range(k)]))
+
+
+def run_ray(rates: dict[int, float], seconds: float, tick: float, work_ms: float) -> dict[str, Any]:
+    """The same arrivals (shapes, rates, seeds) on Ray: ``ray.init(num_cpus=8)``,
+    one remote call per task, each sleeping ``work_ms`` and returning the wall
+    time it started at."""
+    import ray
+
+    ray.init(
+        num_cpus=AGENTS, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+    )
+    out: dict[str, Any] = {}
+    try:
+        work = ray.remote(num_cpus=1)(_sleep_then_start)
+        ray.get([work.remote(0.0) for _ in range(64)])  # warm up the worker pool
+        refs: dict[tuple[str, str], Any] = {}
+        lock = threading.Lock()
+
+        def submit(pid: str, k: int) -> None:
+            made = {(pid, f"t{j}"): work.remote(work_ms / 1000) for j in range(k)}
+            with lock:
+                refs.update(made)
+
+        def started_of(prefix: str) -> dict[tuple[str, str], float]:
+            with lock:
+                mine = {k: r for k, r in refs.items() if k[0].startswith(prefix)}
+            return dict(zip(mine, ray.get(list(mine.values()), timeout=60), strict=True))
+
+        for shape in SHAPES:
+            levels = out.setdefault(shape, {})
+            for pct, rate in rates.items():
+                name = f"ray-{shape}{pct}"
+                lvl = run_level(
+                    submit, started_of, name, rate, seconds, tick, pct, shape, work_ms / 1000
+                )
+                log(f"latency: ray {shape} {pct}% {lvl}")
+                levels[f"{pct}%"] = lvl
+                time.sleep(1.0)
+    finally:
+        ray.shutdown()
+    return out
+
+
+def _sleep_then_start(seconds: float) -> float:
+    started = time.time()
+    time.sleep(seconds)
+    return started
+
+
+def run(quick: bool, work_ms: float = 20.0, backlog: int = 0, ray: bool = False) -> dict[str, Any]:
     seconds = 6.0 if quick else 15.0
     tick = 0.05
     res: dict[str, Any] = {
@@ -261,35 +334,43 @@ def run(quick: bool, work_ms: float = 20.0, backlog: int = 0) -> dict[str, Any]:
         if backlog:
             _backlog(b, backlog)
         time.sleep(1.0)
-        for shape in ("tasks", "ticks"):
+        for shape in SHAPES:
             levels = res.setdefault("shapes", {}).setdefault(shape, {})
-            for pct_load in (10, 50, 90):
+            for pct_load in LOADS:
                 samples = b.leader_samples()
                 lvl = run_level(
-                    b, starts, f"{shape}{pct_load}", cap * pct_load / 100, seconds, tick,
-                    pct_load, shape, work_ms / 1000,
+                    _workhive_submit(b), starts.of, f"{shape}{pct_load}", cap * pct_load / 100,
+                    seconds, tick, pct_load, shape, work_ms / 1000,
                 )  # fmt: skip
                 lvl["gc_pauses"] = _gc_pauses(samples, b.leader_samples())
                 log(f"latency: {shape} {pct_load}% {lvl}")
                 levels[f"{pct_load}%"] = lvl
                 time.sleep(1.0)
+    if ray:  # after workhive's cluster is gone: the machine is Ray's alone
+        rates = {pct: res["capacity_tasks_per_s"] * pct / 100 for pct in LOADS}
+        res["ray"] = run_ray(rates, seconds, tick, work_ms)
     res["levels"] = res.get("shapes", {}).get("ticks", {})  # the report's table and plot
     for shape, levels in res.get("shapes", {}).items():
         at50 = levels.get("50%", {}).get("from_submit_start", {})
         if at50.get("n"):
             res[f"{shape}_p50_le_5ms_at_50"] = at50["p50_ms"] <= 5.0
             res[f"{shape}_p99_le_20ms_at_50"] = at50["p99_ms"] <= 20.0
+        ray50 = res.get("ray", {}).get(shape, {}).get("50%", {}).get("from_submit_start", {})
+        if at50.get("n") and ray50.get("n"):
+            for q in ("p50", "p99"):
+                res[f"{shape}_{q}_vs_ray_at_50"] = round(at50[f"{q}_ms"] / ray50[f"{q}_ms"], 2)
     return res
 
 
 def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-ms", type=float, default=20.0)
     p.add_argument("--backlog", type=int, default=0, help="tasks queued that never start")
+    p.add_argument("--ray", action="store_true", help="the same arrivals on Ray afterwards")
 
 
 def main() -> None:
     a = parse_args(__doc__ or "", _extra)
-    emit(run(a.quick, a.work_ms, a.backlog), a.json)
+    emit(run(a.quick, a.work_ms, a.backlog, a.ray), a.json)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,10 @@ def submit_and_claim(
     is claimed in the very txn that makes it visible. ``reqs`` must name
     tasks of ``subs`` (records as :func:`submission` built them). One
     result per project (``CONFLICT``: nothing of it written; the full
-    protocol says why) and one per claim, in input order."""
+    protocol says why) and one per claim, in input order. A refused project
+    whose meta etcd holds with our very bytes was written by this call
+    after all (a batch re-run after a txn named an expired lease, or an
+    ambiguous outcome): ``OK`` at the meta's revision, its claims with it."""
     by_project: dict[str, list[int]] = {}
     for j, r in enumerate(reqs):
         by_project.setdefault(r.record.key.project, []).append(j)
@@ -165,6 +168,11 @@ def submit_and_claim(
         for s in subs
     ]
     stored = claims.run(items, fence)
+    for i, s in enumerate(subs):
+        if stored[i].outcome is Outcome.CONFLICT:
+            kv = claims.client.get(claims.ks.meta(s.meta.id))
+            if kv is not None and kv.value == codec.encode_meta(s.meta):
+                stored[i] = ItemResult(Outcome.OK, kv.mod_revision)
     made = [ItemResult(Outcome.CONFLICT)] * len(reqs)
     for s, o in zip(subs, stored, strict=True):
         for j in by_project.get(s.meta.id, []):

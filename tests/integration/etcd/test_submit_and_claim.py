@@ -98,3 +98,17 @@ def test_a_deposed_leader_stores_nothing(
     stored, _ = submit_and_claim(claims, [_project("p")], [], fence)
     assert [o.outcome for o in stored] == [Outcome.NOT_LEADER]
     assert Store(client, ks).project("p") is None
+
+
+def test_a_project_this_call_wrote_before_a_rerun_is_ours_with_its_claims(
+    client: EtcdClient, ks: Keyspace, keeper: LeaseKeeper, leader: Election, claims: Claims
+) -> None:
+    lease = keeper.grant(10)
+    sub = _project("p")
+    submit_and_claim(claims, [sub], [_claim(sub, "t0", lease)], leader.fence)
+    stored, made = submit_and_claim(claims, [sub], [_claim(sub, "t0", lease)], leader.fence)
+    meta = Store(client, ks).project("p")
+    assert meta is not None
+    assert [(o.outcome, o.revision) for o in stored] == [(Outcome.OK, meta.mod_revision)]
+    assert made[0].ok and made[0].claim is not None
+    assert made[0].claim.mod_revision == meta.mod_revision
