@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import etcd_fixtures as _fixtures
 from tests.harness.etcd_fixtures import EtcdTarget
-from workhive.coordinator.etcd import Election, EtcdClient, Keyspace, LeaseKeeper, Session
+from workhive.coordinator.etcd import Claims, Election, EtcdClient, Keyspace, LeaseKeeper, Session
 
 # Re-exported fixtures (tests/conftest.py may import them too; same objects).
 etcd_server = _fixtures.etcd_server
@@ -29,6 +29,11 @@ def client(etcd: EtcdTarget) -> Iterator[EtcdClient]:
 @pytest.fixture
 def ks(etcd: EtcdTarget) -> Keyspace:
     return Keyspace(etcd.prefix)
+
+
+@pytest.fixture
+def claims(client: EtcdClient, ks: Keyspace) -> Claims:
+    return Claims(client, ks)
 
 
 @pytest.fixture

@@ -31,11 +31,6 @@ from .helpers import submit_ready
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def claims(client: EtcdClient, ks: Keyspace) -> Claims:
-    return Claims(client, ks)
-
-
 def test_claim_start_complete_roundtrip(
     client: EtcdClient, ks: Keyspace, keeper: LeaseKeeper, leader: Election, claims: Claims
 ) -> None:

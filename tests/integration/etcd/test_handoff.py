@@ -32,11 +32,6 @@ def K(task: str) -> TaskKey:
 
 
 @pytest.fixture
-def claims(client: EtcdClient, ks: Keyspace) -> Claims:
-    return Claims(client, ks)
-
-
-@pytest.fixture
 def records(client: EtcdClient, ks: Keyspace) -> Records:
     """Submit ``a -> c <- b`` and ``a -> d``; returns a reader of the records."""
     spec = ProjectSpec(

@@ -33,11 +33,6 @@ def _claim(sub: Submission, task: str, lease: int) -> ClaimRequest:
     return ClaimRequest(rec, "agent-1", lease, started=True)
 
 
-@pytest.fixture
-def claims(client: EtcdClient, ks: Keyspace) -> Claims:
-    return Claims(client, ks)
-
-
 def test_a_project_and_its_first_claim_commit_at_one_revision(
     client: EtcdClient, ks: Keyspace, keeper: LeaseKeeper, leader: Election, claims: Claims
 ) -> None:
