@@ -38,6 +38,9 @@ KINDS: Kinds = (
 )
 AGENTS = 5
 IN_FLIGHT = 2
+SMALL_SHARE = 0.5
+"""Projects of 1-40 tasks (stored with their first claims, docs/leader.md "Submit
+and claim in one txn"); the others have 41-80 (the full submit protocol)."""
 PROGRESS_TIMEOUT = 60.0  # seconds a fault may stop all work
 
 
@@ -80,9 +83,10 @@ class Soak:
             if p is not None and p.finished:
                 self.finished.add(pid)
         while len([p for p in self.sc.projects if p.id not in self.finished]) < IN_FLIGHT:
+            small = self.rng.random() < SMALL_SHARE
             spec = generated_project(
                 f"soak-{self.submitted}",
-                self.rng.randint(40, 80),
+                self.rng.randint(1, 40) if small else self.rng.randint(41, 80),
                 seed=self.rng.randrange(1 << 30),
                 max_attempts=50,
             )
