@@ -161,26 +161,25 @@ class EventHandlers(Dispatch):
         if p is None or p.analysis is None or any(t.id in p.by_id for t in add.tasks):
             return  # idempotent: a batch is added once
         blocked = add.blocked_deps()
-        specs = list(p.spec.tasks)
         for x, ns in blocked.items():
             t = p.by_id[x]
-            t.spec = specs[t.index] = replace(t.spec, depends_on=(*t.spec.depends_on, *ns))
+            t.spec = replace(t.spec, depends_on=(*t.spec.depends_on, *ns))
             t.waiting += len(ns)
             if t.state is _R:
                 t.state, t.heap_id, t.planned = _P, -1, False
             elif t.state is _RUN:  # chained, not started (check_addition): wait for ns too
                 self._give_back(t, f"blocked by {', '.join(ns)}")
-        p.spec = replace(p.spec, tasks=(*specs, *add.tasks))
         p.analysis, changed = extend_analysis(
             p.analysis, add.tasks, blocked, self.durations.predict
         )
         fresh = []
         for ts in add.tasks:
-            t = TaskRecord(TaskKey(p.spec.id, ts.id), ts, len(p.tasks), p)
+            t = TaskRecord(TaskKey(add.project_id, ts.id), ts, len(p.tasks), p)
             t.rank, t.predicted = p.analysis.rank[t.index], p.analysis.weight[t.index]
             p.tasks.append(t)
             p.by_id[ts.id] = t
             fresh.append(t)
+        p.grown()
         for t in fresh:
             t.waiting = sum(1 for d in t.spec.depends_on if p.by_id[d].state is not _OK)
         p.remaining += len(fresh)

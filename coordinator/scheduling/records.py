@@ -15,7 +15,7 @@ deletion). ``Counter`` values only grow, so ties break in push order.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workhive.coordinator.model import AgentInfo, ProjectSpec, TaskKey, TaskSpec, TaskState
 from workhive.coordinator.scheduling.graph import GraphAnalysis
@@ -95,9 +95,15 @@ class TaskRecord:
 
 
 class ProjectRecord:
-    """One project: its task records, cached analysis, plan and progress counters."""
+    """One project: its task records, cached analysis, plan and progress counters.
+
+    ``spec`` is the project as its task records hold it now (tasks added,
+    dependencies grown), built again only when read after :meth:`grown`: an
+    addition to a large project must not copy every task spec."""
 
     __slots__ = (
+        "_base",
+        "_spec",
         "analysis",
         "by_id",
         "calibration",
@@ -109,13 +115,13 @@ class ProjectRecord:
         "rank_version",
         "remaining",
         "since_rank",
-        "spec",
         "tasks",
         "unestimated",
     )
 
     def __init__(self, spec: ProjectSpec) -> None:
-        self.spec = spec
+        self._base = spec  # id, agents, source
+        self._spec: ProjectSpec | None = spec
         self.tasks: list[TaskRecord] = []
         self.by_id: dict[str, TaskRecord] = {}
         self.calibration = 0  # DurationModel.calibration at the last rerank
@@ -129,6 +135,16 @@ class ProjectRecord:
         self.cp_done = 0.0
         self.left = 0.0  # predicted seconds of unfinished work
         self.finished: str | None = None
+
+    @property
+    def spec(self) -> ProjectSpec:
+        if self._spec is None:
+            self._spec = replace(self._base, tasks=tuple(t.spec for t in self.tasks))
+        return self._spec
+
+    def grown(self) -> None:
+        """Tasks were added or their specs changed: ``spec`` is built again when read."""
+        self._spec = None
 
 
 class AgentRecord:

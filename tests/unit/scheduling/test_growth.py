@@ -24,6 +24,7 @@ from workhive.coordinator.scheduling import (
     check_addition,
     extend_analysis,
 )
+from workhive.coordinator.scheduling.records import ProjectRecord, TaskRecord
 
 
 def T(tid: str, *deps: str, est: float = 1.0) -> TaskSpec:
@@ -158,3 +159,17 @@ def test_a_blocked_ready_task_waits_for_the_new_one() -> None:
     s.handle(TaskStarted(TaskKey("p", "x"), "ag", 2.1))
     cmds = s.handle(TaskSucceeded(TaskKey("p", "x"), "ag", 1.0, 3.0))
     assert any(isinstance(c, AssignTask) and c.key.task == "b" for c in cmds)
+
+
+def test_a_grown_projects_spec_is_its_task_records_as_they_are_now() -> None:
+    p = ProjectRecord(ProjectSpec("p", (T("a"), T("b")), source="p.yaml"))
+    p.tasks = [TaskRecord(TaskKey("p", t.id), t, i, p) for i, t in enumerate(p.spec.tasks)]
+    before = p.spec
+    assert p.spec is before  # nothing rebuilt while nothing changed
+    p.tasks[1].spec = T("b", "x")
+    p.tasks.append(TaskRecord(TaskKey("p", "x"), T("x"), 2, p))
+    assert p.spec is before  # an addition does not copy the project ...
+    p.grown()
+    assert p.spec == ProjectSpec(
+        "p", (T("a"), T("b", "x"), T("x")), source="p.yaml"
+    )  # ... a read does
