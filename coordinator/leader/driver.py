@@ -1,14 +1,15 @@
 """The turn loop: the leader of one term (docs/leader.md).
 
 One asyncio task owns the term (``term.Term``: the scheduler and the etcd
-mirror). Inputs (watch batches, agent messages, client cancels, timers) land
-on one queue. A turn first awaits the previous turn's writes (their
+mirror). Inputs (watch batches, agent messages, client requests, timers,
+``inputs``) land on one queue. A turn first awaits the previous turn's writes (their
 rejections are its first events), then drains everything pending; plain
 successes go to the scheduler at once and commit with the turn's claims
 (docs/leader.md, "One txn per turn"), other reports commit first
-(``completions``); the scheduler's commands go to the executor
+(``completions``); small projects go to the scheduler at once and are stored
+with their first claims (``submits``); the scheduler's commands go to the executor
 (``executor``), whose writes run while the next inputs queue up. A
-speculated success that etcd refuses makes the next turn re-list (a fresh
+speculated success or submit that etcd refuses makes the next turn re-list (a fresh
 snapshot; inputs wait for it). Agent presence lives in ``presence``, exact
 plans in ``planning``.
 
