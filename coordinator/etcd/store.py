@@ -63,7 +63,8 @@ class ClusterState:
     results: dict[TaskKey, TaskResult] = field(default_factory=dict)
     agents: dict[str, AgentInfo] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
-    staged: dict[TaskKey, TaskRecord] = field(default_factory=dict)
+    # by project: task records of projects whose meta is not written yet
+    staged: dict[str, dict[TaskKey, TaskRecord]] = field(default_factory=dict)
     mods: dict[bytes, int] = field(default_factory=dict)  # key -> last revision seen
     # the keys of ``tasks`` by project, kept by the mutators (a project's
     # tasks without a scan of every task: submits come one small project at a time)
@@ -186,15 +187,15 @@ class ClusterState:
         if kind == "meta":
             pid = parts[0]
             self.projects[pid] = codec.decode_meta(kv)
-            for k in [k for k in self.staged if k.project == pid]:
-                self._set_task(self.staged.pop(k))
+            for rec in self.staged.pop(pid, {}).values():
+                self._set_task(rec)
         elif kind == "task":
             tk = TaskKey(parts[0], parts[1])
             rec = codec.decode_task(tk, kv)
             if tk.project in self.projects:
                 self._set_task(rec)
             else:
-                self.staged[tk] = rec
+                self.staged.setdefault(tk.project, {})[tk] = rec
         elif kind == "claim":
             tk = TaskKey(parts[0], parts[1])
             self.claims[tk] = codec.decode_claim(tk, kv)
@@ -216,7 +217,11 @@ class ClusterState:
         elif kind == "task":
             tk = TaskKey(parts[0], parts[1])
             self._drop_task(tk)
-            self.staged.pop(tk, None)
+            waiting = self.staged.get(tk.project)
+            if waiting is not None:
+                waiting.pop(tk, None)
+                if not waiting:
+                    del self.staged[tk.project]
         elif kind == "claim":
             tk = TaskKey(parts[0], parts[1])
             self.claims.pop(tk, None)

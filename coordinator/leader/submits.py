@@ -105,11 +105,7 @@ class Submits:
                 continue  # its caller gave up: nothing is written
             if pid in mirror.projects:
                 req.done.set_exception(ProjectExists(f"project {pid!r} already exists"))
-            elif (
-                pid in taken
-                or term.state.knows(pid)
-                or any(k.project == pid for k in mirror.staged)
-            ):
+            elif pid in taken or term.state.knows(pid) or pid in mirror.staged:
                 req.done.set_exception(FullProtocol())
             else:
                 taken.add(pid)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 import pytest
 
 from tests.unit.leader.test_executor import Rig, rig
-from workhive.coordinator.etcd import FenceLost, ItemResult, ProjectExists, ProjectMeta
+from workhive.coordinator.etcd import (
+    FenceLost,
+    ItemResult,
+    ProjectExists,
+    ProjectMeta,
+    TaskRecord,
+)
 from workhive.coordinator.leader.executor import CommandExecutor
 from workhive.coordinator.leader.submits import (
     MAX_TASKS,
@@ -104,6 +110,15 @@ def test_a_project_twice_in_one_turn_or_known_to_the_scheduler_takes_the_full_pr
     r.term.state.handle(ProjectSubmitted(_spec("k"), 1000.0))
     futs, events = Turn(r).run([_spec("k")])
     assert [_outcome(f) for f in futs] == [FullProtocol] and events == []
+
+
+def test_a_project_with_keys_left_by_a_killed_submit_takes_the_full_protocol() -> None:
+    r = rig("x")
+    stale = TaskKey("n", "stale")
+    r.term.view().staged["n"] = {stale: TaskRecord(stale, TaskSpec(id="stale"), TaskState.READY)}
+    futs, events = Turn(r).run([_spec("n")])
+    assert [_outcome(f) for f in futs] == [FullProtocol]
+    assert events == [] and r.store.calls == []
 
 
 def test_a_refused_project_sends_its_caller_to_the_full_protocol_and_asks_for_a_rebuild() -> None:
