@@ -128,11 +128,11 @@ def submission_item(ks: Keyspace, s: Submission) -> TxnItem:
 
 
 def _in_one_txn(
-    client: EtcdClient, ks: Keyspace, s: Submission, fence: Fence | None
+    client: EtcdClient, item: TxnItem, s: Submission, fence: Fence | None
 ) -> ProjectMeta | None:
-    """The one-txn submit (module doc); None when a compare failed or the
-    outcome is unknown and not ours: the full protocol decides then."""
-    item = submission_item(ks, s)
+    """The one-txn submit (module doc; ``item`` is :func:`submission_item` of
+    ``s``); None when a compare failed or the outcome is unknown and not
+    ours: the full protocol decides then."""
     meta_key, value = item.puts[-1]
     cmps = ([fence.compare()] if fence else []) + item.compares
     try:
@@ -233,9 +233,10 @@ def submit_project(
     fence_cmps = [fence.compare()] if fence else []
     whole = submission(spec, clock)
     meta = whole.meta
-    puts = [(keyspace.task(r.key), codec.encode_task(r)) for r in whole.records]
+    item = submission_item(keyspace, whole)
+    puts = item.puts[:-1]  # the task records (the meta is last)
     if len(puts) < max_ops - 1 and sum(len(k) + len(v) for k, v in puts) < max_bytes:
-        once = _in_one_txn(client, keyspace, whole, fence)
+        once = _in_one_txn(client, item, whole, fence)
         if once is not None:
             return once
     own_keeper = keeper is None

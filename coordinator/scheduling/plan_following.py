@@ -72,7 +72,7 @@ class PlanFollowing:
         if any(aid not in self.pool.agents for aid in plan.sequences):
             return
         p.plan = plan
-        self.planned[p.spec.id] = p
+        self.planned[p.id] = p
         p.plan_seqs = {}
         for aid, ids in plan.sequences.items():
             p.plan_seqs[aid] = deque(
@@ -90,7 +90,7 @@ class PlanFollowing:
             return
         p.plan = None
         p.plan_seqs = {}
-        self.planned.pop(p.spec.id, None)
+        self.planned.pop(p.id, None)
         for t in p.tasks:
             if t.planned:
                 t.planned = False
@@ -98,7 +98,7 @@ class PlanFollowing:
                     self.queues.push_ready(t)
         if request:
             self.stats.replans += 1
-            self.emit(RequestReplan(p.spec.id, reason))
+            self.emit(RequestReplan(p.id, reason))
 
     def drop_overdue(self, now: float) -> None:
         """Drop the plan of a project whose running task has already overrun

@@ -137,6 +137,10 @@ class ProjectRecord:
         self.finished: str | None = None
 
     @property
+    def id(self) -> str:
+        return self._base.id
+
+    @property
     def spec(self) -> ProjectSpec:
         if self._spec is None:
             self._spec = replace(self._base, tasks=tuple(t.spec for t in self.tasks))

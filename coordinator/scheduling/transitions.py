@@ -158,8 +158,8 @@ class TaskTransitions(Placement):
             return
         states = {t.state for t in p.tasks}
         p.finished = "failed" if _FAIL in states else "cancelled" if _CXL in states else "succeeded"
-        self._plans.planned.pop(p.spec.id, None)
-        self._out.append(ProjectFinished(p.spec.id, p.finished))
+        self._plans.planned.pop(p.id, None)
+        self._out.append(ProjectFinished(p.id, p.finished))
 
     def _run(self, t: TaskRecord, a: AgentRecord, now: float) -> None:
         t.state = _RUN
